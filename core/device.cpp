@@ -1,0 +1,44 @@
+#include "loom/core/device.h"
+
+#include "loom/core/error.h"
+#ifdef LOOM_WITH_CUDA
+#include "loom/cuda/cuda_backend.h"
+#endif
+
+namespace loom {
+
+Device::Device(const std::string& spec) {
+  if (spec == "cpu") {
+    type = DeviceType::CPU;
+    index = 0;
+    return;
+  }
+  if (spec.rfind("cuda", 0) == 0) {
+    type = DeviceType::CUDA;
+    index = 0;
+    if (spec.size() == 4) return;
+    if (spec[4] == ':' && spec.size() > 5) {
+      try {
+        size_t used = 0;
+        index = std::stoi(spec.substr(5), &used);
+        if (used == spec.size() - 5 && index >= 0) return;
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  LOOM_FAIL("Device: cannot parse '", spec, "' (expected 'cpu', 'cuda' or 'cuda:N')");
+}
+
+std::string Device::str() const {
+  if (type == DeviceType::CPU) return "cpu";
+  return "cuda:" + std::to_string(index);
+}
+
+#ifdef LOOM_WITH_CUDA
+int cuda_device_count() { return cuda::device_count(); }
+#else
+int cuda_device_count() { return 0; }
+#endif
+bool cuda_is_available() { return cuda_device_count() > 0; }
+
+}  // namespace loom

@@ -1,0 +1,149 @@
+#pragma once
+// Tensor: a cheap, reference-counted handle to (storage, shape, strides, offset, dtype). Views share storage;
+// copying a Tensor copies the handle, not the data (as in PyTorch).
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "loom/core/device.h"
+#include "loom/core/dtype.h"
+#include "loom/core/error.h"
+#include "loom/core/shape.h"
+#include "loom/core/storage.h"
+
+namespace loom {
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape;
+  Shape strides;  // in elements
+  int64_t offset = 0;  // in elements
+  DType dtype = DType::Float32;
+};
+
+struct TensorOptions {
+  DType dtype = DType::Float32;
+  Device device = Device();
+  TensorOptions() = default;
+  TensorOptions(DType d) : dtype(d) {}                  // NOLINT: implicit, so `zeros({2}, kInt64)` reads well
+  TensorOptions(Device dev) : device(dev) {}            // NOLINT
+  TensorOptions(DType d, Device dev) : dtype(d), device(dev) {}
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // A fresh, uninitialised, contiguous tensor.
+  static Tensor empty(const Shape& shape, TensorOptions options = {});
+  // A view of `storage` with the given geometry (no copy).
+  static Tensor make_view(std::shared_ptr<Storage> storage, const Shape& shape, const Shape& strides, int64_t offset,
+                          DType dtype);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl().shape; }
+  const Shape& sizes() const { return impl().shape; }
+  const Shape& strides() const { return impl().strides; }
+  int64_t size(int64_t dim) const;
+  int64_t stride(int64_t dim) const;
+  int64_t dim() const { return static_cast<int64_t>(impl().shape.size()); }
+  int64_t numel() const { return shape_numel(impl().shape); }
+  int64_t offset() const { return impl().offset; }
+  DType dtype() const { return impl().dtype; }
+  Device device() const { return impl().storage->device(); }
+  TensorOptions options() const { return {dtype(), device()}; }
+  size_t element_size() const { return loom::element_size(dtype()); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(); }
+  bool is_contiguous() const;
+  const std::shared_ptr<Storage>& storage() const { return impl().storage; }
+  TensorImpl* unsafe_impl() const { return impl_.get(); }
+  bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
+
+  // Pointer to the first element; checks that T matches the dtype. Host pointers only make sense on the CPU.
+  template <typename T>
+  T* data() const {
+    LOOM_CHECK(dtype_of_v<T> == dtype(), "Tensor::data<T>: tensor has dtype ", dtype_name(dtype()),
+               " but data was requested as ", dtype_name(dtype_of_v<T>));
+    return static_cast<T*>(data_ptr());
+  }
+  void* data_ptr() const;
+  // The single value of a one-element tensor (copied to the host if needed).
+  template <typename T>
+  T item() const;
+  // The elements in row-major order, copied to the host.
+  template <typename T>
+  std::vector<T> to_vector() const;
+
+  // Conversions and copies.
+  Tensor contiguous() const;
+  Tensor clone() const;
+  Tensor to(Device device) const;
+  Tensor to(DType dtype) const;
+  Tensor cpu() const { return to(Device()); }
+  Tensor cuda() const { return to(Device(DeviceType::CUDA, 0)); }
+  // Copies src into this tensor (broadcasting src, converting dtype, across devices). In-place.
+  Tensor& copy_(const Tensor& src);
+  Tensor& fill_(double value);
+  Tensor& zero_() { return fill_(0.0); }
+
+  // Views sharing storage.
+  Tensor view(const Shape& shape) const;  // requires compatible strides; -1 infers one dim
+  Tensor reshape(const Shape& shape) const;  // a view when possible, else a copy
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
+  Tensor permute(const std::vector<int64_t>& dims) const;
+  Tensor transpose(int64_t dim0, int64_t dim1) const;
+  Tensor t() const;  // transpose of a 2-d tensor
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
+  Tensor select(int64_t dim, int64_t index) const;
+  Tensor operator[](int64_t index) const { return select(0, index); }
+  Tensor expand(const Shape& shape) const;  // -1 keeps a dim
+  Tensor expand_as(const Tensor& other) const { return expand(other.shape()); }
+  Tensor squeeze() const;
+  Tensor squeeze(int64_t dim) const;
+  Tensor unsqueeze(int64_t dim) const;
+  Tensor as_strided(const Shape& shape, const Shape& strides, int64_t offset) const;
+
+  // Method forms of the free functions in ops/ (same semantics).
+  Tensor sum() const;
+  Tensor sum(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor mean() const;
+  Tensor mean(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor max() const;
+  Tensor max(int64_t dim, bool keepdim = false) const;
+  Tensor min() const;
+  Tensor min(int64_t dim, bool keepdim = false) const;
+  Tensor argmax(int64_t dim, bool keepdim = false) const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor tanh() const;
+  Tensor relu() const;
+  Tensor sigmoid() const;
+  Tensor abs() const;
+  Tensor neg() const;
+  Tensor pow(double exponent) const;
+  Tensor matmul(const Tensor& other) const;
+  Tensor softmax(int64_t dim) const;
+  Tensor log_softmax(int64_t dim) const;
+  Tensor masked_fill(const Tensor& mask, double value) const;
+
+  std::string to_string() const;
+
+ private:
+  TensorImpl& impl() const {
+    LOOM_CHECK(impl_ != nullptr, "Tensor: operation on an undefined tensor");
+    return *impl_;
+  }
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Human-readable "float32[2, 3] on cpu" for error messages.
+std::string describe(const Tensor& t);
+
+}  // namespace loom

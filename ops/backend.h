@@ -1,0 +1,129 @@
+#pragma once
+// The kernel interface every backend implements (CPU in ops/cpu/, CUDA in cuda/). The op layer (ops/*.cpp) checks
+// arguments, computes output shapes, broadcasts, allocates outputs on the inputs' device and then calls exactly
+// one of these; kernels never validate user input. A backend that lacks a kernel inherits the default, which
+// throws a loom::Error naming the backend and the kernel.
+#include <cstdint>
+
+#include "loom/core/generator.h"
+#include "loom/core/tensor.h"
+
+namespace loom {
+
+enum class UnaryOp : uint8_t {
+  Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu,
+  Gelu,        // exact: x * Phi(x) (PyTorch's default)
+  GeluTanh,    // tanh approximation
+  Elu,         // param a = alpha
+  Abs,
+  PowScalar,   // x ** a
+  Clamp,       // clamp to [a, b] (a = -inf or b = +inf leaves that side open)
+  LogicalNot,  // bool -> bool
+  Square, Reciprocal, Sign
+};
+const char* unary_op_name(UnaryOp op);
+
+struct UnaryParams {
+  double a = 0;
+  double b = 0;
+};
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  Eq, Ne, Lt, Le, Gt, Ge,  // produce bool
+  LogicalAnd, LogicalOr    // bool inputs, bool output
+};
+const char* binary_op_name(BinaryOp op);
+inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+
+enum class ReduceOp : uint8_t {
+  Sum, Mean, Prod, Max, Min,
+  LogSumExp,  // max-shifted, stable
+  Var,        // param = correction (1 = unbiased)
+  Any, All    // bool
+};
+const char* reduce_op_name(ReduceOp op);
+
+enum class ArgReduceOp : uint8_t { Max, Min };  // values and the index of the first extremum
+enum class ScanOp : uint8_t { Cumsum, Cumprod };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // --- memory -------------------------------------------------------------------------------------------
+  // dst = src elementwise; same device and shape, any strides, dtypes may differ (converting as static_cast,
+  // and != 0 for bool).
+  virtual void copy(const Tensor& src, const Tensor& dst);
+  // Contiguous same-dtype copy between this backend's device and the host (or within the device).
+  virtual void copy_across_devices(const Tensor& src, const Tensor& dst);
+  virtual void fill(const Tensor& dst, double value);
+
+  // --- elementwise ----------------------------------------------------------------------------------------
+  // Inputs are already broadcast to out's shape (expanded views, stride 0 allowed) and share out's dtype, except
+  // that comparisons write bool and LogicalNot/And/Or read and write bool. out never aliases an input partially.
+  virtual void unary(UnaryOp op, const UnaryParams& params, const Tensor& in, const Tensor& out);
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
+  // out = cond ? a : b; cond bool, all broadcast to out's shape.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
+
+  // --- reductions ------------------------------------------------------------------------------------------
+  // Reduces `in` over `dims` (sorted, unique, non-empty) into `out`, whose shape is in's with those dims set to 1.
+  // Empty reductions give the identity (0 for sum, -inf for logsumexp; Max/Min on an empty dim are rejected by the
+  // op layer). `param` is Var's correction.
+  virtual void reduce(ReduceOp op, const Tensor& in, const Shape& dims, const Tensor& out, double param);
+  // values/indices (int64) have in's shape with `dim` set to 1.
+  virtual void arg_reduce(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor& values, const Tensor& indices);
+  virtual void scan(ScanOp op, const Tensor& in, int64_t dim, const Tensor& out);
+
+  // --- linear algebra ---------------------------------------------------------------------------------------
+  // out[i] = alpha * a[i] @ b[i] + beta * out[i] for i in [0, B). a: [B, M, K], b: [B, K, N], out: [B, M, N]
+  // contiguous. a and b each have a unit stride in one of their last two dims (transposed views are fine) and
+  // may have batch stride 0 (broadcast). float32 or float64.
+  virtual void bmm(const Tensor& a, const Tensor& b, const Tensor& out, double alpha, double beta);
+
+  // --- indexing and shape -----------------------------------------------------------------------------------
+  // out[i][j][k] = in[index[i][j][k]][j][k] (dim = 0); index int64, shape of out; indices already range-checked.
+  virtual void gather(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out);
+  // self[index[i][j][k]][j][k] = src[i][j][k] (or += when accumulate), in place on self.
+  virtual void scatter(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src, bool accumulate);
+  // out = in.index_select(dim, index) (index 1-d int64, range-checked).
+  virtual void index_select(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out);
+  // self.index_select(dim, index) += src, accumulating repeated indices (embedding backward).
+  virtual void index_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src);
+  // Stable sort along dim; values like in, indices int64.
+  virtual void sort(const Tensor& in, int64_t dim, bool descending, const Tensor& values, const Tensor& indices);
+  // The k largest (or smallest) along dim, sorted, ties broken by lower index first.
+  virtual void topk(const Tensor& in, int64_t k, int64_t dim, bool largest, const Tensor& values,
+                    const Tensor& indices);
+  // out[i] = start + i * step (out 1-d).
+  virtual void arange(double start, double step, const Tensor& out);
+  // Keeps the lower (upper=false) or upper triangle of the last two dims relative to `diagonal`, zeros elsewhere.
+  virtual void triangle(const Tensor& in, int64_t diagonal, bool upper, const Tensor& out);
+
+  // --- random (Philox; element i uses counter offset + i/4, word i%4: identical on every backend) -------------
+  virtual void uniform(const Tensor& out, double low, double high, PhiloxState state);
+  virtual void normal(const Tensor& out, double mean, double std, PhiloxState state);
+  // out = keep ? in / (1 - p) : 0 where keep = uniform(i) >= p. Calling it again with the same state on a
+  // gradient gives dropout's backward.
+  virtual void dropout(const Tensor& in, double p, PhiloxState state, const Tensor& out);
+
+  // --- nn -----------------------------------------------------------------------------------------------
+  // Softmax (or log-softmax) along the last dim of a contiguous in; mask (bool, expanded to in's shape, may be
+  // undefined) marks excluded entries. A row with every entry excluded gives zeros (softmax) or -inf (log).
+  virtual void softmax(const Tensor& in, const Tensor& mask, bool log, const Tensor& out);
+  // Layer norm over the last dim of a contiguous in [rows, D]; weight/bias [D] may be undefined. Writes mean and
+  // rstd [rows] (float32/64 like in) for the backward pass.
+  virtual void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                          const Tensor& mean, const Tensor& rstd);
+
+ protected:
+  [[noreturn]] void missing(const char* kernel) const;
+};
+
+// The backend serving a device (throws for CUDA when Loom has no CUDA backend).
+Backend& backend_for(Device device);
+Backend& cpu_backend();
+
+}  // namespace loom

@@ -1,0 +1,46 @@
+#pragma once
+// The CPU backend: kernels vectorised for the host (AVX-512 here) and split over Loom's thread pool; GEMMs on
+// OpenBLAS. Each family of kernels lives in its own file (cpu_<family>.cpp).
+#include "loom/ops/backend.h"
+
+namespace loom {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "CPU"; }
+
+  // cpu_copy.cpp
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void copy_across_devices(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  // cpu_elementwise.cpp
+  void unary(UnaryOp op, const UnaryParams& params, const Tensor& in, const Tensor& out) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  // cpu_reduce.cpp
+  void reduce(ReduceOp op, const Tensor& in, const Shape& dims, const Tensor& out, double param) override;
+  void arg_reduce(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor& values, const Tensor& indices) override;
+  void scan(ScanOp op, const Tensor& in, int64_t dim, const Tensor& out) override;
+  // cpu_linalg.cpp
+  void bmm(const Tensor& a, const Tensor& b, const Tensor& out, double alpha, double beta) override;
+  // cpu_index.cpp
+  void gather(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void scatter(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src, bool accumulate) override;
+  void index_select(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void index_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) override;
+  void sort(const Tensor& in, int64_t dim, bool descending, const Tensor& values, const Tensor& indices) override;
+  void topk(const Tensor& in, int64_t k, int64_t dim, bool largest, const Tensor& values,
+            const Tensor& indices) override;
+  void arange(double start, double step, const Tensor& out) override;
+  void triangle(const Tensor& in, int64_t diagonal, bool upper, const Tensor& out) override;
+  // cpu_random.cpp
+  void uniform(const Tensor& out, double low, double high, PhiloxState state) override;
+  void normal(const Tensor& out, double mean, double std, PhiloxState state) override;
+  void dropout(const Tensor& in, double p, PhiloxState state, const Tensor& out) override;
+  // cpu_nn.cpp
+  void softmax(const Tensor& in, const Tensor& mask, bool log, const Tensor& out) override;
+  void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                  const Tensor& mean, const Tensor& rstd) override;
+};
+
+}  // namespace loom

@@ -1,0 +1,8 @@
+#pragma once
+// Every op of Loom's public API.
+#include "loom/ops/elementwise.h"
+#include "loom/ops/factory.h"
+#include "loom/ops/linalg.h"
+#include "loom/ops/nn_ops.h"
+#include "loom/ops/reduce.h"
+#include "loom/ops/shape_ops.h"
