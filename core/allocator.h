@@ -47,5 +47,7 @@ Allocator& allocator_for(Device device);
 
 MemoryStats memory_stats(Device device = Device());
 void reset_peak_memory(Device device = Device());
+// Returns the blocks a device's allocator keeps for reuse to the system (torch.cuda.empty_cache).
+void empty_cache(Device device = Device());
 
 }  // namespace loom

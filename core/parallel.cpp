@@ -27,7 +27,8 @@ class ThreadPool {
   void resize(int threads) {
     stop_workers();
     stopping_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // A new worker starts at the current generation: earlier jobs are finished and must not be run again.
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, g = generation_] { worker_loop(i, g); });
   }
 
   // Runs task(0..n_chunks-1); chunk 0 on the calling thread.
@@ -62,8 +63,7 @@ class ThreadPool {
     t_in_parallel = was;
   }
 
-  void worker_loop(int index) {
-    uint64_t seen = 0;
+  void worker_loop(int index, uint64_t seen) {
     for (;;) {
       const std::function<void(int)>* task;
       {

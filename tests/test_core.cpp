@@ -104,3 +104,15 @@ TEST(Device, ParsesAndRejects) {
   EXPECT_THROW(Device("gpu"), Error);
   EXPECT_THROW(Device("cuda:x"), Error);
 }
+
+TEST(Allocator, LargeBlocksAreReusedAndCanBeReleased) {
+  empty_cache();
+  int64_t reserved0 = memory_stats().reserved_bytes;
+  { Tensor a = Tensor::empty({1 << 20}); }  // 4 MiB, cached on free
+  int64_t reserved1 = memory_stats().reserved_bytes;
+  EXPECT_GE(reserved1 - reserved0, 4 << 20);
+  { Tensor b = Tensor::empty({1 << 20}); }  // served from the cache: nothing new from the system
+  EXPECT_EQ(memory_stats().reserved_bytes, reserved1);
+  empty_cache();
+  EXPECT_EQ(memory_stats().reserved_bytes, reserved0);
+}
