@@ -10,3 +10,4 @@
 #include "loom/core/shape.h"
 #include "loom/core/tensor.h"
 #include "loom/ops/ops.h"
+#include "loom/nn/safetensors.h"

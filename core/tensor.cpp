@@ -82,7 +82,8 @@ Shape infer_shape(const Shape& shape, int64_t numel, const char* op, const Shape
 // (the algorithm of PyTorch's computeStride: match runs of dims that are contiguous among themselves).
 bool view_strides(const Shape& old_shape, const Shape& old_strides, const Shape& new_shape, Shape& new_strides) {
   new_strides = Shape(new_shape.size(), 0);
-  if (shape_numel(old_shape) == 0) {
+  // Empty and 0-d tensors have no stride structure to preserve (a 0-d tensor becomes all size-1 dims).
+  if (shape_numel(old_shape) == 0 || old_shape.empty()) {
     new_strides = contiguous_strides(new_shape);
     return true;
   }

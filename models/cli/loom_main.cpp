@@ -9,6 +9,23 @@
 
 namespace {
 
+// CLI11's own range checks print the whole double range in their message; these say what is wrong plainly.
+CLI::Validator number_check(bool allow_zero) {
+  return CLI::Validator(
+      [allow_zero](std::string& value) -> std::string {
+        try {
+          size_t used = 0;
+          double v = std::stod(value, &used);
+          if (used == value.size() && (v > 0 || (allow_zero && v == 0))) return "";
+        } catch (const std::exception&) {
+        }
+        return std::string("expected a ") + (allow_zero ? "non-negative" : "positive") + " number, got '" + value + "'";
+      },
+      allow_zero ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator kPositive = number_check(false);
+const CLI::Validator kNonNegative = number_check(true);
+
 void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
   CLI::App* cmd = train.add_subcommand(
       "charmlp",
@@ -20,21 +37,21 @@ void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
   cmd->add_option("--out", o.out_dir, "Run directory: metrics.jsonl and checkpoint.safetensors")
       ->capture_default_str();
   cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--steps", o.steps, "Training steps")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", o.batch, "Sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--lr", o.lr, "Peak Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--steps", o.steps, "Training steps")->capture_default_str()->check(kPositive);
+  cmd->add_option("--batch", o.batch, "Sequences per step")->capture_default_str()->check(kPositive);
+  cmd->add_option("--lr", o.lr, "Peak Adam learning rate")->capture_default_str()->check(kPositive);
   cmd->add_option("--lr-final", o.lr_final, "Learning rate at the last step (cosine decay)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--eval-every", o.eval_every, "Steps between validation passes")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(kPositive);
   cmd->add_option("--seed", o.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
-  cmd->add_option("--context", o.model.context, "Characters of history")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--embed", o.model.embed_dim, "Embedding width")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--hidden", o.model.hidden, "Hidden layer width")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--context", o.model.context, "Characters of history")->capture_default_str()->check(kPositive);
+  cmd->add_option("--embed", o.model.embed_dim, "Embedding width")->capture_default_str()->check(kPositive);
+  cmd->add_option("--hidden", o.model.hidden, "Hidden layer width")->capture_default_str()->check(kPositive);
   cmd->callback([&o] { std::exit(loom::models::train_char_mlp(o)); });
 }
 

@@ -1,0 +1,46 @@
+#pragma once
+// The CUDA backend of one GPU. Kernels run on the default stream, so ops are ordered among themselves and a
+// cudaMemcpy to the host waits for every kernel before it. Each family of kernels lives in its own file
+// (cuda_<family>.cu); everything else inherits Backend's "has no kernel" error.
+#include <cublas_v2.h>
+
+#include <mutex>
+
+#include "loom/ops/backend.h"
+
+namespace loom::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {}
+  // The cuBLAS handle is deliberately not destroyed at exit: the CUDA runtime may already be gone by then.
+  ~CudaBackend() override = default;
+  const char* name() const override { return "CUDA"; }
+  int device() const { return device_; }
+
+  // cuda_backend.cu
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void copy_across_devices(const Tensor& src, const Tensor& dst) override;
+  void fill(const Tensor& dst, double value) override;
+  void arange(double start, double step, const Tensor& out) override;
+  void bmm(const Tensor& a, const Tensor& b, const Tensor& out, double alpha, double beta) override;
+  void uniform(const Tensor& out, double low, double high, PhiloxState state) override;
+  void normal(const Tensor& out, double mean, double std, PhiloxState state) override;
+  void dropout(const Tensor& in, double p, PhiloxState state, const Tensor& out) override;
+  // cuda_elementwise.cu
+  void unary(UnaryOp op, const UnaryParams& params, const Tensor& in, const Tensor& out) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  // cuda_reduce.cu
+  void reduce(ReduceOp op, const Tensor& in, const Shape& dims, const Tensor& out, double param) override;
+
+ private:
+  cublasHandle_t cublas();  // created on first use, with this backend's device current
+
+  int device_;
+  std::once_flag cublas_once_;
+  std::mutex cublas_mutex_;
+  cublasHandle_t cublas_ = nullptr;
+};
+
+}  // namespace loom::cuda

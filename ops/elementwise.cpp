@@ -1,0 +1,328 @@
+// Elementwise ops: dtype promotion, broadcasting and argument checks, then one backend kernel call.
+#include "loom/ops/elementwise.h"
+
+#include <cmath>
+
+#include "loom/ops/backend.h"
+#include "loom/ops/factory.h"
+#include "loom/ops/reduce.h"
+
+namespace loom {
+namespace {
+
+void check_defined(const char* op, const Tensor& t) {
+  LOOM_CHECK(t.defined(), op, ": undefined tensor argument");
+}
+
+void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  LOOM_CHECK(a.device() == b.device(), op, ": tensors on ", a.device(), " and ", b.device());
+}
+
+// True when `from` broadcasts to exactly `to` (NumPy rules, without changing `to`).
+bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i)
+    if (from[i] != 1 && from[i] != to[lead + i]) return false;
+  return true;
+}
+
+// bool < integral < floating.
+int category(DType d) { return d == DType::Bool ? 0 : is_integral(d) ? 1 : 2; }
+
+// PyTorch's result type: a 0-d tensor only decides the dtype when it belongs to a higher category than the
+// dimensioned operand (float32 [n] + float64 0-d stays float32; int64 [n] + float64 0-d is float64).
+DType result_type(const Tensor& a, const Tensor& b) {
+  bool a0 = a.dim() == 0, b0 = b.dim() == 0;
+  if (a0 == b0) return promote_types(a.dtype(), b.dtype());
+  const Tensor& dimmed = a0 ? b : a;
+  const Tensor& zero_d = a0 ? a : b;
+  return category(zero_d.dtype()) > category(dimmed.dtype()) ? zero_d.dtype() : dimmed.dtype();
+}
+
+// The dtype a Python-like scalar takes next to a tensor of dtype t: the tensor's, except that a fractional
+// (or non-finite) scalar makes integral and bool tensors float32, and an integral scalar makes bool tensors
+// int64.
+DType scalar_result_type(DType t, double s) {
+  if (is_floating(t)) return t;
+  if (!std::isfinite(s) || s != std::trunc(s)) return DType::Float32;
+  return t == DType::Bool ? DType::Int64 : t;
+}
+
+// The computation dtype of a binary op on operands of dtype `common` (their result type).
+DType compute_dtype(BinaryOp op, DType common) {
+  if (op == BinaryOp::Div && !is_floating(common)) return DType::Float32;
+  if (common == DType::Bool) {
+    LOOM_CHECK(op != BinaryOp::Sub, "sub: subtraction of bool tensors is not supported (use logical ops)");
+    LOOM_CHECK(op != BinaryOp::Pow, "pow: bool tensors are not supported");
+  }
+  return common;
+}
+
+Tensor binary_with_dtype(BinaryOp op, const Tensor& a, const Tensor& b, DType common) {
+  const char* name = binary_op_name(op);
+  DType compute = compute_dtype(op, common);
+  Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  DType out_dtype = is_comparison(op) ? DType::Bool : compute;
+  Tensor out = Tensor::empty(shape, {out_dtype, a.device()});
+  // Convert before expanding, so a broadcast operand is converted once rather than once per output element.
+  backend_for(a.device()).binary(op, a.to(compute).expand(shape), b.to(compute).expand(shape), out);
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const char* name = binary_op_name(op);
+  check_defined(name, a);
+  check_defined(name, b);
+  check_same_device(name, a, b);
+  if (op == BinaryOp::LogicalAnd || op == BinaryOp::LogicalOr) {
+    LOOM_CHECK(a.dtype() == DType::Bool && b.dtype() == DType::Bool, name, ": expected bool tensors, got ",
+               describe(a), " and ", describe(b));
+  }
+  return binary_with_dtype(op, a, b, result_type(a, b));
+}
+
+// A 0-d tensor holding s in the dtype s takes next to `t`.
+Tensor scalar_like(const Tensor& t, double s) {
+  return scalar_tensor(s, {scalar_result_type(t.dtype(), s), t.device()});
+}
+
+Tensor binary_scalar(BinaryOp op, const Tensor& a, double b) {
+  check_defined(binary_op_name(op), a);
+  Tensor bt = scalar_like(a, b);
+  return binary_with_dtype(op, a, bt, bt.dtype());
+}
+
+Tensor scalar_binary(BinaryOp op, double a, const Tensor& b) {
+  check_defined(binary_op_name(op), b);
+  Tensor at = scalar_like(b, a);
+  return binary_with_dtype(op, at, b, at.dtype());
+}
+
+Tensor unary(UnaryOp op, const Tensor& x, DType dtype, UnaryParams params = {}) {
+  check_defined(unary_op_name(op), x);
+  Tensor out = Tensor::empty(x.shape(), {dtype, x.device()});
+  backend_for(x.device()).unary(op, params, x.to(dtype), out);
+  return out;
+}
+
+// Math defined on real numbers: integral and bool inputs compute in float32, as PyTorch.
+Tensor floating_unary(UnaryOp op, const Tensor& x, UnaryParams params = {}) {
+  check_defined(unary_op_name(op), x);
+  return unary(op, x, is_floating(x.dtype()) ? x.dtype() : DType::Float32, params);
+}
+
+// Ops that keep integers integral but are not defined on bool.
+Tensor numeric_unary(UnaryOp op, const Tensor& x, const char* bool_hint = "") {
+  check_defined(unary_op_name(op), x);
+  LOOM_CHECK(x.dtype() != DType::Bool, unary_op_name(op), ": bool tensors are not supported", bool_hint);
+  return unary(op, x, x.dtype());
+}
+
+// In place: a op= b. b broadcasts to a's shape and the result type must convert back to a's dtype.
+Tensor& binary_(BinaryOp op, Tensor& a, const Tensor& b, DType common) {
+  const char* name = binary_op_name(op);
+  DType compute = compute_dtype(op, common);
+  LOOM_CHECK(!(is_floating(compute) && !is_floating(a.dtype())) &&
+                 !(compute != DType::Bool && a.dtype() == DType::Bool),
+             name, "_: result type ", dtype_name(compute), " cannot be cast to ", describe(a), " in place");
+  LOOM_CHECK(broadcasts_to(b.shape(), a.shape()), name, "_: shape ", b.shape(),
+             " cannot be broadcast to the in-place shape ", a.shape());
+  const Shape& shape = a.shape();
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    LOOM_CHECK(a.stride(d) != 0 || a.size(d) <= 1, name,
+               "_: cannot write in place into an expanded tensor (several elements share memory), ",
+               describe(a));
+  }
+  Tensor src = b.to(a.dtype());
+  // A different view of a's own memory would be overwritten while it is read.
+  if (src.storage() == a.storage() && (src.offset() != a.offset() || src.strides() != a.strides()))
+    src = src.clone();
+  a.storage()->bump_version();
+  backend_for(a.device()).binary(op, a, src.expand(shape), a);
+  return a;
+}
+
+Tensor& binary_(BinaryOp op, Tensor& a, const Tensor& b) {
+  const char* name = binary_op_name(op);
+  check_defined(name, a);
+  check_defined(name, b);
+  check_same_device(name, a, b);
+  return binary_(op, a, b, promote_types(a.dtype(), b.dtype()));
+}
+
+Tensor& binary_scalar_(BinaryOp op, Tensor& a, double b) {
+  check_defined(binary_op_name(op), a);
+  Tensor bt = scalar_like(a, b);
+  return binary_(op, a, bt, bt.dtype());
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maximum, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Minimum, a, b); }
+Tensor add(const Tensor& a, double b) { return binary_scalar(BinaryOp::Add, a, b); }
+Tensor sub(const Tensor& a, double b) { return binary_scalar(BinaryOp::Sub, a, b); }
+Tensor mul(const Tensor& a, double b) { return binary_scalar(BinaryOp::Mul, a, b); }
+Tensor div(const Tensor& a, double b) { return binary_scalar(BinaryOp::Div, a, b); }
+
+Tensor pow(const Tensor& a, double exponent) {
+  check_defined("pow", a);
+  DType dtype = scalar_result_type(a.dtype(), exponent);
+  LOOM_CHECK(is_floating(dtype) || exponent >= 0,
+             "pow: integers to negative integer powers are not allowed (", describe(a), " ** ", exponent,
+             ")");
+  return unary(UnaryOp::PowScalar, a, dtype, {exponent, 0});
+}
+
+Tensor pow(double base, const Tensor& exponent) { return scalar_binary(BinaryOp::Pow, base, exponent); }
+
+Tensor eq(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Eq, a, b); }
+Tensor ne(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Ne, a, b); }
+Tensor lt(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Lt, a, b); }
+Tensor le(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Le, a, b); }
+Tensor gt(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Gt, a, b); }
+Tensor ge(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Ge, a, b); }
+Tensor eq(const Tensor& a, double b) { return binary_scalar(BinaryOp::Eq, a, b); }
+Tensor ne(const Tensor& a, double b) { return binary_scalar(BinaryOp::Ne, a, b); }
+Tensor lt(const Tensor& a, double b) { return binary_scalar(BinaryOp::Lt, a, b); }
+Tensor le(const Tensor& a, double b) { return binary_scalar(BinaryOp::Le, a, b); }
+Tensor gt(const Tensor& a, double b) { return binary_scalar(BinaryOp::Gt, a, b); }
+Tensor ge(const Tensor& a, double b) { return binary_scalar(BinaryOp::Ge, a, b); }
+Tensor logical_and(const Tensor& a, const Tensor& b) { return binary(BinaryOp::LogicalAnd, a, b); }
+Tensor logical_or(const Tensor& a, const Tensor& b) { return binary(BinaryOp::LogicalOr, a, b); }
+
+Tensor logical_not(const Tensor& a) {
+  check_defined("logical_not", a);
+  LOOM_CHECK(a.dtype() == DType::Bool, "logical_not: expected a bool tensor, got ", describe(a));
+  return unary(UnaryOp::LogicalNot, a, DType::Bool);
+}
+
+Tensor neg(const Tensor& x) { return numeric_unary(UnaryOp::Neg, x, " (use logical_not to invert a mask)"); }
+Tensor exp(const Tensor& x) { return floating_unary(UnaryOp::Exp, x); }
+Tensor log(const Tensor& x) { return floating_unary(UnaryOp::Log, x); }
+Tensor sqrt(const Tensor& x) { return floating_unary(UnaryOp::Sqrt, x); }
+Tensor rsqrt(const Tensor& x) { return floating_unary(UnaryOp::Rsqrt, x); }
+Tensor tanh(const Tensor& x) { return floating_unary(UnaryOp::Tanh, x); }
+Tensor sigmoid(const Tensor& x) { return floating_unary(UnaryOp::Sigmoid, x); }
+Tensor relu(const Tensor& x) { return numeric_unary(UnaryOp::Relu, x); }
+Tensor abs(const Tensor& x) { return numeric_unary(UnaryOp::Abs, x); }
+Tensor reciprocal(const Tensor& x) { return floating_unary(UnaryOp::Reciprocal, x); }
+
+Tensor gelu(const Tensor& x, const std::string& approximate) {
+  LOOM_CHECK(approximate == "none" || approximate == "tanh",
+             "gelu: approximate must be \"none\" or \"tanh\", got \"", approximate, "\"");
+  check_defined("gelu", x);
+  LOOM_CHECK(is_floating(x.dtype()), "gelu: expected a floating tensor, got ", describe(x));
+  return floating_unary(approximate == "none" ? UnaryOp::Gelu : UnaryOp::GeluTanh, x);
+}
+
+Tensor elu(const Tensor& x, double alpha) {
+  check_defined("elu", x);
+  LOOM_CHECK(is_floating(x.dtype()), "elu: expected a floating tensor, got ", describe(x));
+  return floating_unary(UnaryOp::Elu, x, {alpha, 0});
+}
+
+// square and sign accept bool as PyTorch does: square gives int64, sign gives the mask back.
+Tensor square(const Tensor& x) {
+  check_defined("square", x);
+  return unary(UnaryOp::Square, x, x.dtype() == DType::Bool ? DType::Int64 : x.dtype());
+}
+
+Tensor sign(const Tensor& x) {
+  check_defined("sign", x);
+  if (x.dtype() == DType::Bool) return x.clone();
+  return unary(UnaryOp::Sign, x, x.dtype());
+}
+
+Tensor clamp(const Tensor& x, double min, double max) {
+  check_defined("clamp", x);
+  LOOM_CHECK(!std::isnan(min) && !std::isnan(max), "clamp: bounds must not be NaN, got [", min, ", ", max,
+             "]");
+  // Infinite bounds leave a side open, so only finite fractional bounds make an integral tensor float32.
+  DType dtype = x.dtype() == DType::Bool ? DType::Int64 : x.dtype();
+  for (double bound : {min, max}) {
+    if (std::isfinite(bound)) dtype = promote_types(dtype, scalar_result_type(dtype, bound));
+  }
+  return unary(UnaryOp::Clamp, x, dtype, {min, max});
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_defined("where", cond);
+  check_defined("where", a);
+  check_defined("where", b);
+  LOOM_CHECK(cond.dtype() == DType::Bool, "where: expected a bool condition, got ", describe(cond));
+  check_same_device("where", cond, a);
+  check_same_device("where", a, b);
+  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  DType dtype = result_type(a, b);
+  Tensor out = Tensor::empty(shape, {dtype, a.device()});
+  backend_for(a.device())
+      .where(cond.expand(shape), a.to(dtype).expand(shape), b.to(dtype).expand(shape), out);
+  return out;
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, double b) {
+  check_defined("where", a);
+  return where(cond, a, scalar_like(a, b));
+}
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  check_defined("masked_fill", x);
+  check_defined("masked_fill", mask);
+  LOOM_CHECK(mask.dtype() == DType::Bool, "masked_fill: expected a bool mask, got ", describe(mask));
+  check_same_device("masked_fill", x, mask);
+  LOOM_CHECK(broadcasts_to(mask.shape(), x.shape()), "masked_fill: mask of shape ", mask.shape(),
+             " cannot be broadcast to ", x.shape());
+  const Shape& shape = x.shape();
+  LOOM_CHECK(is_floating(x.dtype()) || std::isfinite(value), "masked_fill: value ", value,
+             " cannot be stored in ", describe(x));
+  Tensor out = Tensor::empty(shape, x.options());
+  Tensor fill = scalar_tensor(value, x.options());
+  backend_for(x.device()).where(mask.expand(shape), fill.expand(shape), x, out);
+  return out;
+}
+
+bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
+  check_defined("allclose", a);
+  check_defined("allclose", b);
+  check_same_device("allclose", a, b);
+  if (a.shape() != b.shape()) return false;
+  if (a.numel() == 0) return true;
+  // Equal values (infinities included) are close; otherwise |a - b| <= atol + rtol |b| with b finite (an
+  // infinite b would make every a close). NaN is close to nothing.
+  DType dtype = promote_types(promote_types(a.dtype(), b.dtype()), DType::Float32);
+  Tensor af = a.to(dtype), bf = b.to(dtype);
+  Tensor abs_b = abs(bf);
+  Tensor within = logical_and(le(abs(sub(af, bf)), add(mul(abs_b, rtol), atol)), lt(abs_b, INFINITY));
+  Tensor close = logical_or(eq(af, bf), within);
+  return loom::all(close).item<bool>();
+}
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator-(const Tensor& a) { return neg(a); }
+Tensor operator+(const Tensor& a, double b) { return add(a, b); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, double b) { return div(a, b); }
+Tensor operator+(double a, const Tensor& b) { return scalar_binary(BinaryOp::Add, a, b); }
+Tensor operator-(double a, const Tensor& b) { return scalar_binary(BinaryOp::Sub, a, b); }
+Tensor operator*(double a, const Tensor& b) { return scalar_binary(BinaryOp::Mul, a, b); }
+Tensor operator/(double a, const Tensor& b) { return scalar_binary(BinaryOp::Div, a, b); }
+
+Tensor& add_(Tensor& a, const Tensor& b) { return binary_(BinaryOp::Add, a, b); }
+Tensor& sub_(Tensor& a, const Tensor& b) { return binary_(BinaryOp::Sub, a, b); }
+Tensor& mul_(Tensor& a, const Tensor& b) { return binary_(BinaryOp::Mul, a, b); }
+Tensor& div_(Tensor& a, const Tensor& b) { return binary_(BinaryOp::Div, a, b); }
+Tensor& add_(Tensor& a, double b) { return binary_scalar_(BinaryOp::Add, a, b); }
+Tensor& mul_(Tensor& a, double b) { return binary_scalar_(BinaryOp::Mul, a, b); }
+
+}  // namespace loom

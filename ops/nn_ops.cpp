@@ -1,0 +1,201 @@
+// Neural-network ops: argument checks and layout (the reduced dim moved last, rows made contiguous), then the
+// fused backend kernel; embedding and cross_entropy compose backend ops and stay device-agnostic.
+#include "loom/ops/nn_ops.h"
+
+#include <utility>
+
+#include "loom/ops/backend.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/reduce.h"
+
+namespace loom {
+namespace {
+
+void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  LOOM_CHECK(a.device() == b.device(), op, ": tensors on ", a.device(), " and ", b.device());
+}
+
+void check_floating(const char* op, const Tensor& x) {
+  LOOM_CHECK(x.defined(), op, ": input tensor is undefined");
+  LOOM_CHECK(is_floating(x.dtype()), op, ": expected a floating tensor (float32 or float64), got ",
+             describe(x));
+}
+
+// Smallest and largest value of a non-empty int64 tensor: scanned in place on the CPU, reduced on other
+// devices so that only two scalars reach the host.
+std::pair<int64_t, int64_t> min_max(const Tensor& t) {
+  if (!t.device().is_cpu()) return {amin(t).item<int64_t>(), amax(t).item<int64_t>()};
+  Tensor c = t.contiguous();
+  const int64_t* p = c.data<int64_t>();
+  int64_t lo = p[0], hi = p[0];
+  for (int64_t i = 1; i < c.numel(); ++i) {
+    lo = p[i] < lo ? p[i] : lo;
+    hi = p[i] > hi ? p[i] : hi;
+  }
+  return {lo, hi};
+}
+
+// True when `from` broadcasts to exactly `to` (NumPy rules, without changing `to`).
+bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  size_t lead = to.size() - from.size();
+  for (size_t i = 0; i < from.size(); ++i)
+    if (from[i] != 1 && from[i] != to[lead + i]) return false;
+  return true;
+}
+
+Tensor softmax_impl(const char* op, const Tensor& x, int64_t dim, const Tensor& mask, bool log) {
+  check_floating(op, x);
+  int64_t d = wrap_dim(dim, x.dim(), op);
+  Tensor m;
+  if (mask.defined()) {
+    LOOM_CHECK(mask.dtype() == DType::Bool, op, ": expected a bool mask, got ", describe(mask));
+    check_same_device(op, x, mask);
+    LOOM_CHECK(broadcasts_to(mask.shape(), x.shape()), op, ": mask of shape ", mask.shape(),
+               " cannot be broadcast to the input shape ", x.shape());
+    m = mask.expand(x.shape());
+  }
+  if (x.dim() == 0) {
+    Tensor m1 = m.defined() ? m.reshape({1}) : m;
+    return softmax_impl(op, x.reshape({1}), 0, m1, log).reshape({});
+  }
+  if (x.numel() == 0) return Tensor::empty(x.shape(), x.options());
+  // The kernel works on the last dim of a contiguous tensor; any other dim is moved there and back.
+  bool last = d == x.dim() - 1;
+  Tensor in = (last ? x : x.transpose(d, -1)).contiguous();
+  Tensor in_mask = m.defined() && !last ? m.transpose(d, -1) : m;
+  Tensor out = Tensor::empty(in.shape(), x.options());
+  backend_for(x.device()).softmax(in, in_mask, log, out);
+  return last ? out : out.transpose(d, -1).contiguous();
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim, const Tensor& mask) {
+  return softmax_impl("softmax", x, dim, mask, false);
+}
+
+Tensor log_softmax(const Tensor& x, int64_t dim, const Tensor& mask) {
+  return softmax_impl("log_softmax", x, dim, mask, true);
+}
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  check_floating("layer_norm", x);
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  LOOM_CHECK(k >= 1, "layer_norm: normalized_shape must name at least one dim");
+  bool trailing = x.dim() >= k;
+  for (int64_t i = 0; trailing && i < k; ++i) trailing = x.size(x.dim() - k + i) == normalized_shape[i];
+  LOOM_CHECK(trailing, "layer_norm: normalized_shape ", normalized_shape,
+             " does not match the trailing dims of ", describe(x));
+  for (const Tensor* p : {&weight, &bias}) {
+    if (!p->defined()) continue;
+    const char* what = p == &weight ? "weight" : "bias";
+    LOOM_CHECK(p->shape() == normalized_shape, "layer_norm: ", what, " shape ", p->shape(),
+               " does not match normalized_shape ", normalized_shape);
+    LOOM_CHECK(p->dtype() == x.dtype(), "layer_norm: ", what, " is ", describe(*p), " but the input is ",
+               describe(x));
+    check_same_device("layer_norm", x, *p);
+  }
+  const int64_t d = shape_numel(normalized_shape);
+  int64_t rows = 1;
+  for (int64_t i = 0; i < x.dim() - k; ++i) rows *= x.size(i);
+  Tensor in = x.contiguous().reshape({rows, d});
+  Tensor out = Tensor::empty({rows, d}, x.options());
+  Tensor mean = Tensor::empty({rows}, x.options());
+  Tensor rstd = Tensor::empty({rows}, x.options());
+  Tensor w = weight.defined() ? weight.contiguous().reshape({d}) : weight;
+  Tensor b = bias.defined() ? bias.contiguous().reshape({d}) : bias;
+  backend_for(x.device()).layer_norm(in, w, b, eps, out, mean, rstd);
+  return out.view(x.shape());
+}
+
+Tensor dropout(const Tensor& x, double p, bool training) {
+  check_floating("dropout", x);
+  LOOM_CHECK(p >= 0 && p <= 1, "dropout: probability has to be between 0 and 1, got ", p);
+  if (!training || p == 0) return x;
+  return dropout(x, p, default_generator().next(static_cast<uint64_t>((x.numel() + 3) / 4) + 1));
+}
+
+Tensor dropout(const Tensor& x, double p, PhiloxState state) {
+  check_floating("dropout", x);
+  LOOM_CHECK(p >= 0 && p <= 1, "dropout: probability has to be between 0 and 1, got ", p);
+  Tensor out = Tensor::empty(x.shape(), x.options());
+  backend_for(x.device()).dropout(x, p, state, out);
+  return out;
+}
+
+Tensor embedding(const Tensor& indices, const Tensor& weight) {
+  LOOM_CHECK(indices.defined() && weight.defined(), "embedding: undefined tensor argument");
+  LOOM_CHECK(weight.dim() == 2, "embedding: weight must be 2-d [num_embeddings, dim], got shape ",
+             weight.shape());
+  LOOM_CHECK(indices.dtype() == DType::Int64 || indices.dtype() == DType::Int32,
+             "embedding: expected int64 or int32 indices, got ", describe(indices));
+  check_same_device("embedding", indices, weight);
+  const int64_t num = weight.size(0);
+  Tensor idx = indices.to(DType::Int64).contiguous().reshape({indices.numel()});
+  if (idx.numel() > 0) {
+    auto [lo, hi] = min_max(idx);
+    LOOM_CHECK(lo >= 0 && hi < num, "embedding: index ", lo < 0 ? lo : hi, " is out of range for ", num,
+               " embeddings (weight shape ", weight.shape(), ")");
+  }
+  Tensor out = Tensor::empty({idx.numel(), weight.size(1)}, weight.options());
+  backend_for(weight.device()).index_select(weight, 0, idx, out);
+  Shape shape = indices.shape();
+  shape.push_back(weight.size(1));
+  return out.view(shape);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, Reduction reduction) {
+  check_floating("cross_entropy", logits);
+  LOOM_CHECK(target.defined(), "cross_entropy: target tensor is undefined");
+  LOOM_CHECK(target.dtype() == DType::Int64, "cross_entropy: expected int64 class targets, got ",
+             describe(target));
+  check_same_device("cross_entropy", logits, target);
+  if (logits.dim() == 1) {  // one unbatched prediction
+    LOOM_CHECK(target.dim() == 0, "cross_entropy: logits of shape ", logits.shape(),
+               " need a 0-d target, got shape ", target.shape());
+    Tensor loss = cross_entropy(logits.unsqueeze(0), target.reshape({1}), ignore_index, reduction);
+    return reduction == Reduction::None ? loss.reshape({}) : loss;
+  }
+  LOOM_CHECK(logits.dim() >= 2, "cross_entropy: expected logits [N, C] or [N, C, d1, ...], got shape ",
+             logits.shape());
+  const int64_t classes = logits.size(1);
+  Shape expected = logits.shape();
+  expected.erase(1);
+  LOOM_CHECK(target.shape() == expected, "cross_entropy: target shape ", target.shape(),
+             " does not match logits ", logits.shape(), " (expected ", expected, ")");
+  LOOM_CHECK(classes > 0 || logits.numel() == 0, "cross_entropy: logits have no classes (shape ",
+             logits.shape(), ")");
+
+  // One row of classes per prediction: [N, C, d1..] -> [N, d1.., C] -> [M, C].
+  std::vector<int64_t> perm{0};
+  for (int64_t i = 2; i < logits.dim(); ++i) perm.push_back(i);
+  perm.push_back(1);
+  const int64_t m = shape_numel(expected);
+  Tensor rows = logits.permute(perm).reshape({m, classes});
+  Tensor t = target.contiguous().reshape({m});
+
+  Tensor valid = ne(t, static_cast<double>(ignore_index));
+  Tensor safe = where(valid, t, 0.0);  // ignored targets pick class 0; their loss is zeroed below
+  if (m > 0) {
+    auto [lo, hi] = min_max(safe);
+    LOOM_CHECK(lo >= 0 && hi < classes, "cross_entropy: target ", lo < 0 ? lo : hi, " is out of bounds for ",
+               classes, " classes");
+  }
+  Tensor lsm = log_softmax(rows, 1);
+  Tensor picked = Tensor::empty({m, 1}, logits.options());
+  backend_for(logits.device()).gather(lsm, 1, safe.view({m, 1}), picked);
+  Tensor loss = where(valid, neg(picked.view({m})), 0.0);
+  switch (reduction) {
+    case Reduction::None:
+      return loss.view(target.shape());
+    case Reduction::Sum:
+      return sum(loss);
+    case Reduction::Mean:
+      return div(sum(loss), sum(valid));  // 0 / 0 = NaN when every target is ignored
+  }
+  LOOM_FAIL("cross_entropy: unknown reduction");
+}
+
+}  // namespace loom

@@ -1,0 +1,504 @@
+// CUDA backend: the caching allocator, host<->device transfers, and every CUDA kernel against the CPU kernel
+// on the same inputs (including broadcast and transposed views). Without a GPU (or without CUDA in the build)
+// the GPU suites skip with the reason; CudaAvailability runs everywhere and checks that the absence is
+// reported well.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "loom/loom.h"
+#include "loom/ops/backend.h"
+
+using namespace loom;
+
+namespace {
+
+std::string no_cuda_reason() {
+#ifdef LOOM_WITH_CUDA
+  return "Loom was built with CUDA, but no GPU is visible (no device, or no driver)";
+#else
+  return "Loom was built without CUDA (configure with -DLOOM_CUDA=ON)";
+#endif
+}
+
+class Cuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device: " << no_cuda_reason();
+  }
+};
+
+// Host data from a fixed seed: uniform in [lo, hi) for floating dtypes, integers in [lo, hi) for integral
+// ones, and true with probability 1/2 for bool.
+Tensor host_random(const Shape& shape, DType dtype, double lo, double hi, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
+  for (double& x : v) x = u(gen);
+  if (dtype == kBool) {
+    std::vector<bool> b(v.size());
+    for (size_t i = 0; i < v.size(); ++i) b[i] = v[i] < (lo + hi) / 2;
+    return tensor(b, shape);
+  }
+  if (is_integral(dtype))
+    for (double& x : v) x = std::floor(x);
+  return tensor(v, shape).to(dtype);
+}
+
+// What an op receives: a view of a host tensor. The GPU side copies the base tensor (keeping its contiguous
+// layout) and takes the same view, so both backends see identical geometry.
+struct Input {
+  Tensor base;
+  std::function<Tensor(const Tensor&)> view = [](const Tensor& t) { return t; };
+  Tensor on(Device device) const { return view(base.to(device)); }
+};
+
+Input transposed(const Tensor& base) {
+  return {base, [](const Tensor& t) { return t.transpose(0, 1); }};
+}
+
+// Elementwise |cuda - cpu| <= atol + rtol * |cpu|; NaNs must match NaNs and infinities must match exactly.
+void expect_close(const Tensor& gpu, const Tensor& cpu, double rtol, double atol, const std::string& what) {
+  ASSERT_TRUE(gpu.device().is_cuda()) << what;
+  ASSERT_EQ(gpu.shape(), cpu.shape()) << what;
+  ASSERT_EQ(gpu.dtype(), cpu.dtype()) << what;
+  std::vector<double> g = gpu.to_vector<double>(), c = cpu.to_vector<double>();
+  int bad = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    bool ok = (std::isnan(g[i]) && std::isnan(c[i])) || g[i] == c[i] ||
+              (std::isfinite(c[i]) && std::fabs(g[i] - c[i]) <= atol + rtol * std::fabs(c[i]));
+    if (!ok && ++bad <= 5)
+      ADD_FAILURE() << what << ": element " << i << ": cuda " << g[i] << " vs cpu " << c[i];
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << g.size() << " elements differ";
+}
+
+double tolerance(DType dtype) { return dtype == kFloat32 ? 2e-5 : 1e-10; }
+
+void check_unary(UnaryOp op, const Input& in, UnaryParams params = {}) {
+  Tensor c_in = in.on(kCPU), g_in = in.on(kCUDA);
+  Tensor c_out = Tensor::empty(c_in.shape(), c_in.dtype());
+  Tensor g_out = Tensor::empty(c_in.shape(), {c_in.dtype(), kCUDA});
+  cpu_backend().unary(op, params, c_in, c_out);
+  backend_for(kCUDA).unary(op, params, g_in, g_out);
+  double tol = tolerance(c_in.dtype());
+  expect_close(g_out, c_out, tol, tol,
+               std::string(unary_op_name(op)) + " on " + dtype_name(c_in.dtype()) + shape_str(c_in.shape()));
+}
+
+void check_binary(BinaryOp op, const Input& a, const Input& b) {
+  Tensor ca = a.on(kCPU), cb = b.on(kCPU), ga = a.on(kCUDA), gb = b.on(kCUDA);
+  Shape shape = broadcast_shapes(ca.shape(), cb.shape(), "test");
+  DType out_dtype = is_comparison(op) ? kBool : ca.dtype();
+  Tensor c_out = Tensor::empty(shape, out_dtype), g_out = Tensor::empty(shape, {out_dtype, kCUDA});
+  cpu_backend().binary(op, ca.expand(shape), cb.expand(shape), c_out);
+  backend_for(kCUDA).binary(op, ga.expand(shape), gb.expand(shape), g_out);
+  double tol = tolerance(ca.dtype());
+  expect_close(g_out, c_out, tol, tol,
+               std::string(binary_op_name(op)) + " on " + dtype_name(ca.dtype()) + shape_str(ca.shape()) +
+                   " and " + shape_str(cb.shape()));
+}
+
+// Runs a public op on the CPU and on the GPU with the same input and compares.
+void check_op(const std::string& what, const Input& in, double tol,
+              const std::function<Tensor(const Tensor&)>& op) {
+  Tensor c = op(in.on(kCPU)), g = op(in.on(kCUDA));
+  expect_close(g, c, tol, tol, what + " of " + dtype_name(in.base.dtype()) + shape_str(in.on(kCPU).shape()));
+}
+
+void check_bmm(const Input& a, const Input& b, double alpha, double beta) {
+  Tensor ca = a.on(kCPU), cb = b.on(kCPU), ga = a.on(kCUDA), gb = b.on(kCUDA);
+  Shape shape{ca.size(0), ca.size(1), cb.size(2)};
+  Tensor c_out = host_random(shape, ca.dtype(), -1, 1, 99);  // read when beta != 0
+  Tensor g_out = c_out.to(kCUDA);
+  cpu_backend().bmm(ca, cb, c_out, alpha, beta);
+  backend_for(kCUDA).bmm(ga, gb, g_out, alpha, beta);
+  double tol = ca.dtype() == kFloat32 ? 1e-4 : 1e-10;
+  expect_close(g_out, c_out, tol, tol,
+               "bmm of " + shape_str(ca.shape()) + " (strides " + shape_str(ca.strides()) + ") and " +
+                   shape_str(cb.shape()) + " (strides " + shape_str(cb.strides()) + ")");
+}
+
+void expect_error(const std::function<void()>& fn, const std::string& fragment) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+// --- runs everywhere: absence of CUDA is reported, never a crash -------------------------------------------
+
+TEST(CudaAvailability, CountIsConsistentAndAbsenceIsAClearError) {
+  int n = cuda_device_count();
+  EXPECT_GE(n, 0);
+  EXPECT_EQ(cuda_is_available(), n > 0);
+#ifndef LOOM_WITH_CUDA
+  EXPECT_EQ(n, 0);
+  expect_error([] { Tensor::empty({2}, kCUDA); }, "this build of Loom has no CUDA backend");
+#endif
+  if (n == 0) {
+    expect_error([] { Tensor::empty({2}, kCUDA); }, "cuda:0");
+    expect_error([] { backend_for(kCUDA); }, "cuda:0");
+  }
+  expect_error([n] { Tensor::empty({2}, Device(DeviceType::CUDA, n)); }, "cuda:" + std::to_string(n));
+}
+
+// --- caching allocator -------------------------------------------------------------------------------------
+
+TEST_F(Cuda, AllocatorCountsBytesAndReusesCachedBlocks) {
+  Allocator& alloc = allocator_for(kCUDA);
+  alloc.empty_cache();  // no tensors are alive between tests, so this releases every segment
+  alloc.reset_peak();
+  MemoryStats s0 = alloc.stats();
+
+  void* small = alloc.allocate(1000);
+  MemoryStats s1 = alloc.stats();
+  EXPECT_EQ(s1.current_bytes - s0.current_bytes, 1000);
+  EXPECT_EQ(s1.num_allocs - s0.num_allocs, 1);
+  EXPECT_EQ(s1.reserved_bytes - s0.reserved_bytes, 2 << 20);  // one small-pool segment
+
+  // A second small block is carved from the same segment; freed blocks are cached, not returned.
+  void* small2 = alloc.allocate(5000);
+  EXPECT_NE(small2, small);
+  EXPECT_EQ(alloc.stats().reserved_bytes, s1.reserved_bytes);
+  alloc.deallocate(small2, 5000);
+  alloc.deallocate(small, 1000);
+  MemoryStats s2 = alloc.stats();
+  EXPECT_EQ(s2.current_bytes, s0.current_bytes);
+  EXPECT_EQ(s2.num_frees - s0.num_frees, 2);
+  EXPECT_EQ(s2.reserved_bytes, s1.reserved_bytes);
+  void* again = alloc.allocate(1000);
+  EXPECT_EQ(again, small);  // the cached block comes back
+  EXPECT_EQ(alloc.stats().reserved_bytes, s1.reserved_bytes);
+  alloc.deallocate(again, 1000);
+
+  // Large requests (> 1 MiB, < 10 MiB) share a 20 MiB segment of the large pool.
+  void* big = alloc.allocate(3 << 20);
+  void* big2 = alloc.allocate(3 << 20);
+  MemoryStats s3 = alloc.stats();
+  EXPECT_EQ(s3.reserved_bytes - s2.reserved_bytes, 20 << 20);
+  EXPECT_EQ(s3.current_bytes - s0.current_bytes, 6 << 20);
+  EXPECT_EQ(s3.peak_bytes - s0.current_bytes, 6 << 20);
+  alloc.deallocate(big, 3 << 20);
+  alloc.deallocate(big2, 3 << 20);
+  EXPECT_EQ(alloc.stats().peak_bytes, s3.peak_bytes);
+  alloc.reset_peak();
+  EXPECT_EQ(alloc.stats().peak_bytes, s0.current_bytes);
+
+  // Tensors go through the same allocator; empty_cache gives every unused segment back.
+  {
+    Tensor t = Tensor::empty({256}, {kFloat32, kCUDA});
+    EXPECT_EQ(memory_stats(kCUDA).current_bytes - s0.current_bytes, 1024);
+  }
+  EXPECT_GT(alloc.stats().reserved_bytes, s0.reserved_bytes);
+  alloc.empty_cache();
+  EXPECT_EQ(alloc.stats().reserved_bytes, s0.reserved_bytes);
+  EXPECT_EQ(alloc.stats().current_bytes, s0.current_bytes);
+}
+
+TEST_F(Cuda, OutOfMemoryIsAClearError) {
+  int64_t huge = int64_t{1} << 48;  // 2^50 bytes of float32
+  expect_error(
+      [huge] {
+        Tensor::empty({huge}, {kFloat32, kCUDA});
+      },
+      "CUDA out of memory allocating 1125899906842624 bytes on cuda:0 (");
+  // The failure leaves the allocator usable.
+  Tensor t = full({1000}, 2.0, {kFloat32, kCUDA});
+  EXPECT_EQ(t.to_vector<float>()[999], 2.0f);
+}
+
+TEST_F(Cuda, DeviceErrors) {
+  int n = cuda_device_count();
+  expect_error([n] { Tensor::empty({2}, Device(DeviceType::CUDA, n)); }, "no such CUDA device");
+  Tensor c = ones({3}), g = ones({3}, kCUDA);
+  expect_error([&] { add(c, g); }, "add: tensors on cpu and cuda:0");
+  Tensor values = Tensor::empty({3}, kCUDA), indices = Tensor::empty({3}, {kInt64, kCUDA});
+  expect_error([&] { backend_for(kCUDA).sort(g, 0, false, values, indices); },
+               "sort: the CUDA backend has no kernel for this op yet");
+}
+
+// --- transfers and copies ----------------------------------------------------------------------------------
+
+TEST_F(Cuda, HostDeviceRoundTrip) {
+  for (DType dtype : {kFloat32, kFloat64, kInt64, kInt32, kBool}) {
+    Tensor h = host_random({5, 7}, dtype, -50, 50, 1);
+    Tensor g = h.to(kCUDA);
+    EXPECT_TRUE(g.device().is_cuda());
+    EXPECT_EQ(g.dtype(), dtype);
+    EXPECT_EQ(g.cpu().to_vector<double>(), h.to_vector<double>()) << dtype_name(dtype);
+  }
+  // Empty tensors and 0-d tensors.
+  EXPECT_EQ(Tensor::empty({0, 3}).to(kCUDA).cpu().numel(), 0);
+  EXPECT_EQ(full({}, 4.5, kFloat64).to(kCUDA).item<double>(), 4.5);
+}
+
+TEST_F(Cuda, StridedCopiesAndConversions) {
+  Tensor h = host_random({6, 9}, kFloat32, -5, 5, 2);
+  // Host view -> device, device view -> host, and a strided device destination.
+  Tensor ht = h.transpose(0, 1);
+  EXPECT_EQ(ht.to(kCUDA).cpu().to_vector<float>(), ht.contiguous().to_vector<float>());
+  Tensor g = h.to(kCUDA);
+  Tensor gview = g.slice(1, 1, 9, 3).transpose(0, 1);
+  EXPECT_EQ(gview.cpu().to_vector<float>(),
+            h.slice(1, 1, 9, 3).transpose(0, 1).contiguous().to_vector<float>());
+  EXPECT_EQ(gview.contiguous().cpu().to_vector<float>(), gview.cpu().to_vector<float>());
+  Tensor dst = zeros({9, 6}, kCUDA);
+  dst.transpose(0, 1).copy_(h);  // host source into a transposed device view
+  EXPECT_EQ(dst.cpu().to_vector<float>(), ht.contiguous().to_vector<float>());
+  Tensor bcast = zeros({4, 9}, kCUDA);
+  bcast.copy_(h.select(0, 2).to(kCUDA));  // broadcast row
+  EXPECT_EQ(bcast.cpu().to_vector<float>(), h.select(0, 2).expand({4, 9}).contiguous().to_vector<float>());
+  // Dtype conversions on the device agree with the CPU's (truncation to int, != 0 to bool).
+  for (DType to : {kFloat64, kInt64, kInt32, kBool}) {
+    expect_close(gview.to(to), ht.slice(0, 1, 9, 3).to(to), 0, 0,
+                 std::string("conversion to ") + dtype_name(to));
+  }
+}
+
+TEST_F(Cuda, FillAndArange) {
+  for (DType dtype : {kFloat32, kFloat64, kInt64, kInt32, kBool}) {
+    expect_close(full({3, 5}, 3.0, {dtype, kCUDA}), full({3, 5}, 3.0, dtype), 0, 0, "full");
+  }
+  Tensor g = zeros({4, 6}, kCUDA);
+  g.select(1, 2).fill_(7.0);  // strided fill
+  Tensor c = zeros({4, 6});
+  c.select(1, 2).fill_(7.0);
+  expect_close(g, c, 0, 0, "strided fill");
+  expect_close(arange(0, 10, 0.5, {kFloat32, kCUDA}), arange(0, 10, 0.5, kFloat32), 0, 0, "arange float32");
+  expect_close(arange(-7, 1000, 3, {kInt64, kCUDA}), arange(-7, 1000, 3, kInt64), 0, 0, "arange int64");
+  expect_close(arange(5, 0, -1.25, {kFloat64, kCUDA}), arange(5, 0, -1.25, kFloat64), 0, 0, "arange float64");
+}
+
+// --- elementwise -------------------------------------------------------------------------------------------
+
+TEST_F(Cuda, UnaryMatchesCpu) {
+  for (DType dtype : {kFloat32, kFloat64}) {
+    Tensor pos = host_random({7, 33}, dtype, 0.1, 3, 3);
+    Tensor any = host_random({7, 33}, dtype, -3, 3, 4);
+    for (UnaryOp op : {UnaryOp::Log, UnaryOp::Sqrt, UnaryOp::Rsqrt, UnaryOp::Reciprocal}) {
+      check_unary(op, {pos});
+      check_unary(op, transposed(pos));
+    }
+    for (UnaryOp op : {UnaryOp::Neg, UnaryOp::Exp, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Relu,
+                       UnaryOp::Gelu, UnaryOp::GeluTanh, UnaryOp::Abs, UnaryOp::Square, UnaryOp::Sign}) {
+      check_unary(op, {any});
+      check_unary(op, transposed(any));
+    }
+    check_unary(UnaryOp::Elu, transposed(any), {0.7, 0});
+    for (double e : {2.0, 3.0, 0.5, -1.0, 2.5, -1.7}) check_unary(UnaryOp::PowScalar, {pos}, {e, 0});
+    check_unary(UnaryOp::Clamp, transposed(any), {-1, 1});
+    check_unary(UnaryOp::Clamp, {any}, {-INFINITY, 0.5});
+    check_unary(UnaryOp::Clamp, {any}, {1, -1});  // lo > hi gives hi
+    // Special values.
+    Tensor special = tensor<double>({NAN, INFINITY, -INFINITY, 0.0, -0.0, 1e30, -1e30}).to(dtype);
+    for (UnaryOp op :
+         {UnaryOp::Exp, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Relu, UnaryOp::Abs, UnaryOp::Sign})
+      check_unary(op, {special});
+  }
+  // A large input spans many blocks of the grid-stride loop.
+  check_unary(UnaryOp::Exp, {host_random({1 << 20}, kFloat32, -10, 10, 5)});
+  for (DType dtype : {kInt32, kInt64}) {
+    Tensor x = host_random({9, 13}, dtype, -10, 10, 6);
+    for (UnaryOp op : {UnaryOp::Neg, UnaryOp::Relu, UnaryOp::Abs, UnaryOp::Square, UnaryOp::Sign}) {
+      check_unary(op, transposed(x));
+    }
+    check_unary(UnaryOp::PowScalar, {x}, {3, 0});
+    check_unary(UnaryOp::Clamp, {x}, {-3.5, INFINITY});
+  }
+  check_unary(UnaryOp::LogicalNot, transposed(host_random({5, 6}, kBool, 0, 1, 7)));
+  Tensor int_in = ones({3}, {kInt64, kCUDA}), int_out = Tensor::empty({3}, {kInt64, kCUDA});
+  expect_error([&] { backend_for(kCUDA).unary(UnaryOp::Exp, {}, int_in, int_out); },
+               "exp: expected a floating dtype");
+}
+
+TEST_F(Cuda, BinaryMatchesCpuWithBroadcasting) {
+  for (DType dtype : {kFloat32, kFloat64, kInt64, kInt32}) {
+    bool floating = is_floating(dtype);
+    Tensor a = host_random({5, 4}, dtype, floating ? 0.5 : -20, floating ? 2 : 20, 8);
+    Tensor b = host_random({3, 5}, dtype, floating ? 0.5 : -20, floating ? 2 : 20, 9);
+    // a.T is [4, 5], viewed as [4, 1, 5] against b [3, 5]: a transposed and a broadcast operand at once.
+    Input at{a, [](const Tensor& t) { return t.transpose(0, 1).unsqueeze(1); }};
+    Input scalar{host_random({}, dtype, 1, 3, 10)};
+    Input same{host_random({3, 5}, dtype, floating ? 0.5 : -20, floating ? 2 : 20, 11)};
+    std::vector<BinaryOp> ops = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Maximum,
+                                 BinaryOp::Minimum};
+    if (floating) ops.push_back(BinaryOp::Div);
+    for (BinaryOp op : ops) {
+      check_binary(op, at, {b});
+      check_binary(op, {b}, scalar);
+      check_binary(op, {b}, same);
+    }
+    Tensor small_exponents = host_random({3, 5}, dtype, floating ? -2 : 0, 4, 12);
+    check_binary(BinaryOp::Pow, at, {small_exponents});
+    // Comparisons on a coarse grid of values, so that equality actually occurs.
+    Tensor ca = host_random({5, 4}, kInt64, 0, 4, 13).to(dtype),
+           cb = host_random({3, 5}, kInt64, 0, 4, 14).to(dtype);
+    Input cat{ca, [](const Tensor& t) { return t.transpose(0, 1).unsqueeze(1); }};
+    for (BinaryOp op : {BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge}) {
+      check_binary(op, cat, {cb});
+    }
+  }
+  Tensor p = host_random({6, 7}, kBool, 0, 1, 15), q = host_random({7}, kBool, 0, 1, 16);
+  for (BinaryOp op :
+       {BinaryOp::LogicalAnd, BinaryOp::LogicalOr, BinaryOp::Add, BinaryOp::Mul, BinaryOp::Eq}) {
+    check_binary(op, {p}, {q});
+  }
+  // NaN propagation of maximum/minimum, and a large contiguous input.
+  Tensor nan_a = tensor<float>({NAN, 1, 2, NAN}), nan_b = tensor<float>({1, NAN, 3, NAN});
+  check_binary(BinaryOp::Maximum, {nan_a}, {nan_b});
+  check_binary(BinaryOp::Minimum, {nan_a}, {nan_b});
+  check_binary(BinaryOp::Add, {host_random({1 << 20}, kFloat32, -1, 1, 17)},
+               {host_random({1 << 20}, kFloat32, -1, 1, 18)});
+}
+
+TEST_F(Cuda, WhereMatchesCpu) {
+  for (DType dtype : {kFloat32, kInt64, kBool}) {
+    Tensor cond = host_random({4, 1, 6}, kBool, 0, 1, 19);
+    Tensor a = host_random({6, 3}, dtype, -5, 5, 20), b = host_random({}, dtype, -5, 5, 21);
+    Shape shape{4, 3, 6};
+    Tensor c_out = Tensor::empty(shape, dtype), g_out = Tensor::empty(shape, {dtype, kCUDA});
+    cpu_backend().where(cond.expand(shape), a.t().expand(shape), b.expand(shape), c_out);
+    backend_for(kCUDA).where(cond.to(kCUDA).expand(shape), a.to(kCUDA).t().expand(shape),
+                             b.to(kCUDA).expand(shape), g_out);
+    expect_close(g_out, c_out, 0, 0, std::string("where on ") + dtype_name(dtype));
+  }
+}
+
+// --- reductions --------------------------------------------------------------------------------------------
+
+TEST_F(Cuda, ReductionsMatchCpu) {
+  for (DType dtype : {kFloat32, kFloat64}) {
+    double tol = dtype == kFloat32 ? 1e-5 : 1e-10;
+    Tensor x = host_random({6, 37, 5}, dtype, -2, 2, 22);
+    Input permuted{x, [](const Tensor& t) { return t.permute({2, 0, 1}); }};
+    Tensor near_one = host_random({6, 37, 5}, dtype, 0.95, 1.05, 23);
+    Tensor flags = host_random({6, 37, 5}, kBool, 0, 1, 23);
+    for (const std::vector<int64_t>& dims :
+         std::vector<std::vector<int64_t>>{{1}, {0, 2}, {}, {-1}, {0, 1, 2}}) {
+      for (const Input& in : {Input{x}, permuted}) {
+        check_op("sum", in, tol, [&](const Tensor& t) { return sum(t, dims); });
+        check_op("mean", in, tol, [&](const Tensor& t) { return mean(t, dims, true); });
+        check_op("amax", in, 0, [&](const Tensor& t) { return amax(t, dims); });
+        check_op("amin", in, 0, [&](const Tensor& t) { return amin(t, dims); });
+        check_op("logsumexp", in, tol, [&](const Tensor& t) { return logsumexp(t, dims); });
+        check_op("var", in, tol, [&](const Tensor& t) { return var(t, dims); });
+        check_op("var(correction=0)", in, tol, [&](const Tensor& t) { return var(t, dims, 0); });
+        check_op("any", in, 0, [&](const Tensor& t) { return any(t, dims); });
+      }
+      check_op("prod", {near_one}, tol, [&](const Tensor& t) { return prod(t, dims); });
+      check_op("any", {flags}, 0, [&](const Tensor& t) { return any(t, dims); });
+      check_op("all", {flags}, 0, [&](const Tensor& t) { return all(t, dims); });
+    }
+    // Long rows take the block-per-row path; reducing dim 0 of a [5000, 3] tensor needs the permuting copy.
+    Tensor longrows = host_random({3, 5000}, dtype, -1, 1, 24);
+    check_op("sum", {longrows}, tol, [](const Tensor& t) { return sum(t, {1}); });
+    check_op("var", {longrows}, tol, [](const Tensor& t) { return var(t, {1}); });
+    check_op("logsumexp", {longrows}, tol, [](const Tensor& t) { return logsumexp(t, {1}); });
+    check_op("amax", transposed(longrows), 0, [](const Tensor& t) { return amax(t, {0}); });
+    check_op("sum", {host_random({1 << 20}, dtype, -1, 1, 25)}, tol, [](const Tensor& t) { return sum(t); });
+  }
+  // Integer and bool inputs: sums widen to int64, any/all read != 0.
+  Tensor xi = host_random({8, 300}, kInt32, -100, 100, 26);
+  check_op("sum", {xi}, 0, [](const Tensor& t) { return sum(t, {1}); });
+  check_op("amax", transposed(xi), 0, [](const Tensor& t) { return amax(t, {1}); });
+  check_op("prod", {host_random({4, 5}, kInt64, -3, 4, 27)}, 0, [](const Tensor& t) { return prod(t, {1}); });
+  Tensor xb = host_random({8, 300}, kBool, 0, 1, 28);
+  check_op("sum", {xb}, 0, [](const Tensor& t) { return sum(t, {0}); });
+  check_op("any", {xi}, 0, [](const Tensor& t) { return any(t, {1}); });
+  check_op("all", {xb}, 0, [](const Tensor& t) { return all(t); });
+  check_op("amax", {xb}, 0, [](const Tensor& t) { return amax(t, {1}); });
+  // Empty reductions give the identity; NaN and infinities propagate like on the CPU.
+  Tensor empty = Tensor::empty({0, 4});
+  check_op("sum", {empty}, 0, [](const Tensor& t) { return sum(t, {0}); });
+  check_op("prod", {empty}, 0, [](const Tensor& t) { return prod(t, {0}); });
+  check_op("logsumexp", {empty}, 0, [](const Tensor& t) { return logsumexp(t, {0}); });
+  check_op("all", {empty}, 0, [](const Tensor& t) { return all(t, {0}); });
+  Tensor special = tensor<float>({1, NAN, 2, -INFINITY, -INFINITY, -INFINITY, INFINITY, 1, 3}, {3, 3});
+  for (auto op : std::vector<std::function<Tensor(const Tensor&)>>{
+           [](const Tensor& t) { return amax(t, {1}); }, [](const Tensor& t) { return amin(t, {1}); },
+           [](const Tensor& t) { return logsumexp(t, {1}); }, [](const Tensor& t) { return sum(t, {1}); }}) {
+    check_op("special values", {special}, 1e-6, op);
+  }
+}
+
+TEST_F(Cuda, ReductionsAreDeterministic) {
+  Tensor x = host_random({1 << 22}, kFloat32, -1, 1, 29).to(kCUDA);
+  Tensor rows = x.view({1024, 4096});
+  float first = sum(x).item<float>();
+  std::vector<float> first_rows = sum(rows, {1}).to_vector<float>();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(sum(x).item<float>(), first);
+    EXPECT_EQ(sum(rows, {1}).to_vector<float>(), first_rows);
+  }
+}
+
+// --- matrix products ---------------------------------------------------------------------------------------
+
+TEST_F(Cuda, BmmMatchesCpu) {
+  for (DType dtype : {kFloat32, kFloat64}) {
+    Tensor a = host_random({3, 17, 29}, dtype, -1, 1, 30), b = host_random({3, 29, 11}, dtype, -1, 1, 31);
+    check_bmm({a}, {b}, 1, 0);
+    check_bmm({a}, {b}, 0.5, 2);  // alpha and beta
+    // Transposed views: a as [3, 17, 29] stored [3, 29, 17], b likewise.
+    Tensor a_stored = host_random({3, 29, 17}, dtype, -1, 1, 32),
+           b_stored = host_random({3, 11, 29}, dtype, -1, 1, 33);
+    Input at{a_stored, [](const Tensor& t) { return t.transpose(1, 2); }};
+    Input bt{b_stored, [](const Tensor& t) { return t.transpose(1, 2); }};
+    check_bmm(at, {b}, 1, 0);
+    check_bmm({a}, bt, 1, 0);
+    check_bmm(at, bt, 1, 1);
+    // A broadcast batch (stride 0) on either side.
+    Tensor a2 = host_random({17, 29}, dtype, -1, 1, 34);
+    check_bmm({a2, [](const Tensor& t) { return t.unsqueeze(0).expand({3, 17, 29}); }}, {b}, 1, 0);
+    check_bmm({a},
+              {host_random({29, 11}, dtype, -1, 1, 35),
+               [](const Tensor& t) {
+                 return t.t().contiguous().t().unsqueeze(0).expand({3, 29, 11});
+               }},
+              1, 0);
+    // Degenerate shapes: vectors as matrices, and an empty inner dim (out = beta * out).
+    check_bmm({host_random({2, 1, 29}, dtype, -1, 1, 36)}, {host_random({2, 29, 1}, dtype, -1, 1, 37)}, 1, 0);
+    check_bmm({host_random({2, 5, 0}, dtype, -1, 1, 38)}, {host_random({2, 0, 4}, dtype, -1, 1, 39)}, 1, 0.5);
+    check_bmm({host_random({2, 5, 0}, dtype, -1, 1, 40)}, {host_random({2, 0, 4}, dtype, -1, 1, 41)}, 1, 0);
+    // A view with no unit stride in its matrix dims is copied first.
+    check_bmm(
+        {host_random({3, 17, 58}, dtype, -1, 1, 42), [](const Tensor& t) { return t.slice(2, 0, 58, 2); }},
+        {b}, 1, 0);
+  }
+}
+
+// --- random ------------------------------------------------------------------------------------------------
+
+TEST_F(Cuda, PhiloxDrawsMatchCpu) {
+  PhiloxState state{0x1234abcd, 77};
+  for (DType dtype : {kFloat32, kFloat64}) {
+    for (int64_t n : {1, 7, 1001, 1 << 16}) {
+      Tensor cu = Tensor::empty({n}, dtype), gu = Tensor::empty({n}, {dtype, kCUDA});
+      cpu_backend().uniform(cu, -2, 3, state);
+      backend_for(kCUDA).uniform(gu, -2, 3, state);
+      expect_close(gu, cu, 0, dtype == kFloat32 ? 0 : 1e-15, "uniform");
+      Tensor cn = Tensor::empty({n}, dtype), gn = Tensor::empty({n}, {dtype, kCUDA});
+      cpu_backend().normal(cn, 0.5, 2, state);
+      backend_for(kCUDA).normal(gn, 0.5, 2, state);
+      expect_close(gn, cn, 1e-6, 1e-6, "normal");
+      Tensor x = host_random({n}, dtype, -1, 1, 43);
+      Tensor cd = Tensor::empty({n}, dtype), gd = Tensor::empty({n}, {dtype, kCUDA});
+      cpu_backend().dropout(x, 0.3, state, cd);
+      backend_for(kCUDA).dropout(x.to(kCUDA), 0.3, state, gd);
+      expect_close(gd, cd, 1e-7, 0, "dropout");
+    }
+  }
+  // The public factories draw the same numbers from an explicit state.
+  expect_close(rand({3, 5}, state, {kFloat32, kCUDA}), rand({3, 5}, state), 0, 0, "rand");
+  expect_close(randn({3, 5}, state, {kFloat32, kCUDA}), randn({3, 5}, state), 1e-6, 1e-6, "randn");
+}
