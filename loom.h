@@ -1,5 +1,10 @@
 #pragma once
 // Loom: the whole public API. `#include <loom/loom.h>` and link Loom::loom.
+#include "loom/autograd/checkpoint.h"
+#include "loom/autograd/engine.h"
+#include "loom/autograd/function.h"
+#include "loom/autograd/grad_mode.h"
+#include "loom/autograd/gradcheck.h"
 #include "loom/core/allocator.h"
 #include "loom/core/device.h"
 #include "loom/core/dtype.h"

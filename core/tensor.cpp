@@ -4,7 +4,36 @@
 #include <algorithm>
 #include <numeric>
 
+#include "loom/autograd/grad_mode.h"
+#include "loom/autograd/tape.h"
+#include "loom/ops/factory.h"
+#include "loom/ops/reduce.h"
+#include "loom/ops/shape_ops.h"
+
 namespace loom {
+namespace {
+
+using Grads = std::vector<Tensor>;
+
+// Records `out`, a view of `in`, on the tape when in requires grad; `back` maps out's gradient to in's.
+// A method that returned its input unchanged records nothing (the input keeps its own tape state).
+template <typename Back>
+Tensor view_entry(const char* op, const Tensor& in, Tensor out, Back back) {
+  if (out.is_same(in) || !autograd::any_requires_grad({&in})) return out;
+  autograd::OpScope scope(op, {in});
+  scope.record({out}, [back = std::move(back)](const Grads& g) { return Grads{back(g[0])}; });
+  return out;
+}
+
+// The gradient of a view that picks some of in's elements: zeros, with g written where the view looked.
+template <typename Pick>
+Tensor scatter_into_zeros(const Shape& shape, const Tensor& g, Pick pick) {
+  Tensor z = zeros(shape, g.options());
+  pick(z).copy_(g);
+  return z;
+}
+
+}  // namespace
 
 Tensor Tensor::empty(const Shape& shape, TensorOptions options) {
   for (int64_t d : shape) LOOM_CHECK(d >= 0, "empty: negative dimension in shape ", shape);
@@ -49,7 +78,23 @@ bool Tensor::is_contiguous() const {
 Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offset) const {
   LOOM_CHECK(shape.size() == strides.size(), "as_strided: shape ", shape, " and strides ", strides,
              " have different lengths");
-  return make_view(storage(), shape, strides, offset, dtype());
+  Tensor out = make_view(storage(), shape, strides, offset, dtype());
+  // The gradient lands on storage positions: add g into a buffer spanning the storage (positions the view
+  // reads several times accumulate), then read it back through the input's own geometry.
+  return view_entry("as_strided", *this, out,
+                    [in_shape = this->shape(), in_strides = this->strides(), in_offset = this->offset(), shape,
+                     strides, offset](const Tensor& g) {
+                      int64_t span = std::max(in_offset, offset) + 1;
+                      for (size_t i = 0; i < in_shape.size(); ++i)
+                        if (in_shape[i] > 0) span = std::max(span, in_offset + (in_shape[i] - 1) * in_strides[i] + 1);
+                      for (size_t i = 0; i < shape.size(); ++i)
+                        if (shape[i] > 0) span = std::max(span, offset + (shape[i] - 1) * strides[i] + 1);
+                      Tensor positions = arange(static_cast<double>(span), {kInt64, g.device()})
+                                             .as_strided(shape, strides, offset)
+                                             .reshape({-1});
+                      Tensor flat = index_add(zeros({span}, g.options()), 0, positions, g.reshape({-1}));
+                      return flat.as_strided(in_shape, in_strides, in_offset).clone();
+                    });
 }
 
 namespace {
@@ -117,14 +162,21 @@ Tensor Tensor::view(const Shape& shape) const {
   Shape st;
   LOOM_CHECK(view_strides(this->shape(), strides(), target, st), "view: cannot view a tensor of shape ", this->shape(),
              " with strides ", strides(), " as ", target, " without a copy (use reshape)");
-  return make_view(storage(), target, st, offset(), dtype());
+  return view_entry("view", *this, make_view(storage(), target, st, offset(), dtype()),
+                    [in_shape = this->shape()](const Tensor& g) { return g.reshape(in_shape); });
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {
   Shape target = infer_shape(shape, numel(), "reshape", this->shape());
   Shape st;
-  if (view_strides(this->shape(), strides(), target, st)) return make_view(storage(), target, st, offset(), dtype());
-  return contiguous().view(target);
+  Tensor out;
+  {
+    NoGradGuard internal;  // one entry for the whole reshape, whether it viewed or copied
+    out = view_strides(this->shape(), strides(), target, st) ? make_view(storage(), target, st, offset(), dtype())
+                                                              : contiguous().view(target);
+  }
+  return view_entry("reshape", *this, out,
+                    [in_shape = this->shape()](const Tensor& g) { return g.reshape(in_shape); });
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
@@ -152,7 +204,11 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     sh[i] = shape()[d];
     st[i] = strides()[d];
   }
-  return make_view(storage(), sh, st, offset(), dtype());
+  std::vector<int64_t> inverse(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) inverse[static_cast<size_t>(wrap_dim(dims[i], dim(), "permute"))] =
+      static_cast<int64_t>(i);
+  return view_entry("permute", *this, make_view(storage(), sh, st, offset(), dtype()),
+                    [inverse](const Tensor& g) { return g.permute(inverse); });
 }
 
 Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
@@ -161,7 +217,8 @@ Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
   Shape sh = shape(), st = strides();
   std::swap(sh[a], sh[b]);
   std::swap(st[a], st[b]);
-  return make_view(storage(), sh, st, offset(), dtype());
+  return view_entry("transpose", *this, make_view(storage(), sh, st, offset(), dtype()),
+                    [a, b](const Tensor& g) { return g.transpose(a, b); });
 }
 
 Tensor Tensor::t() const {
@@ -178,7 +235,10 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
              " out of range for dim ", d, " of size ", n, " (shape ", shape(), ")");
   Shape sh = shape();
   sh[d] = length;
-  return make_view(storage(), sh, strides(), offset() + start * strides()[d], dtype());
+  return view_entry("narrow", *this, make_view(storage(), sh, strides(), offset() + start * strides()[d], dtype()),
+                    [in_shape = shape(), d, start, length](const Tensor& g) {
+                      return scatter_into_zeros(in_shape, g, [&](const Tensor& z) { return z.narrow(d, start, length); });
+                    });
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
@@ -193,7 +253,11 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   Shape sh = shape(), st = strides();
   sh[d] = (end - start + step - 1) / step;
   st[d] *= step;
-  return make_view(storage(), sh, st, offset() + start * strides()[d], dtype());
+  return view_entry("slice", *this, make_view(storage(), sh, st, offset() + start * strides()[d], dtype()),
+                    [in_shape = shape(), d, start, end, step](const Tensor& g) {
+                      return scatter_into_zeros(in_shape, g,
+                                                [&](const Tensor& z) { return z.slice(d, start, end, step); });
+                    });
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
@@ -206,7 +270,10 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   Shape sh = shape(), st = strides();
   sh.erase(d);
   st.erase(d);
-  return make_view(storage(), sh, st, offset() + index * strides()[d], dtype());
+  return view_entry("select", *this, make_view(storage(), sh, st, offset() + index * strides()[d], dtype()),
+                    [in_shape = shape(), d, index](const Tensor& g) {
+                      return scatter_into_zeros(in_shape, g, [&](const Tensor& z) { return z.select(d, index); });
+                    });
 }
 
 Tensor Tensor::expand(const Shape& target) const {
@@ -227,7 +294,8 @@ Tensor Tensor::expand(const Shape& target) const {
     sh[i] = want;
     st[i] = cur == want ? strides()[i - lead] : 0;
   }
-  return make_view(storage(), sh, st, offset(), dtype());
+  return view_entry("expand", *this, make_view(storage(), sh, st, offset(), dtype()),
+                    [in_shape = shape()](const Tensor& g) { return sum_to_size(g, in_shape); });
 }
 
 Tensor Tensor::squeeze() const {
@@ -237,7 +305,8 @@ Tensor Tensor::squeeze() const {
       sh.push_back(shape()[i]);
       st.push_back(strides()[i]);
     }
-  return make_view(storage(), sh, st, offset(), dtype());
+  return view_entry("squeeze", *this, make_view(storage(), sh, st, offset(), dtype()),
+                    [in_shape = shape()](const Tensor& g) { return g.reshape(in_shape); });
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
@@ -247,7 +316,8 @@ Tensor Tensor::squeeze(int64_t d) const {
   Shape sh = shape(), st = strides();
   sh.erase(d);
   st.erase(d);
-  return make_view(storage(), sh, st, offset(), dtype());
+  return view_entry("squeeze", *this, make_view(storage(), sh, st, offset(), dtype()),
+                    [in_shape = shape()](const Tensor& g) { return g.reshape(in_shape); });
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
@@ -256,7 +326,8 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   int64_t stride = d < dim() ? strides()[d] * shape()[d] : 1;
   sh.insert(d, 1);
   st.insert(d, stride);
-  return make_view(storage(), sh, st, offset(), dtype());
+  return view_entry("unsqueeze", *this, make_view(storage(), sh, st, offset(), dtype()),
+                    [in_shape = shape()](const Tensor& g) { return g.reshape(in_shape); });
 }
 
 std::string describe(const Tensor& t) {

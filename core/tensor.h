@@ -15,12 +15,18 @@
 
 namespace loom {
 
+namespace autograd {
+struct AutogradMeta;
+}
+
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
   Shape strides;  // in elements
   int64_t offset = 0;  // in elements
   DType dtype = DType::Float32;
+  // Created on first use by autograd (requires_grad, grad, the tape entry that produced the tensor).
+  std::shared_ptr<autograd::AutogradMeta> autograd;
 };
 
 struct TensorOptions {
@@ -61,6 +67,8 @@ class Tensor {
   const std::shared_ptr<Storage>& storage() const { return impl().storage; }
   TensorImpl* unsafe_impl() const { return impl_.get(); }
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
+  // How many handles share this tensor's impl (autograd uses it to tell whether a gradient may be reused).
+  long use_count() const { return impl_.use_count(); }
 
   // Pointer to the first element; checks that T matches the dtype. Host pointers only make sense on the CPU.
   template <typename T>
@@ -130,6 +138,22 @@ class Tensor {
   Tensor softmax(int64_t dim) const;
   Tensor log_softmax(int64_t dim) const;
   Tensor masked_fill(const Tensor& mask, double value) const;
+
+  // Autograd (autograd/tensor_autograd.cpp).
+  bool requires_grad() const;
+  // Marks a leaf as requiring grad: ops on it record onto the tape. Only floating dtypes can require grad.
+  const Tensor& requires_grad_(bool requires_grad = true) const;
+  // The accumulated gradient of a leaf (undefined until a backward() reaches it).
+  Tensor grad() const;
+  void set_grad(const Tensor& grad) const;
+  // True for tensors no recorded op produced (user-created tensors and parameters).
+  bool is_leaf() const;
+  // The name of the op that produced this tensor on the tape ("" for leaves).
+  std::string grad_fn_name() const;
+  // The same data, cut from the tape (requires_grad false).
+  Tensor detach() const;
+  // Backpropagates from this tensor; `gradient` defaults to 1 for one-element tensors.
+  void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
 
   std::string to_string() const;
 

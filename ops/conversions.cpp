@@ -3,6 +3,8 @@
 #include <iomanip>
 #include <sstream>
 
+#include "loom/autograd/grad_mode.h"
+#include "loom/autograd/tape.h"
 #include "loom/ops/backend.h"
 #include "loom/ops/factory.h"
 
@@ -10,6 +12,11 @@ namespace loom {
 
 Tensor& Tensor::copy_(const Tensor& src) {
   LOOM_CHECK(src.defined(), "copy_: source tensor is undefined");
+  autograd::check_inplace("copy_", *this);
+  LOOM_CHECK(!autograd::any_requires_grad({&src}), "copy_: the source ", describe(src),
+             " requires grad, and an in-place copy does not carry gradients; use the source itself (or cat, "
+             "stack, ...) in the graph, or copy under NoGradGuard / from src.detach()");
+  NoGradGuard no_grad;  // the views below are internal
   Tensor expanded = src.expand(shape());
   storage()->bump_version();
   if (src.device() == device()) {
@@ -28,35 +35,55 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::fill_(double value) {
+  autograd::check_inplace("fill_", *this);
   storage()->bump_version();
   backend_for(device()).fill(*this, value);
   return *this;
 }
 
+// Copies that keep the tape: the gradient of a copy is the incoming gradient, moved back to the source's
+// dtype and device.
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
+  autograd::OpScope scope("contiguous", {*this});
   Tensor out = Tensor::empty(shape(), options());
   backend_for(device()).copy(*this, out);
+  if (scope.recording()) scope.record({out}, [](const std::vector<Tensor>& g) { return g; });
   return out;
 }
 
 Tensor Tensor::clone() const {
+  autograd::OpScope scope("clone", {*this});
   Tensor out = Tensor::empty(shape(), options());
   backend_for(device()).copy(*this, out);
+  if (scope.recording()) scope.record({out}, [](const std::vector<Tensor>& g) { return g; });
   return out;
 }
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
+  autograd::OpScope scope("to", {*this});
   Tensor out = Tensor::empty(shape(), {dtype(), target});
   out.copy_(*this);
+  if (scope.recording()) {
+    scope.record({out}, [source = device()](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{g[0].to(source)};
+    });
+  }
   return out;
 }
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
+  autograd::OpScope scope("to", {*this});
   Tensor out = Tensor::empty(shape(), {target, device()});
   backend_for(device()).copy(*this, out);
+  // A cast to an integer dtype ends the tape (record_entry gives integer outputs no grad_fn).
+  if (scope.recording() && is_floating(target)) {
+    scope.record({out}, [source = dtype()](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{g[0].to(source)};
+    });
+  }
   return out;
 }
 

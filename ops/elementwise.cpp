@@ -3,12 +3,16 @@
 
 #include <cmath>
 
+#include "loom/autograd/tape.h"
 #include "loom/ops/backend.h"
 #include "loom/ops/factory.h"
+#include "loom/ops/grad_helpers.h"
 #include "loom/ops/reduce.h"
 
 namespace loom {
 namespace {
+
+using Grads = std::vector<Tensor>;
 
 void check_defined(const char* op, const Tensor& t) {
   LOOM_CHECK(t.defined(), op, ": undefined tensor argument");
@@ -122,6 +126,7 @@ Tensor numeric_unary(UnaryOp op, const Tensor& x, const char* bool_hint = "") {
 // In place: a op= b. b broadcasts to a's shape and the result type must convert back to a's dtype.
 Tensor& binary_(BinaryOp op, Tensor& a, const Tensor& b, DType common) {
   const char* name = binary_op_name(op);
+  autograd::check_inplace((std::string(name) + "_").c_str(), a);
   DType compute = compute_dtype(op, common);
   LOOM_CHECK(!(is_floating(compute) && !is_floating(a.dtype())) &&
                  !(compute != DType::Bool && a.dtype() == DType::Bool),
@@ -159,17 +164,99 @@ Tensor& binary_scalar_(BinaryOp op, Tensor& a, double b) {
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+// ---- arithmetic, with derivatives -----------------------------------------------------------------------
+// Each gradient is summed back over the dims broadcasting stretched and converted to its input's dtype
+// (detail::reduce_grad); integer inputs get none.
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  autograd::OpScope scope("add", {a, b});
+  Tensor out = binary(BinaryOp::Add, a, b);
+  if (scope.recording()) {
+    scope.record({out}, [sa = a.shape(), da = a.dtype(), sb = b.shape(), db = b.dtype()](const Grads& g) {
+      return Grads{detail::reduce_grad(g[0], sa, da), detail::reduce_grad(g[0], sb, db)};
+    });
+  }
+  return out;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  autograd::OpScope scope("sub", {a, b});
+  Tensor out = binary(BinaryOp::Sub, a, b);
+  if (scope.recording()) {
+    scope.record({out}, [sa = a.shape(), da = a.dtype(), sb = b.shape(), db = b.dtype(),
+                         need_b = scope.needs_grad(1)](const Grads& g) {
+      return Grads{detail::reduce_grad(g[0], sa, da), need_b ? detail::reduce_grad(neg(g[0]), sb, db) : Tensor()};
+    });
+  }
+  return out;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  autograd::OpScope scope("mul", {a, b});
+  Tensor out = binary(BinaryOp::Mul, a, b);
+  if (scope.recording()) {
+    bool need_a = scope.needs_grad(0), need_b = scope.needs_grad(1);
+    scope.record({out}, [sa = scope.save(need_b ? a : Tensor()), sb = scope.save(need_a ? b : Tensor()), need_a,
+                         need_b, shape_a = a.shape(), da = a.dtype(), shape_b = b.shape(),
+                         db = b.dtype()](const Grads& g) {
+      return Grads{need_a ? detail::reduce_grad(mul(g[0], sb.get()), shape_a, da) : Tensor(),
+                   need_b ? detail::reduce_grad(mul(g[0], sa.get()), shape_b, db) : Tensor()};
+    });
+  }
+  return out;
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  autograd::OpScope scope("div", {a, b});
+  Tensor out = binary(BinaryOp::Div, a, b);
+  if (scope.recording()) {
+    bool need_a = scope.needs_grad(0), need_b = scope.needs_grad(1);
+    // d(a/b)/da = 1/b, d(a/b)/db = -out/b.
+    scope.record({out}, [sb = scope.save(b), so = scope.save(need_b ? out : Tensor()), need_a, need_b,
+                         shape_a = a.shape(), da = a.dtype(), shape_b = b.shape(), db = b.dtype()](const Grads& g) {
+      Tensor gb = need_a || need_b ? div(g[0], sb.get()) : Tensor();
+      return Grads{need_a ? detail::reduce_grad(gb, shape_a, da) : Tensor(),
+                   need_b ? detail::reduce_grad(neg(mul(gb, so.get())), shape_b, db) : Tensor()};
+    });
+  }
+  return out;
+}
+
 Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, a, b); }
 Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maximum, a, b); }
 Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Minimum, a, b); }
-Tensor add(const Tensor& a, double b) { return binary_scalar(BinaryOp::Add, a, b); }
-Tensor sub(const Tensor& a, double b) { return binary_scalar(BinaryOp::Sub, a, b); }
-Tensor mul(const Tensor& a, double b) { return binary_scalar(BinaryOp::Mul, a, b); }
-Tensor div(const Tensor& a, double b) { return binary_scalar(BinaryOp::Div, a, b); }
+// Tensor-scalar forms: the scalar is a constant, so only a gets a gradient.
+Tensor add(const Tensor& a, double b) {
+  autograd::OpScope scope("add", {a});
+  Tensor out = binary_scalar(BinaryOp::Add, a, b);
+  if (scope.recording())
+    scope.record({out}, [da = a.dtype()](const Grads& g) { return Grads{g[0].to(da)}; });
+  return out;
+}
+
+Tensor sub(const Tensor& a, double b) {
+  autograd::OpScope scope("sub", {a});
+  Tensor out = binary_scalar(BinaryOp::Sub, a, b);
+  if (scope.recording())
+    scope.record({out}, [da = a.dtype()](const Grads& g) { return Grads{g[0].to(da)}; });
+  return out;
+}
+
+Tensor mul(const Tensor& a, double b) {
+  autograd::OpScope scope("mul", {a});
+  Tensor out = binary_scalar(BinaryOp::Mul, a, b);
+  if (scope.recording())
+    scope.record({out}, [b, da = a.dtype()](const Grads& g) { return Grads{mul(g[0], b).to(da)}; });
+  return out;
+}
+
+Tensor div(const Tensor& a, double b) {
+  autograd::OpScope scope("div", {a});
+  Tensor out = binary_scalar(BinaryOp::Div, a, b);
+  if (scope.recording())
+    scope.record({out}, [b, da = a.dtype()](const Grads& g) { return Grads{div(g[0], b).to(da)}; });
+  return out;
+}
 
 Tensor pow(const Tensor& a, double exponent) {
   check_defined("pow", a);
@@ -203,8 +290,20 @@ Tensor logical_not(const Tensor& a) {
   return unary(UnaryOp::LogicalNot, a, DType::Bool);
 }
 
-Tensor neg(const Tensor& x) { return numeric_unary(UnaryOp::Neg, x, " (use logical_not to invert a mask)"); }
-Tensor exp(const Tensor& x) { return floating_unary(UnaryOp::Exp, x); }
+Tensor neg(const Tensor& x) {
+  autograd::OpScope scope("neg", {x});
+  Tensor out = numeric_unary(UnaryOp::Neg, x, " (use logical_not to invert a mask)");
+  if (scope.recording()) scope.record({out}, [](const Grads& g) { return Grads{neg(g[0])}; });
+  return out;
+}
+
+Tensor exp(const Tensor& x) {
+  autograd::OpScope scope("exp", {x});
+  Tensor out = floating_unary(UnaryOp::Exp, x);
+  if (scope.recording())
+    scope.record({out}, [y = scope.save(out)](const Grads& g) { return Grads{mul(g[0], y.get())}; });
+  return out;
+}
 Tensor log(const Tensor& x) { return floating_unary(UnaryOp::Log, x); }
 Tensor sqrt(const Tensor& x) { return floating_unary(UnaryOp::Sqrt, x); }
 Tensor rsqrt(const Tensor& x) { return floating_unary(UnaryOp::Rsqrt, x); }

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 
+#include "loom/autograd/tape.h"
 #include "loom/ops/backend.h"
+#include "loom/ops/elementwise.h"
 
 namespace loom {
 namespace {
@@ -93,11 +95,45 @@ Tensor scan_op(ScanOp op, const char* name, const Tensor& x, int64_t dim) {
   return out.view(x.shape());
 }
 
+// The gradient of a reduction's output, broadcast back over x's shape: the reduced dims are re-inserted as
+// size 1 (unless keepdim kept them) and expanded.
+Tensor expand_reduced(const Tensor& g, const Shape& x_shape, const Shape& reduced, bool keepdim) {
+  Tensor r = g;
+  if (!keepdim && !x_shape.empty())
+    for (int64_t d : reduced) r = r.unsqueeze(d);
+  return r.expand(x_shape);
+}
+
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   LOOM_CHECK(x.defined(), "sum: input tensor is undefined");
-  return reduce_op(ReduceOp::Sum, "sum", x, dims, keepdim, widened(x.dtype()));
+  autograd::OpScope scope("sum", {x});
+  Tensor out = reduce_op(ReduceOp::Sum, "sum", x, dims, keepdim, widened(x.dtype()));
+  if (scope.recording()) {
+    scope.record({out}, [shape = x.shape(), rd = reduced_dims(x, dims, "sum"), keepdim](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{expand_reduced(g[0], shape, rd, keepdim)};
+    });
+  }
+  return out;
+}
+
+Tensor sum_to_size(const Tensor& x, const Shape& shape) {
+  LOOM_CHECK(x.defined(), "sum_to_size: input tensor is undefined");
+  LOOM_CHECK(shape.size() <= x.shape().size(), "sum_to_size: shape ", shape, " has more dims than ", describe(x));
+  size_t lead = x.shape().size() - shape.size();
+  std::vector<int64_t> dims;
+  for (size_t i = 0; i < x.shape().size(); ++i) {
+    if (i < lead) {
+      dims.push_back(static_cast<int64_t>(i));
+      continue;
+    }
+    int64_t want = shape[i - lead], have = x.shape()[i];
+    LOOM_CHECK(want == have || want == 1, "sum_to_size: shape ", shape, " does not broadcast to ", describe(x));
+    if (want == 1 && have != 1) dims.push_back(static_cast<int64_t>(i));
+  }
+  if (dims.empty()) return x.shape() == shape ? x : x.view(shape);
+  return sum(x, dims, /*keepdim=*/true).view(shape);
 }
 
 Tensor prod(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
@@ -107,7 +143,17 @@ Tensor prod(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check_floating(x, "mean");
-  return reduce_op(ReduceOp::Mean, "mean", x, dims, keepdim, x.dtype());
+  autograd::OpScope scope("mean", {x});
+  Tensor out = reduce_op(ReduceOp::Mean, "mean", x, dims, keepdim, x.dtype());
+  if (scope.recording()) {
+    Shape rd = reduced_dims(x, dims, "mean");
+    int64_t count = 1;
+    for (int64_t d : rd) count *= x.dim() == 0 ? 1 : x.size(d);
+    scope.record({out}, [shape = x.shape(), rd, keepdim, count](const std::vector<Tensor>& g) {
+      return std::vector<Tensor>{expand_reduced(div(g[0], static_cast<double>(count)), shape, rd, keepdim)};
+    });
+  }
+  return out;
 }
 
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, double correction, bool keepdim) {

@@ -8,6 +8,8 @@
 namespace loom {
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// x summed down to `shape`, which must broadcast to x's shape (Tensor.sum_to_size): the gradient of expand.
+Tensor sum_to_size(const Tensor& x, const Shape& shape);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor prod(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 // Max / min over all elements (0-d) or over dims (values only; see max_with_indices for both).

@@ -1,0 +1,161 @@
+// The backward pass: a loop over the reachable tape entries in decreasing sequence order.
+//
+// Every entry is recorded after the entries that produced its inputs, so when entries are replayed from the
+// highest sequence number down, each one runs only after all of its consumers have handed it their gradients.
+// A max-heap keyed on the sequence number holds the entries reached so far; no recursion anywhere, so a graph
+// thousands of entries deep is as safe as a shallow one.
+#include "loom/autograd/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <queue>
+
+#include "loom/autograd/grad_mode.h"
+#include "loom/autograd/node.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/factory.h"
+
+namespace loom::autograd {
+namespace {
+
+std::atomic<uint64_t> next_epoch{1};
+
+struct LaterFirst {
+  bool operator()(const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) const {
+    return a->sequence_nr < b->sequence_nr;
+  }
+};
+using ReadyQueue = std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, LaterFirst>;
+
+// A gradient that nothing else references: contiguous, alone in its storage. A leaf may keep such a tensor as
+// its grad and later accumulate into it in place; anything else (the caller's tensor, a broadcast view, a
+// tensor a backward closure also returned elsewhere) is copied first.
+bool exclusively_owned(const Tensor& g) {
+  return g.use_count() == 1 && g.storage().use_count() == 1 && g.is_contiguous() && g.offset() == 0 &&
+         g.storage()->nbytes() == g.nbytes();
+}
+
+void accumulate_into_leaf(AutogradMeta& leaf, const Tensor& g) {
+  if (!leaf.grad.defined()) {
+    leaf.grad = exclusively_owned(g) ? g : g.clone();
+    return;
+  }
+  LOOM_CHECK(leaf.grad.shape() == g.shape() && leaf.grad.dtype() == g.dtype() && leaf.grad.device() == g.device(),
+             "backward: the existing grad ", describe(leaf.grad), " of a leaf cannot accumulate a gradient ",
+             describe(g), " (was grad replaced by a tensor of another shape?)");
+  add_(leaf.grad, g);
+}
+
+void check_not_freed(const Node& node) {
+  LOOM_CHECK(!node.freed, "backward: the tape entry '", node.name,
+             "' was already replayed and freed by an earlier backward(); call backward(grad, /*retain_graph=*/true) "
+             "the first time to replay a graph twice");
+}
+
+// Stores g as the grad of output slot `slot` of `node`, adding to what is there.
+void accumulate_into_node(Node& node, int slot, const Tensor& g) {
+  Tensor& buffer = node.grad_buffer[static_cast<size_t>(slot)];
+  buffer = buffer.defined() ? add(buffer, g) : g;
+}
+
+void check_grad_matches(const Node& node, size_t i, const Tensor& g) {
+  const InputInfo& in = node.inputs[i];
+  LOOM_CHECK(g.shape() == in.shape && g.dtype() == in.dtype && g.device() == in.device, node.name,
+             " backward: the gradient for input ", i, " is ", describe(g), " but the input was ",
+             dtype_name(in.dtype), shape_str(in.shape), " on ", in.device.str());
+}
+
+// Clears the gradients still held by entries that were reached but not run (after an error).
+void drain(ReadyQueue& queue) {
+  while (!queue.empty()) {
+    queue.top()->grad_buffer.clear();
+    queue.pop();
+  }
+}
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph) {
+  LOOM_CHECK(grad_outputs.empty() || grad_outputs.size() == outputs.size(), "backward: got ", outputs.size(),
+             " outputs but ", grad_outputs.size(), " gradients");
+  GradModeGuard no_grad(false);
+  uint64_t epoch = next_epoch.fetch_add(1, std::memory_order_relaxed);
+  ReadyQueue queue;
+
+  auto enqueue = [&](const std::shared_ptr<Node>& node) {
+    check_not_freed(*node);
+    if (node->visit_epoch != epoch) {
+      node->visit_epoch = epoch;
+      node->grad_buffer.assign(node->outputs.size(), Tensor());
+      queue.push(node);
+    }
+  };
+
+  try {
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const Tensor& out = outputs[i];
+      LOOM_CHECK(out.defined(), "backward: output ", i, " is undefined");
+      AutogradMeta* m = meta_if(out);
+      LOOM_CHECK(m && m->requires_grad, "backward: ", describe(out),
+                 " does not require grad and has no grad_fn: nothing recorded it (was it computed under "
+                 "NoGradGuard, or from tensors without requires_grad_()?)");
+      Tensor g = grad_outputs.empty() ? Tensor() : grad_outputs[i];  // a second handle: never stolen
+      if (!g.defined()) {
+        LOOM_CHECK(out.numel() == 1, "backward: a gradient can be created implicitly only for one-element outputs, "
+                   "got ", describe(out), "; pass the gradient explicitly");
+        g = ones(out.shape(), out.options());
+      }
+      LOOM_CHECK(g.shape() == out.shape() && g.dtype() == out.dtype() && g.device() == out.device(),
+                 "backward: gradient ", describe(g), " does not match output ", describe(out));
+      if (m->grad_fn) {
+        enqueue(m->grad_fn);
+        accumulate_into_node(*m->grad_fn, m->output_nr, g);
+      } else {
+        accumulate_into_leaf(*m, g);
+      }
+    }
+
+    std::vector<Tensor> grads;
+    while (!queue.empty()) {
+      std::shared_ptr<Node> node = queue.top();
+      queue.pop();
+      grads.clear();
+      for (size_t s = 0; s < node->outputs.size(); ++s) {
+        Tensor& b = node->grad_buffer[s];
+        if (b.defined()) {
+          grads.push_back(std::move(b));
+        } else {
+          const OutputInfo& o = node->outputs[s];
+          grads.push_back(zeros(o.shape, {o.dtype, o.device}));
+        }
+      }
+      node->grad_buffer.clear();
+      LOOM_CHECK(node->backward, node->name, " backward: the entry has no backward function");
+      std::vector<Tensor> input_grads = node->backward(grads);
+      grads.clear();
+      LOOM_CHECK(input_grads.size() == node->next.size(), node->name, " backward: returned ", input_grads.size(),
+                 " gradients for ", node->next.size(), " inputs");
+      // Keep the edges alive past release(): the entries they point to are about to be enqueued.
+      std::vector<Edge> edges = retain_graph ? node->next : std::move(node->next);
+      if (!retain_graph) node->release();
+      for (size_t i = 0; i < edges.size(); ++i) {
+        Edge& e = edges[i];
+        Tensor& g = input_grads[i];
+        if (!e.defined() || !g.defined()) continue;
+        check_grad_matches(*node, i, g);
+        if (e.leaf) {
+          accumulate_into_leaf(*e.leaf, g);
+        } else {
+          enqueue(e.node);
+          accumulate_into_node(*e.node, e.output_nr, g);
+        }
+        g = Tensor();
+      }
+    }
+  } catch (...) {
+    drain(queue);
+    throw;
+  }
+}
+
+}  // namespace loom::autograd
