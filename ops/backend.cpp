@@ -1,5 +1,10 @@
 #include "loom/ops/backend.h"
 
+#include "loom/autograd/grad_mode.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/factory.h"
+#include "loom/ops/reduce.h"
+
 #ifdef LOOM_WITH_CUDA
 #include "loom/cuda/cuda_backend.h"
 #endif
@@ -39,6 +44,71 @@ void Backend::softmax(const Tensor&, const Tensor&, bool log, const Tensor&) { m
 void Backend::layer_norm(const Tensor&, const Tensor&, const Tensor&, double, const Tensor&, const Tensor&,
                          const Tensor&) {
   missing("layer_norm");
+}
+
+// ---- default backward kernels, composed of ops ----------------------------------------------------------
+// A caller with grad mode on (a test comparing against these) must not record the steps.
+
+namespace {
+// The kernels take their outputs as const handles; the data they point to is what gets written.
+void copy_into(Tensor dst, const Tensor& src) { dst.copy_(src); }
+}  // namespace
+
+void Backend::softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) {
+  NoGradGuard no_grad;
+  if (grad_in.numel() == 0) return;
+  copy_into(grad_in, mul(out, sub(grad, sum(mul(grad, out), {-1}, /*keepdim=*/true))));
+}
+
+void Backend::log_softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& mask,
+                                   const Tensor& grad_in) {
+  NoGradGuard no_grad;
+  if (grad_in.numel() == 0) return;
+  Tensor zero = scalar_tensor(0.0, grad.options());
+  // Excluded outputs are the constant -inf: their incoming gradient must not leak into the row's sum.
+  Tensor g = mask.defined() ? loom::where(mask, zero, grad) : grad;
+  Tensor gi = sub(g, mul(exp(out), sum(g, {-1}, /*keepdim=*/true)));
+  copy_into(grad_in, mask.defined() ? loom::where(mask, zero, gi) : gi);
+}
+
+void Backend::layer_norm_backward(const Tensor& grad, const Tensor& in, const Tensor& mean_,
+                                  const Tensor& rstd, const Tensor& weight, const Tensor& grad_in,
+                                  const Tensor& grad_weight, const Tensor& grad_bias) {
+  NoGradGuard no_grad;
+  const int64_t rows = in.size(0);
+  Tensor rs = rstd.view({rows, 1});
+  Tensor xhat = mul(sub(in, mean_.view({rows, 1})), rs);
+  if (grad_bias.defined()) copy_into(grad_bias, sum(grad, {0}));
+  if (grad_weight.defined()) copy_into(grad_weight, sum(mul(grad, xhat), {0}));
+  if (grad_in.defined() && grad_in.numel() > 0) {
+    Tensor gxhat = weight.defined() ? mul(grad, weight) : grad;
+    // d/dx of (x - mean) * rstd: the row means of gxhat and gxhat * xhat carry the mean's and rstd's share.
+    Tensor c1 = loom::mean(gxhat, {1}, /*keepdim=*/true);
+    Tensor c2 = loom::mean(mul(gxhat, xhat), {1}, /*keepdim=*/true);
+    copy_into(grad_in, mul(sub(sub(gxhat, c1), mul(xhat, c2)), rs));
+  }
+}
+
+void Backend::gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in) {
+  NoGradGuard no_grad;
+  if (grad_in.numel() == 0) return;
+  Tensor d;
+  if (tanh_approx) {
+    // gelu = x * s with s = sigmoid(2u), u = k0 (x + k1 x^3): gelu' = s + x s (1 - s) 2 k0 (1 + 3 k1 x^2).
+    constexpr double k0 = 0.7978845608028654, k1 = 0.044715;
+    Tensor x2 = mul(in, in);
+    Tensor s = sigmoid(mul(mul(in, add(mul(x2, k1), 1.0)), 2 * k0));
+    Tensor du = mul(add(mul(x2, 3 * k1), 1.0), 2 * k0);
+    d = add(s, mul(mul(in, mul(s, 1.0 - s)), du));
+  } else {
+    // gelu' = Phi(x) + x phi(x). There is no erf op, but the forward kernel computes gelu as the product
+    // x * Phi(x), so gelu(x) / x gives Phi back to a few ulp; below 1e-30 Phi is 0.5 to far beyond any
+    // precision.
+    Tensor phi_cdf = loom::where(ge(abs(in), 1e-30), div(gelu(in), in), 0.5);
+    Tensor pdf = mul(exp(mul(mul(in, in), -0.5)), 0.3989422804014327);
+    d = add(phi_cdf, mul(in, pdf));
+  }
+  copy_into(grad_in, mul(grad, d));
 }
 
 const char* unary_op_name(UnaryOp op) {

@@ -118,6 +118,24 @@ class Backend {
   virtual void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                           const Tensor& mean, const Tensor& rstd);
 
+  // --- backward kernels ------------------------------------------------------------------------------------
+  // The defaults compose public ops (so every backend runs them unchanged); a backend overrides them with
+  // fused kernels. They run with grad mode off. All tensors are contiguous unless noted.
+  // grad_in = out * (grad - sum(grad * out)) along the last dim, out being softmax's output.
+  virtual void softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in);
+  // grad_in = grad - exp(out) * sum(grad) along the last dim, out being log_softmax's output. mask as in
+  // softmax() (expanded, any strides, may be undefined): excluded entries neither contribute to the sum nor
+  // receive a gradient, so a fully excluded row gets zeros.
+  virtual void log_softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& mask,
+                                    const Tensor& grad_in);
+  // Layer norm's backward over in [rows, D] from the forward's mean and rstd [rows]; weight [D] may be
+  // undefined (ones). Writes whichever of grad_in [rows, D], grad_weight [D] and grad_bias [D] is defined.
+  virtual void layer_norm_backward(const Tensor& grad, const Tensor& in, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& weight, const Tensor& grad_in,
+                                   const Tensor& grad_weight, const Tensor& grad_bias);
+  // grad_in = grad * gelu'(in), exact (erf) form or the tanh approximation; all of one shape.
+  virtual void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in);
+
  protected:
   [[noreturn]] void missing(const char* kernel) const;
 };

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "loom/autograd/grad_mode.h"
 #include "loom/autograd/tape.h"
 #include "loom/ops/backend.h"
 #include "loom/ops/factory.h"
@@ -64,6 +65,9 @@ DType compute_dtype(BinaryOp op, DType common) {
 }
 
 Tensor binary_with_dtype(BinaryOp op, const Tensor& a, const Tensor& b, DType common) {
+  // The conversions and broadcast views below are plumbing, never tape entries (comparisons have no OpScope
+  // to pause recording for them).
+  NoGradGuard no_grad;
   const char* name = binary_op_name(op);
   DType compute = compute_dtype(op, common);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
@@ -85,6 +89,9 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   }
   return binary_with_dtype(op, a, b, result_type(a, b));
 }
+
+// A 0-d zero of t's dtype and device: where(cond, zero_of(g), g) zeroes a gradient where cond holds.
+Tensor zero_of(const Tensor& t) { return scalar_tensor(0.0, t.options()); }
 
 // A 0-d tensor holding s in the dtype s takes next to `t`.
 Tensor scalar_like(const Tensor& t, double s) {
@@ -222,9 +229,98 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, a, b); }
-Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maximum, a, b); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Minimum, a, b); }
+// As PyTorch: where the exponent is 0, a gets no gradient (b a^(b-1) would be 0 * inf at a = 0); where a is 0
+// and b >= 0, b gets none (out log a would be 0 * -inf).
+Tensor pow(const Tensor& a, const Tensor& b) {
+  autograd::OpScope scope("pow", {a, b});
+  Tensor out = binary(BinaryOp::Pow, a, b);
+  if (scope.recording()) {
+    bool need_a = scope.needs_grad(0), need_b = scope.needs_grad(1);
+    scope.record({out}, [sa = scope.save(a), sb = scope.save(b), so = scope.save(need_b ? out : Tensor()),
+                         need_a, need_b, shape_a = a.shape(), da = a.dtype(), shape_b = b.shape(),
+                         db = b.dtype()](const Grads& g) {
+      const Tensor &av = sa.get(), &bv = sb.get();
+      Tensor ga, gb;
+      if (need_a) {
+        Tensor d = mul(bv, pow(av, sub(bv, 1.0)));
+        d = where(eq(bv, 0.0), zero_of(d), d);
+        ga = detail::reduce_grad(mul(g[0], d), shape_a, da);
+      }
+      if (need_b) {
+        Tensor d = mul(so.get(), log(av));
+        d = where(logical_and(eq(av, 0.0), ge(bv, 0.0)), zero_of(d), d);
+        gb = detail::reduce_grad(mul(g[0], d), shape_b, db);
+      }
+      return Grads{ga, gb};
+    });
+  }
+  return out;
+}
+
+namespace {
+
+// maximum / minimum: the gradient goes to the operand that was picked, half to each on a tie (PyTorch's
+// convention, which keeps the sum of the two gradients equal to the incoming one).
+Tensor extremum(BinaryOp op, const Tensor& a, const Tensor& b) {
+  autograd::OpScope scope(binary_op_name(op), {a, b});
+  Tensor out = binary(op, a, b);
+  if (scope.recording()) {
+    scope.record({out}, [op, sa = scope.save(a), sb = scope.save(b), need_a = scope.needs_grad(0),
+                         need_b = scope.needs_grad(1), shape_a = a.shape(), da = a.dtype(),
+                         shape_b = b.shape(), db = b.dtype()](const Grads& g) {
+      const Tensor &av = sa.get(), &bv = sb.get();
+      Tensor tie = eq(av, bv);
+      Tensor half = mul(g[0], 0.5);
+      // a loses where it is smaller (maximum) or larger (minimum); NaNs pass the gradient to both, as
+      // PyTorch.
+      bool is_max = op == BinaryOp::Maximum;
+      Tensor zero = zero_of(g[0]);
+      Tensor ga = need_a ? where(tie, half, where(is_max ? lt(av, bv) : gt(av, bv), zero, g[0])) : Tensor();
+      Tensor gb = need_b ? where(tie, half, where(is_max ? gt(av, bv) : lt(av, bv), zero, g[0])) : Tensor();
+      return Grads{need_a ? detail::reduce_grad(ga, shape_a, da) : Tensor(),
+                   need_b ? detail::reduce_grad(gb, shape_b, db) : Tensor()};
+    });
+  }
+  return out;
+}
+
+// Scalar on the left (2.0 - x, 2.0 / x, ...): the scalar is a constant, so only b gets a gradient.
+Tensor scalar_binary_op(BinaryOp op, double a, const Tensor& b) {
+  autograd::OpScope scope(binary_op_name(op), {b});
+  Tensor out = scalar_binary(op, a, b);
+  if (scope.recording()) {
+    bool is_div = op == BinaryOp::Div;
+    // d(a / b)/db = -a / b^2 = -out / b.
+    scope.record({out}, [op, a, sb = scope.save(is_div ? b : Tensor()),
+                         so = scope.save(is_div ? out : Tensor()), db = b.dtype()](const Grads& g) {
+      Tensor gb;
+      switch (op) {
+        case BinaryOp::Add:
+          gb = g[0];
+          break;
+        case BinaryOp::Sub:
+          gb = neg(g[0]);
+          break;
+        case BinaryOp::Mul:
+          gb = mul(g[0], a);
+          break;
+        case BinaryOp::Div:
+          gb = neg(div(mul(g[0], so.get()), sb.get()));
+          break;
+        default:
+          LOOM_FAIL(binary_op_name(op), " backward: no derivative for a scalar on the left");
+      }
+      return Grads{gb.to(db)};
+    });
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor maximum(const Tensor& a, const Tensor& b) { return extremum(BinaryOp::Maximum, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return extremum(BinaryOp::Minimum, a, b); }
+
 // Tensor-scalar forms: the scalar is a constant, so only a gets a gradient.
 Tensor add(const Tensor& a, double b) {
   autograd::OpScope scope("add", {a});
@@ -264,10 +360,35 @@ Tensor pow(const Tensor& a, double exponent) {
   LOOM_CHECK(is_floating(dtype) || exponent >= 0,
              "pow: integers to negative integer powers are not allowed (", describe(a), " ** ", exponent,
              ")");
-  return unary(UnaryOp::PowScalar, a, dtype, {exponent, 0});
+  autograd::OpScope scope("pow", {a});
+  Tensor out = unary(UnaryOp::PowScalar, a, dtype, {exponent, 0});
+  if (scope.recording()) {
+    scope.record({out}, [sa = scope.save(exponent == 0 ? Tensor() : a), exponent, shape = a.shape(),
+                         da = a.dtype()](const Grads& g) {
+      if (exponent == 0) return Grads{zeros(shape, {da, g[0].device()})};
+      const Tensor& av = sa.get();
+      Tensor d = exponent == 2 ? mul(av, 2.0) : mul(pow(av, exponent - 1), exponent);
+      return Grads{mul(g[0], d).to(da)};
+    });
+  }
+  return out;
 }
 
-Tensor pow(double base, const Tensor& exponent) { return scalar_binary(BinaryOp::Pow, base, exponent); }
+Tensor pow(double base, const Tensor& exponent) {
+  autograd::OpScope scope("pow", {exponent});
+  Tensor out = scalar_binary(BinaryOp::Pow, base, exponent);
+  if (scope.recording()) {
+    // d(base^e)/de = out * log(base); at base 0 that is 0 * -inf, which PyTorch (and so Loom) takes as 0 for
+    // e >= 0.
+    scope.record({out}, [so = scope.save(out), se = scope.save(base == 0 ? exponent : Tensor()), base,
+                         de = exponent.dtype()](const Grads& g) {
+      Tensor grad = mul(g[0], mul(so.get(), std::log(base)));
+      if (base == 0) grad = where(ge(se.get(), 0.0), zero_of(grad), grad);
+      return Grads{grad.to(de)};
+    });
+  }
+  return out;
+}
 
 Tensor eq(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Eq, a, b); }
 Tensor ne(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Ne, a, b); }
@@ -304,39 +425,149 @@ Tensor exp(const Tensor& x) {
     scope.record({out}, [y = scope.save(out)](const Grads& g) { return Grads{mul(g[0], y.get())}; });
   return out;
 }
-Tensor log(const Tensor& x) { return floating_unary(UnaryOp::Log, x); }
-Tensor sqrt(const Tensor& x) { return floating_unary(UnaryOp::Sqrt, x); }
-Tensor rsqrt(const Tensor& x) { return floating_unary(UnaryOp::Rsqrt, x); }
-Tensor tanh(const Tensor& x) { return floating_unary(UnaryOp::Tanh, x); }
-Tensor sigmoid(const Tensor& x) { return floating_unary(UnaryOp::Sigmoid, x); }
-Tensor relu(const Tensor& x) { return numeric_unary(UnaryOp::Relu, x); }
-Tensor abs(const Tensor& x) { return numeric_unary(UnaryOp::Abs, x); }
-Tensor reciprocal(const Tensor& x) { return floating_unary(UnaryOp::Reciprocal, x); }
+
+// Unary derivatives. Recording implies x is floating (only floating tensors require grad), and these ops keep
+// a floating dtype, so g already has x's dtype. Each rule saves whichever of x and out is cheaper to use.
+
+Tensor log(const Tensor& x) {
+  autograd::OpScope scope("log", {x});
+  Tensor out = floating_unary(UnaryOp::Log, x);
+  if (scope.recording())
+    scope.record({out}, [sx = scope.save(x)](const Grads& g) { return Grads{div(g[0], sx.get())}; });
+  return out;
+}
+
+Tensor sqrt(const Tensor& x) {
+  autograd::OpScope scope("sqrt", {x});
+  Tensor out = floating_unary(UnaryOp::Sqrt, x);
+  if (scope.recording())
+    scope.record({out},
+                 [y = scope.save(out)](const Grads& g) { return Grads{div(g[0], mul(y.get(), 2.0))}; });
+  return out;
+}
+
+Tensor rsqrt(const Tensor& x) {
+  autograd::OpScope scope("rsqrt", {x});
+  Tensor out = floating_unary(UnaryOp::Rsqrt, x);
+  if (scope.recording()) {
+    // d(x^-1/2)/dx = -x^-3/2 / 2 = -out^3 / 2.
+    scope.record({out}, [y = scope.save(out)](const Grads& g) {
+      const Tensor& yv = y.get();
+      return Grads{mul(g[0], mul(mul(yv, yv), mul(yv, -0.5)))};
+    });
+  }
+  return out;
+}
+
+Tensor tanh(const Tensor& x) {
+  autograd::OpScope scope("tanh", {x});
+  Tensor out = floating_unary(UnaryOp::Tanh, x);
+  if (scope.recording()) {
+    scope.record({out}, [y = scope.save(out)](const Grads& g) {
+      const Tensor& yv = y.get();
+      return Grads{mul(g[0], 1.0 - mul(yv, yv))};
+    });
+  }
+  return out;
+}
+
+Tensor sigmoid(const Tensor& x) {
+  autograd::OpScope scope("sigmoid", {x});
+  Tensor out = floating_unary(UnaryOp::Sigmoid, x);
+  if (scope.recording()) {
+    scope.record({out}, [y = scope.save(out)](const Grads& g) {
+      const Tensor& yv = y.get();
+      return Grads{mul(g[0], mul(yv, 1.0 - yv))};
+    });
+  }
+  return out;
+}
+
+Tensor relu(const Tensor& x) {
+  autograd::OpScope scope("relu", {x});
+  Tensor out = numeric_unary(UnaryOp::Relu, x);
+  // Zero gradient at x = 0, as PyTorch (threshold_backward on the result).
+  if (scope.recording())
+    scope.record({out},
+                 [y = scope.save(out)](const Grads& g) { return Grads{where(gt(y.get(), 0.0), g[0], 0.0)}; });
+  return out;
+}
+
+// |x|' = sign(x), 0 at x = 0 as PyTorch.
+Tensor abs(const Tensor& x) {
+  autograd::OpScope scope("abs", {x});
+  Tensor out = numeric_unary(UnaryOp::Abs, x);
+  if (scope.recording())
+    scope.record({out}, [sx = scope.save(x)](const Grads& g) { return Grads{mul(g[0], sign(sx.get()))}; });
+  return out;
+}
+
+Tensor reciprocal(const Tensor& x) {
+  autograd::OpScope scope("reciprocal", {x});
+  Tensor out = floating_unary(UnaryOp::Reciprocal, x);
+  if (scope.recording()) {
+    scope.record({out}, [y = scope.save(out)](const Grads& g) {
+      const Tensor& yv = y.get();
+      return Grads{neg(mul(g[0], mul(yv, yv)))};
+    });
+  }
+  return out;
+}
 
 Tensor gelu(const Tensor& x, const std::string& approximate) {
   LOOM_CHECK(approximate == "none" || approximate == "tanh",
              "gelu: approximate must be \"none\" or \"tanh\", got \"", approximate, "\"");
   check_defined("gelu", x);
   LOOM_CHECK(is_floating(x.dtype()), "gelu: expected a floating tensor, got ", describe(x));
-  return floating_unary(approximate == "none" ? UnaryOp::Gelu : UnaryOp::GeluTanh, x);
+  autograd::OpScope scope("gelu", {x});
+  bool tanh_approx = approximate == "tanh";
+  Tensor out = floating_unary(tanh_approx ? UnaryOp::GeluTanh : UnaryOp::Gelu, x);
+  if (scope.recording()) {
+    // One fused backend kernel: composed of ops the derivative takes about ten passes over the data.
+    scope.record({out}, [sx = scope.save(x), tanh_approx](const Grads& g) {
+      Tensor xv = sx.get().contiguous();
+      Tensor gi = Tensor::empty(xv.shape(), xv.options());
+      backend_for(xv.device()).gelu_backward(g[0].contiguous(), xv, tanh_approx, gi);
+      return Grads{gi};
+    });
+  }
+  return out;
 }
 
 Tensor elu(const Tensor& x, double alpha) {
   check_defined("elu", x);
   LOOM_CHECK(is_floating(x.dtype()), "elu: expected a floating tensor, got ", describe(x));
-  return floating_unary(UnaryOp::Elu, x, {alpha, 0});
+  autograd::OpScope scope("elu", {x});
+  Tensor out = floating_unary(UnaryOp::Elu, x, {alpha, 0});
+  if (scope.recording()) {
+    // alpha (e^x - 1)' = alpha e^x for x <= 0.
+    scope.record({out}, [sx = scope.save(x), alpha](const Grads& g) {
+      const Tensor& xv = sx.get();
+      return Grads{where(gt(xv, 0.0), g[0], mul(g[0], mul(exp(xv), alpha)))};
+    });
+  }
+  return out;
 }
 
 // square and sign accept bool as PyTorch does: square gives int64, sign gives the mask back.
 Tensor square(const Tensor& x) {
   check_defined("square", x);
-  return unary(UnaryOp::Square, x, x.dtype() == DType::Bool ? DType::Int64 : x.dtype());
+  autograd::OpScope scope("square", {x});
+  Tensor out = unary(UnaryOp::Square, x, x.dtype() == DType::Bool ? DType::Int64 : x.dtype());
+  if (scope.recording())
+    scope.record({out},
+                 [sx = scope.save(x)](const Grads& g) { return Grads{mul(g[0], mul(sx.get(), 2.0))}; });
+  return out;
 }
 
+// Piecewise constant: a zero gradient (recorded, so that sign(x) still requires grad as in PyTorch).
 Tensor sign(const Tensor& x) {
   check_defined("sign", x);
   if (x.dtype() == DType::Bool) return x.clone();
-  return unary(UnaryOp::Sign, x, x.dtype());
+  autograd::OpScope scope("sign", {x});
+  Tensor out = unary(UnaryOp::Sign, x, x.dtype());
+  if (scope.recording()) scope.record({out}, [](const Grads& g) { return Grads{zeros_like(g[0])}; });
+  return out;
 }
 
 Tensor clamp(const Tensor& x, double min, double max) {
@@ -348,7 +579,16 @@ Tensor clamp(const Tensor& x, double min, double max) {
   for (double bound : {min, max}) {
     if (std::isfinite(bound)) dtype = promote_types(dtype, scalar_result_type(dtype, bound));
   }
-  return unary(UnaryOp::Clamp, x, dtype, {min, max});
+  autograd::OpScope scope("clamp", {x});
+  Tensor out = unary(UnaryOp::Clamp, x, dtype, {min, max});
+  if (scope.recording()) {
+    // The gradient passes where min <= x <= max, bounds included (PyTorch's choice); NaN gets none.
+    scope.record({out}, [sx = scope.save(x), min, max, dx = x.dtype()](const Grads& g) {
+      const Tensor& xv = sx.get();
+      return Grads{where(logical_and(ge(xv, min), le(xv, max)), g[0], 0.0).to(dx)};
+    });
+  }
+  return out;
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
@@ -360,9 +600,21 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same_device("where", a, b);
   Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   DType dtype = result_type(a, b);
+  autograd::OpScope scope("where", {a, b});
   Tensor out = Tensor::empty(shape, {dtype, a.device()});
   backend_for(a.device())
       .where(cond.expand(shape), a.to(dtype).expand(shape), b.to(dtype).expand(shape), out);
+  if (scope.recording()) {
+    // The condition is a selector, not a value: it gets no gradient.
+    scope.record({out},
+                 [sc = scope.save(cond), need_a = scope.needs_grad(0), need_b = scope.needs_grad(1),
+                  shape_a = a.shape(), da = a.dtype(), shape_b = b.shape(), db = b.dtype()](const Grads& g) {
+                   const Tensor& c = sc.get();
+                   Tensor zero = zero_of(g[0]);
+                   return Grads{need_a ? detail::reduce_grad(where(c, g[0], zero), shape_a, da) : Tensor(),
+                                need_b ? detail::reduce_grad(where(c, zero, g[0]), shape_b, db) : Tensor()};
+                 });
+  }
   return out;
 }
 
@@ -381,9 +633,15 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   const Shape& shape = x.shape();
   LOOM_CHECK(is_floating(x.dtype()) || std::isfinite(value), "masked_fill: value ", value,
              " cannot be stored in ", describe(x));
+  autograd::OpScope scope("masked_fill", {x});
   Tensor out = Tensor::empty(shape, x.options());
   Tensor fill = scalar_tensor(value, x.options());
   backend_for(x.device()).where(mask.expand(shape), fill.expand(shape), x, out);
+  if (scope.recording()) {
+    scope.record({out}, [sm = scope.save(mask)](const Grads& g) {
+      return Grads{where(sm.get(), zero_of(g[0]), g[0])};
+    });
+  }
   return out;
 }
 
@@ -393,6 +651,7 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   check_same_device("allclose", a, b);
   if (a.shape() != b.shape()) return false;
   if (a.numel() == 0) return true;
+  NoGradGuard no_grad;  // a boolean answer: nothing to differentiate
   // Equal values (infinities included) are close; otherwise |a - b| <= atol + rtol |b| with b finite (an
   // infinite b would make every a close). NaN is close to nothing.
   DType dtype = promote_types(promote_types(a.dtype(), b.dtype()), DType::Float32);
@@ -412,10 +671,10 @@ Tensor operator+(const Tensor& a, double b) { return add(a, b); }
 Tensor operator-(const Tensor& a, double b) { return sub(a, b); }
 Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
 Tensor operator/(const Tensor& a, double b) { return div(a, b); }
-Tensor operator+(double a, const Tensor& b) { return scalar_binary(BinaryOp::Add, a, b); }
-Tensor operator-(double a, const Tensor& b) { return scalar_binary(BinaryOp::Sub, a, b); }
-Tensor operator*(double a, const Tensor& b) { return scalar_binary(BinaryOp::Mul, a, b); }
-Tensor operator/(double a, const Tensor& b) { return scalar_binary(BinaryOp::Div, a, b); }
+Tensor operator+(double a, const Tensor& b) { return scalar_binary_op(BinaryOp::Add, a, b); }
+Tensor operator-(double a, const Tensor& b) { return scalar_binary_op(BinaryOp::Sub, a, b); }
+Tensor operator*(double a, const Tensor& b) { return scalar_binary_op(BinaryOp::Mul, a, b); }
+Tensor operator/(double a, const Tensor& b) { return scalar_binary_op(BinaryOp::Div, a, b); }
 
 Tensor& add_(Tensor& a, const Tensor& b) { return binary_(BinaryOp::Add, a, b); }
 Tensor& sub_(Tensor& a, const Tensor& b) { return binary_(BinaryOp::Sub, a, b); }

@@ -41,6 +41,13 @@ class CpuBackend final : public Backend {
   void softmax(const Tensor& in, const Tensor& mask, bool log, const Tensor& out) override;
   void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                   const Tensor& mean, const Tensor& rstd) override;
+  void softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) override;
+  void log_softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& mask,
+                            const Tensor& grad_in) override;
+  void layer_norm_backward(const Tensor& grad, const Tensor& in, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& weight, const Tensor& grad_in, const Tensor& grad_weight,
+                           const Tensor& grad_bias) override;
+  void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in) override;
 };
 
 }  // namespace loom

@@ -1,0 +1,160 @@
+// nn::MultiheadAttention: projections, head split, masked softmax, dropout, head merge, output projection.
+#include "loom/nn/attention.h"
+
+#include <cmath>
+
+#include "loom/nn/init.h"
+#include "loom/ops/elementwise.h"
+#include "loom/ops/factory.h"
+#include "loom/ops/linalg.h"
+#include "loom/ops/nn_ops.h"
+
+namespace loom::nn {
+namespace {
+
+// Rows [start, start + n) of the packed projection (views: their gradients flow into the packed parameter).
+Tensor rows(const Tensor& t, int64_t start, int64_t n) { return t.defined() ? t.narrow(0, start, n) : Tensor(); }
+
+// A projection of x [B, T, k * E] split into k tensors of [B, H, T, D].
+std::vector<Tensor> split_heads(const Tensor& projected, int64_t k, int64_t heads, int64_t head_dim) {
+  int64_t b = projected.size(0), t = projected.size(1);
+  Tensor parts = projected.view({b, t, k, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  std::vector<Tensor> out;
+  for (int64_t i = 0; i < k; ++i) out.push_back(parts.select(0, i));
+  return out;
+}
+
+// Folds a bool mask into `combined` (logical or), or keeps it when nothing is there yet.
+void merge_bool(Tensor& combined, const Tensor& mask) {
+  combined = combined.defined() ? logical_or(combined, mask) : mask;
+}
+
+}  // namespace
+
+MultiheadAttention::MultiheadAttention(int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
+                                       TensorOptions options)
+    : Module("MultiheadAttention"), embed_dim_(embed_dim), num_heads_(num_heads), dropout_(dropout) {
+  LOOM_CHECK(embed_dim > 0 && num_heads > 0, "MultiheadAttention: embed_dim and num_heads must be positive, got ",
+             embed_dim, " and ", num_heads);
+  LOOM_CHECK(embed_dim % num_heads == 0, "MultiheadAttention: embed_dim ", embed_dim,
+             " is not divisible by num_heads ", num_heads);
+  LOOM_CHECK(dropout >= 0 && dropout <= 1, "MultiheadAttention: dropout must be in [0, 1], got ", dropout);
+  in_proj_weight = register_parameter("in_proj_weight", empty({3 * embed_dim, embed_dim}, options));
+  if (bias) in_proj_bias = register_parameter("in_proj_bias", empty({3 * embed_dim}, options));
+  out_proj = register_module("out_proj", std::make_shared<Linear>(embed_dim, embed_dim, bias, options));
+  reset_parameters();
+}
+
+void MultiheadAttention::reset_parameters() {
+  // PyTorch's _reset_parameters: xavier on the packed weight (fans of the whole [3E, E] matrix), zero biases;
+  // out_proj.weight keeps Linear's kaiming init.
+  init::xavier_uniform_(in_proj_weight);
+  if (in_proj_bias.defined()) init::zeros_(in_proj_bias);
+  out_proj->reset_parameters();
+  if (out_proj->bias.defined()) init::zeros_(out_proj->bias);
+}
+
+Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                                   const Tensor& attn_mask, const Tensor& key_padding_mask, bool is_causal) {
+  return forward_with_weights(query, key, value, attn_mask, key_padding_mask, is_causal).output;
+}
+
+MultiheadAttention::Output MultiheadAttention::forward_with_weights(const Tensor& query, const Tensor& key,
+                                                                    const Tensor& value, const Tensor& attn_mask,
+                                                                    const Tensor& key_padding_mask, bool is_causal) {
+  const char* op = "MultiheadAttention";
+  LOOM_CHECK(query.defined() && key.defined() && value.defined(), op, ": undefined query, key or value");
+  // Unbatched inputs run as a batch of one.
+  if (query.dim() == 2) {
+    LOOM_CHECK(key.dim() == 2 && value.dim() == 2, op, ": unbatched query ", query.shape(),
+               " needs unbatched key and value, got ", key.shape(), " and ", value.shape());
+    LOOM_CHECK(!key_padding_mask.defined() || key_padding_mask.dim() == 1, op,
+               ": unbatched inputs take a key_padding_mask [S], got ", key_padding_mask.shape());
+    bool self = query.is_same(key) && key.is_same(value);
+    Tensor q = query.unsqueeze(0);
+    Tensor k = self ? q : key.unsqueeze(0);
+    Tensor v = self ? q : key.is_same(value) ? k : value.unsqueeze(0);
+    Output out = forward_with_weights(q, k, v, attn_mask,
+                                      key_padding_mask.defined() ? key_padding_mask.unsqueeze(0) : Tensor(),
+                                      is_causal);
+    return {out.output.squeeze(0), out.weights.squeeze(0)};
+  }
+
+  const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
+  LOOM_CHECK(query.dim() == 3 && query.size(2) == e, op, "(embed_dim=", e, "): query must be [B, L, ", e,
+             "], got ", query.shape());
+  const int64_t b = query.size(0), l = query.size(1);
+  LOOM_CHECK(key.dim() == 3 && key.size(0) == b && key.size(2) == e, op, ": key must be [", b, ", S, ", e,
+             "] to match query ", query.shape(), ", got ", key.shape());
+  const int64_t s = key.size(1);
+  LOOM_CHECK(value.shape() == key.shape(), op, ": value ", value.shape(), " must have key's shape ", key.shape());
+
+  // --- projections -------------------------------------------------------------------------------------
+  Tensor q, k, v;
+  if (query.is_same(key) && key.is_same(value)) {
+    std::vector<Tensor> qkv = split_heads(linear(query, in_proj_weight, in_proj_bias), 3, h, d);
+    q = qkv[0], k = qkv[1], v = qkv[2];
+  } else {
+    q = split_heads(linear(query, rows(in_proj_weight, 0, e), rows(in_proj_bias, 0, e)), 1, h, d)[0];
+    if (key.is_same(value)) {
+      std::vector<Tensor> kv =
+          split_heads(linear(key, rows(in_proj_weight, e, 2 * e), rows(in_proj_bias, e, 2 * e)), 2, h, d);
+      k = kv[0], v = kv[1];
+    } else {
+      k = split_heads(linear(key, rows(in_proj_weight, e, e), rows(in_proj_bias, e, e)), 1, h, d)[0];
+      v = split_heads(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d)[0];
+    }
+  }
+
+  // --- masks, as one bool mask broadcastable to [B, H, L, S] plus an optional additive float mask ---------
+  Tensor bool_mask, float_mask;
+  if (attn_mask.defined()) {
+    Tensor m;
+    if (attn_mask.dim() == 2 && attn_mask.size(0) == l && attn_mask.size(1) == s) {
+      m = attn_mask.view({1, 1, l, s});
+    } else if (attn_mask.dim() == 3 && attn_mask.size(0) == b * h && attn_mask.size(1) == l &&
+               attn_mask.size(2) == s) {
+      m = attn_mask.reshape({b, h, l, s});
+    } else if (attn_mask.dim() == 4 && (attn_mask.size(0) == 1 || attn_mask.size(0) == b) &&
+               (attn_mask.size(1) == 1 || attn_mask.size(1) == h) && attn_mask.size(2) == l &&
+               attn_mask.size(3) == s) {
+      m = attn_mask;
+    } else {
+      LOOM_FAIL(op, ": attn_mask of shape ", attn_mask.shape(), " fits neither [L, S] = [", l, ", ", s,
+                "], [B * H, L, S] = [", b * h, ", ", l, ", ", s, "] nor [B|1, H|1, L, S] for query ", query.shape(),
+                " and key ", key.shape(), " with ", h, " heads");
+    }
+    if (m.dtype() == DType::Bool) {
+      merge_bool(bool_mask, m);
+    } else {
+      LOOM_CHECK(is_floating(m.dtype()), op, ": attn_mask must be bool or floating, got ", describe(attn_mask));
+      float_mask = m.to(query.dtype());
+    }
+  }
+  if (key_padding_mask.defined()) {
+    LOOM_CHECK(key_padding_mask.dtype() == DType::Bool, op, ": key_padding_mask must be bool (true = padding), got ",
+               describe(key_padding_mask));
+    LOOM_CHECK(key_padding_mask.dim() == 2 && key_padding_mask.size(0) == b && key_padding_mask.size(1) == s, op,
+               ": key_padding_mask must be [B, S] = [", b, ", ", s, "], got ", key_padding_mask.shape());
+    merge_bool(bool_mask, key_padding_mask.view({b, 1, 1, s}));
+  }
+  if (is_causal) {
+    Tensor key_pos = arange(static_cast<double>(s), {DType::Int64, query.device()}).view({1, s});
+    Tensor query_pos = arange(static_cast<double>(l), {DType::Int64, query.device()}).view({l, 1});
+    merge_bool(bool_mask, gt(key_pos, query_pos).view({1, 1, l, s}));
+  }
+  if (bool_mask.defined() && bool_mask.device() != query.device()) bool_mask = bool_mask.to(query.device());
+  if (float_mask.defined() && float_mask.device() != query.device()) float_mask = float_mask.to(query.device());
+
+  // --- attention ------------------------------------------------------------------------------------------
+  // q / sqrt(D) before the product, as PyTorch 1.13's _scaled_dot_product_attention.
+  Tensor scores = matmul(div(q, std::sqrt(static_cast<double>(d))), k.transpose(-2, -1));  // [B, H, L, S]
+  if (float_mask.defined()) scores = add(scores, float_mask);
+  Tensor weights = softmax(scores, -1, bool_mask);
+  if (is_training() && dropout_ > 0) weights = dropout(weights, dropout_, true);
+  Tensor context = matmul(weights, v);  // [B, H, L, D]
+  Tensor merged = context.permute({0, 2, 1, 3}).reshape({b, l, e});
+  return {out_proj->forward(merged), weights};
+}
+
+}  // namespace loom::nn

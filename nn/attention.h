@@ -1,0 +1,55 @@
+#pragma once
+// nn::MultiheadAttention (torch.nn.MultiheadAttention with batch_first=True): scaled dot-product attention over
+// num_heads heads of size embed_dim / num_heads, with PyTorch's parameter names and init:
+//   in_proj_weight [3E, E] (xavier_uniform_), in_proj_bias [3E] (zeros), out_proj (Linear E -> E, bias zeros).
+// Rows of in_proj_weight are the query, key and value projections in that order, so PyTorch weights load as is.
+//
+// Self-attention (query, key and value the same tensor) projects with one GEMM against the whole [3E, E]
+// weight; when only key and value are the same tensor they share one [2E, E] GEMM.
+//
+// Masks follow loom::softmax: a bool true marks a position that may NOT be attended. A floating attn_mask is
+// added to the scores instead (PyTorch's float masks). A query row whose every key is masked gets zero weights
+// (and outputs the value projection's bias through out_proj), where PyTorch gives NaN.
+#include "loom/nn/linear.h"
+#include "loom/nn/module.h"
+
+namespace loom::nn {
+
+class MultiheadAttention : public Module {
+ public:
+  MultiheadAttention(int64_t embed_dim, int64_t num_heads, double dropout = 0.0, bool bias = true,
+                     TensorOptions options = {});
+
+  struct Output {
+    Tensor output;   // [B, L, E]
+    Tensor weights;  // [B, H, L, S], after dropout (as PyTorch's average_attn_weights=False)
+  };
+
+  // query [B, L, E], key and value [B, S, E] (or unbatched [L, E] / [S, E]).
+  // attn_mask: [L, S], [B * H, L, S] or [B | 1, H | 1, L, S]; bool (true = masked) or floating (added).
+  // key_padding_mask: bool [B, S], true marks padding keys.
+  // is_causal: masks key j for query i when j > i (top-left aligned when L != S), on top of any attn_mask.
+  Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask = Tensor(),
+                 const Tensor& key_padding_mask = Tensor(), bool is_causal = false);
+  Output forward_with_weights(const Tensor& query, const Tensor& key, const Tensor& value,
+                              const Tensor& attn_mask = Tensor(), const Tensor& key_padding_mask = Tensor(),
+                              bool is_causal = false);
+  // Unmasked self-attention, for Sequential.
+  Tensor forward(const Tensor& x) override { return forward(x, x, x); }
+  void reset_parameters();
+
+  int64_t embed_dim() const { return embed_dim_; }
+  int64_t num_heads() const { return num_heads_; }
+  int64_t head_dim() const { return embed_dim_ / num_heads_; }
+
+  Tensor in_proj_weight;
+  Tensor in_proj_bias;  // undefined when bias = false
+  std::shared_ptr<Linear> out_proj;
+
+ private:
+  int64_t embed_dim_;
+  int64_t num_heads_;
+  double dropout_;
+};
+
+}  // namespace loom::nn
