@@ -2,10 +2,13 @@
 #include "loom/core/tensor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
+#include <utility>
 
 #include "loom/autograd/grad_mode.h"
 #include "loom/autograd/tape.h"
+#include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
 #include "loom/ops/reduce.h"
 #include "loom/ops/shape_ops.h"
@@ -23,6 +26,33 @@ Tensor view_entry(const char* op, const Tensor& in, Tensor out, Back back) {
   autograd::OpScope scope(op, {in});
   scope.record({out}, [back = std::move(back)](const Grads& g) { return Grads{back(g[0])}; });
   return out;
+}
+
+// False only when no two elements of a (shape, strides) geometry share a position: with the dims sorted by
+// stride, each stride must exceed the furthest position the smaller dims reach.
+bool may_overlap(const Shape& shape, const Shape& strides) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of the dims that have extent
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) return false;
+    if (shape[i] > 1) dims.emplace_back(strides[i], shape[i]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t reach = 0;
+  for (const auto& [stride, size] : dims) {
+    if (stride <= reach) return true;
+    reach += (size - 1) * stride;
+  }
+  return false;
+}
+
+// The furthest storage position a (shape, strides, offset) geometry reaches (offset itself when it is empty).
+int64_t last_position(const Shape& shape, const Shape& strides, int64_t offset) {
+  int64_t last = offset;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) return offset;
+    last += (shape[i] - 1) * strides[i];
+  }
+  return last;
 }
 
 // The gradient of a view that picks some of in's elements: zeros, with g written where the view looked.
@@ -65,6 +95,7 @@ void* Tensor::data_ptr() const {
 }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // nothing to lay out (PyTorch agrees)
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
     int64_t n = shape()[i];
@@ -78,22 +109,41 @@ bool Tensor::is_contiguous() const {
 Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offset) const {
   LOOM_CHECK(shape.size() == strides.size(), "as_strided: shape ", shape, " and strides ", strides,
              " have different lengths");
+  LOOM_CHECK(offset >= 0, "as_strided: negative storage offset ", offset);
+  if (shape_numel(shape) > 0) {
+    int64_t last = offset;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      LOOM_CHECK(shape[i] >= 0 && strides[i] >= 0, "as_strided: negative size or stride in shape ", shape,
+                 " strides ", strides);
+      last += (shape[i] - 1) * strides[i];
+    }
+    int64_t capacity = static_cast<int64_t>(storage()->nbytes() / element_size());
+    LOOM_CHECK(last < capacity, "as_strided: shape ", shape, " with strides ", strides, " and offset ", offset,
+               " reaches element ", last, " but the storage holds ", capacity, " elements");
+  }
   Tensor out = make_view(storage(), shape, strides, offset, dtype());
-  // The gradient lands on storage positions: add g into a buffer spanning the storage (positions the view
-  // reads several times accumulate), then read it back through the input's own geometry.
+  // The gradient lands on storage positions: add g into a buffer spanning the storage both geometries touch
+  // (positions the view reads several times accumulate), then read it back through the input's own geometry.
+  // When the input's elements alias each other (an expanded tensor, say), each aliasing element gets an equal
+  // share of its position's gradient, as in PyTorch; otherwise the backward of whatever made the input (expand
+  // sums over its copies) would count the position once per alias.
   return view_entry("as_strided", *this, out,
                     [in_shape = this->shape(), in_strides = this->strides(), in_offset = this->offset(), shape,
                      strides, offset](const Tensor& g) {
-                      int64_t span = std::max(in_offset, offset) + 1;
-                      for (size_t i = 0; i < in_shape.size(); ++i)
-                        if (in_shape[i] > 0) span = std::max(span, in_offset + (in_shape[i] - 1) * in_strides[i] + 1);
-                      for (size_t i = 0; i < shape.size(); ++i)
-                        if (shape[i] > 0) span = std::max(span, offset + (shape[i] - 1) * strides[i] + 1);
-                      Tensor positions = arange(static_cast<double>(span), {kInt64, g.device()})
-                                             .as_strided(shape, strides, offset)
-                                             .reshape({-1});
-                      Tensor flat = index_add(zeros({span}, g.options()), 0, positions, g.reshape({-1}));
-                      return flat.as_strided(in_shape, in_strides, in_offset).clone();
+                      int64_t lo = std::min(in_offset, offset);
+                      int64_t span = std::max(last_position(in_shape, in_strides, in_offset),
+                                              last_position(shape, strides, offset)) - lo + 1;
+                      Tensor positions = arange(static_cast<double>(span), {kInt64, g.device()});
+                      Tensor flat = index_add(zeros({span}, g.options()), 0,
+                                              positions.as_strided(shape, strides, offset - lo).reshape({-1}),
+                                              g.reshape({-1}));
+                      if (may_overlap(in_shape, in_strides)) {
+                        Tensor in_positions = positions.as_strided(in_shape, in_strides, in_offset - lo).reshape({-1});
+                        Tensor aliases = index_add(zeros({span}, g.options()), 0, in_positions,
+                                                   ones(in_positions.shape(), g.options()));
+                        flat = div(flat, clamp(aliases, 1, INFINITY));
+                      }
+                      return flat.as_strided(in_shape, in_strides, in_offset - lo).clone();
                     });
 }
 

@@ -1,9 +1,9 @@
-// nn::Adam and nn::AdamW, composed of in-place ops: roughly a dozen passes over a parameter's memory per update.
-// A fused backend kernel (one pass reading p, g, m, v and writing p, m, v) would remove most of them.
+// nn::Adam and nn::AdamW: hyperparameters and state here, the arithmetic in the backend's adam_step kernel.
 #include "loom/nn/optim_adam.h"
 
 #include <cmath>
 
+#include "loom/ops/backend.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
 
@@ -44,45 +44,23 @@ AdamBase::AdamBase(NamedParameters params, const AdamOptions& options, bool deco
 }
 
 void AdamBase::update(Tensor& param, const Tensor& grad, ParamState& state) {
-  const auto [beta1, beta2] = options_.betas;
-  const double wd = options_.weight_decay, lr = this->lr();
   if (state.buffers.empty()) state.buffers = {zeros_like(param), zeros_like(param)};
-  Tensor& exp_avg = state.buffers[0];
-  Tensor& exp_avg_sq = state.buffers[1];
-
-  Tensor g = grad;
-  if (wd != 0) {
-    if (decoupled_) {
-      mul_(param, 1 - lr * wd);
-    } else {
-      g = add(grad, mul(param, wd));
-    }
-  }
-  // m = beta1 * m + (1 - beta1) * g. Each temporary dies at the end of its block, so the next one reuses its
-  // block from the allocator's cache.
-  {
-    mul_(exp_avg, beta1);
-    Tensor scaled = mul(g, 1 - beta1);
-    add_(exp_avg, scaled);
-  }
-  // v = beta2 * v + (1 - beta2) * g^2
-  {
-    mul_(exp_avg_sq, beta2);
-    Tensor sq = mul(g, g);
-    mul_(sq, 1 - beta2);
-    add_(exp_avg_sq, sq);
-  }
-  const double t = static_cast<double>(state.step);
-  const double bias_correction1 = 1 - std::pow(beta1, t);
-  const double bias_correction2_sqrt = std::sqrt(1 - std::pow(beta2, t));
-  const double step_size = lr / bias_correction1;
-  Tensor denom = sqrt(exp_avg_sq);
-  div_(denom, scalar_tensor(bias_correction2_sqrt, denom.options()));
-  add_(denom, options_.eps);
-  // p -= step_size * m / denom
-  Tensor quotient = div(exp_avg, denom);
-  mul_(quotient, -step_size);
-  add_(param, quotient);
+  LOOM_CHECK(param.is_contiguous(), type(), ": parameters must be contiguous, got ", describe(param));
+  LOOM_CHECK(grad.shape() == param.shape() && grad.dtype() == param.dtype() && grad.device() == param.device(),
+             type(), ": gradient ", describe(grad), " does not match parameter ", describe(param));
+  const auto [beta1, beta2] = options_.betas;
+  const double lr = this->lr(), t = static_cast<double>(state.step);
+  Backend::AdamStep step{lr,
+                         beta1,
+                         beta2,
+                         options_.eps,
+                         options_.weight_decay,
+                         decoupled_,
+                         lr / (1 - std::pow(beta1, t)),
+                         std::sqrt(1 - std::pow(beta2, t))};
+  // One fused pass where the backend has it (the CPU does); others compose ops.
+  backend_for(param.device()).adam_step(param, grad, state.buffers[0], state.buffers[1], step);
+  param.storage()->bump_version();
 }
 
 std::vector<std::string> AdamBase::buffer_names(const std::map<std::string, double>&) const {

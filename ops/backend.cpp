@@ -111,6 +111,26 @@ void Backend::gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_appr
   copy_into(grad_in, mul(grad, d));
 }
 
+void Backend::adam_step(const Tensor& param_in, const Tensor& grad, const Tensor& exp_avg_in,
+                        const Tensor& exp_avg_sq_in, const AdamStep& s) {
+  NoGradGuard no_grad;
+  Tensor param = param_in, exp_avg = exp_avg_in, exp_avg_sq = exp_avg_sq_in;
+  Tensor g = grad;
+  if (s.weight_decay != 0) {
+    if (s.decoupled) {
+      mul_(param, 1 - s.lr * s.weight_decay);
+    } else {
+      g = add(grad, mul(param, s.weight_decay));
+    }
+  }
+  mul_(exp_avg, s.beta1);
+  add_(exp_avg, mul(g, 1 - s.beta1));
+  mul_(exp_avg_sq, s.beta2);
+  add_(exp_avg_sq, mul(mul(g, g), 1 - s.beta2));
+  Tensor denom = add(div(sqrt(exp_avg_sq), s.bias_correction2_sqrt), s.eps);
+  add_(param, mul(div(exp_avg, denom), -s.step_size));
+}
+
 const char* unary_op_name(UnaryOp op) {
   switch (op) {
     case UnaryOp::Neg: return "neg";

@@ -136,6 +136,22 @@ class Backend {
   // grad_in = grad * gelu'(in), exact (erf) form or the tanh approximation; all of one shape.
   virtual void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in);
 
+  // --- optimizer kernels -----------------------------------------------------------------------------------
+  // One Adam/AdamW update of a parameter in place (torch.optim.Adam / AdamW formulas):
+  //   decoupled: p *= 1 - lr * weight_decay          else: g += weight_decay * p
+  //   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+  //   p -= step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+  // param, grad, exp_avg, exp_avg_sq share shape and dtype; param and the moments are contiguous. The default
+  // composes ops (about a dozen passes over memory); the CPU overrides it with a single pass.
+  struct AdamStep {
+    double lr, beta1, beta2, eps, weight_decay;
+    bool decoupled;
+    double step_size;              // lr / (1 - beta1^t)
+    double bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+  };
+  virtual void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                         const AdamStep& step);
+
  protected:
   [[noreturn]] void missing(const char* kernel) const;
 };

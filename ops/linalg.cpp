@@ -4,10 +4,15 @@
 
 #include <algorithm>
 
+#include "loom/autograd/tape.h"
 #include "loom/ops/backend.h"
+#include "loom/ops/grad_helpers.h"
+#include "loom/ops/reduce.h"
 
 namespace loom {
 namespace {
+
+using Grads = std::vector<Tensor>;
 
 void check_operands(const Tensor& a, const Tensor& b, const char* op) {
   LOOM_CHECK(a.defined() && b.defined(), op, ": input tensor is undefined");
@@ -76,18 +81,28 @@ Tensor run_bmm(const Tensor& a3, const Tensor& b3) {
   return out;
 }
 
+// The batch dims of a matmul operand promoted to at least 2-d.
+Shape batch_of(const Shape& s) {
+  return s.size() <= 2 ? Shape{} : Shape(s.begin(), s.end() - 2);
+}
+
+// matmul's operands promoted as torch.matmul promotes them: a 1-d a is a row, a 1-d b a column.
+Tensor promote_a(const Tensor& a) { return a.dim() == 1 ? a.unsqueeze(0) : a; }   // [K] -> [1, K]
+Tensor promote_b(const Tensor& b) { return b.dim() == 1 ? b.unsqueeze(-1) : b; }  // [K] -> [K, 1]
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_operands(a, b, "matmul");
   LOOM_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both arguments need to be at least 1-d, got shapes ",
              a.shape(), " and ", b.shape());
-  Tensor a2 = a.dim() == 1 ? a.unsqueeze(0) : a;   // [K] -> [1, K]
-  Tensor b2 = b.dim() == 1 ? b.unsqueeze(-1) : b;  // [K] -> [K, 1]
+  autograd::OpScope scope("matmul", {a, b});
+  Tensor a2 = promote_a(a);
+  Tensor b2 = promote_b(b);
   int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
   LOOM_CHECK(b2.size(-2) == k, "matmul: shapes ", a.shape(), " and ", b.shape(), " cannot be multiplied (", k,
              " != ", b2.size(-2), ")");
-  Shape batch_a(a2.shape().begin(), a2.shape().end() - 2), batch_b(b2.shape().begin(), b2.shape().end() - 2);
+  Shape batch_a = batch_of(a2.shape()), batch_b = batch_of(b2.shape());
   Shape batch;
   try {
     batch = broadcast_shapes(batch_a, batch_b, "matmul");
@@ -108,7 +123,38 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Shape shape = batch;
   if (a.dim() > 1) shape.push_back(m);
   if (b.dim() > 1) shape.push_back(n);
-  return out.view(shape);
+  out = out.view(shape);
+  if (!scope.recording()) return out;
+
+  // With g2 = g promoted like the output ([..., M, N]): grad a2 = g2 @ b2^T and grad b2 = a2^T @ g2, taken
+  // through transposed views (the GEMM reads them in place), summed over the batch dims broadcasting stretched.
+  // When b2 has no batch of its own (x @ W), its gradient is one GEMM over all rows, [K, B*M] @ [B*M, N],
+  // instead of B products and a reduction.
+  bool need_a = scope.needs_grad(0), need_b = scope.needs_grad(1);
+  scope.record({out}, [sa = scope.save(need_b ? a : Tensor()), sb = scope.save(need_a ? b : Tensor()), need_a,
+                       need_b, shape_a = a.shape(), shape_b = b.shape(), a2_shape = a2.shape(),
+                       b2_shape = b2.shape(), batch, dtype = a.dtype()](const Grads& g) {
+    Tensor g2 = g[0];
+    if (shape_a.size() == 1) g2 = g2.unsqueeze(static_cast<int64_t>(batch.size()));
+    if (shape_b.size() == 1) g2 = g2.unsqueeze(-1);
+    Tensor ga, gb;
+    if (need_a) {
+      Tensor b2 = promote_b(sb.get());
+      ga = detail::reduce_grad(matmul(g2, b2.transpose(-1, -2)), a2_shape, dtype).reshape(shape_a);
+    }
+    if (need_b) {
+      Tensor a2 = promote_a(sa.get());
+      if (shape_numel(batch_of(b2_shape)) == 1 && shape_numel(batch) > 1) {
+        int64_t rows = shape_numel(batch) * a2.size(-2), k = a2.size(-1), n = g2.size(-1);
+        gb = matmul(a2.reshape({rows, k}).t(), g2.reshape({rows, n})).view(b2_shape);
+      } else {
+        gb = detail::reduce_grad(matmul(a2.transpose(-1, -2), g2), b2_shape, dtype);
+      }
+      gb = gb.reshape(shape_b);
+    }
+    return Grads{ga, gb};
+  });
+  return out;
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
@@ -118,8 +164,18 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   LOOM_CHECK(a.size(0) == b.size(0), "bmm: batch sizes differ: shapes ", a.shape(), " and ", b.shape());
   LOOM_CHECK(a.size(2) == b.size(1), "bmm: shapes ", a.shape(), " and ", b.shape(), " cannot be multiplied (",
              a.size(2), " != ", b.size(1), ")");
+  autograd::OpScope scope("bmm", {a, b});
   Shape batch{a.size(0)};
-  return run_bmm(as_batched(a, batch), as_batched(b, batch));
+  Tensor out = run_bmm(as_batched(a, batch), as_batched(b, batch));
+  if (scope.recording()) {
+    bool need_a = scope.needs_grad(0), need_b = scope.needs_grad(1);
+    scope.record({out}, [sa = scope.save(need_b ? a : Tensor()), sb = scope.save(need_a ? b : Tensor()), need_a,
+                         need_b](const Grads& g) {
+      return Grads{need_a ? bmm(g[0], sb.get().transpose(1, 2)) : Tensor(),
+                   need_b ? bmm(sa.get().transpose(1, 2), g[0]) : Tensor()};
+    });
+  }
+  return out;
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -130,6 +186,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   int64_t in = weight.size(1), out_features = weight.size(0);
   LOOM_CHECK(x.size(-1) == in, "linear: input shape ", x.shape(), " and weight shape ", weight.shape(),
              " cannot be multiplied (", x.size(-1), " != ", in, ")");
+  autograd::OpScope scope("linear", {x, weight, bias});
   Shape shape(x.shape().begin(), x.shape().end() - 1);
   Tensor rows = x.reshape({shape_numel(shape), in});
   shape.push_back(out_features);
@@ -148,7 +205,24 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     beta = 1.0;
   }
   backend_for(x.device()).bmm(rows.unsqueeze(0), wt.unsqueeze(0), out, 1.0, beta);
-  return out.view(shape);
+  out = out.view(shape);
+  if (!scope.recording()) return out;
+
+  // With the leading dims flattened into R rows: grad x = g @ W ([R, out] @ [out, in]), grad W = g^T @ x
+  // ([out, R] @ [R, in]: one GEMM whose inner dim runs over every row, rather than a batched product and a
+  // sum), grad bias = g summed over the rows.
+  bool need_x = scope.needs_grad(0), need_w = scope.needs_grad(1), need_bias = scope.needs_grad(2);
+  scope.record({out}, [sx = scope.save(need_w ? x : Tensor()), sw = scope.save(need_x ? weight : Tensor()), need_x,
+                       need_w, need_bias, x_shape = x.shape(), bias_shape = bias.defined() ? bias.shape() : Shape{},
+                       dtype = x.dtype(), n_rows = rows.size(0), in, out_features](const Grads& g) {
+    Tensor g_rows = g[0].reshape({n_rows, out_features});
+    Tensor gx, gw, gb;
+    if (need_x) gx = matmul(g_rows, sw.get()).view(x_shape);
+    if (need_w) gw = matmul(g_rows.t(), sx.get().reshape({n_rows, in}));
+    if (need_bias) gb = detail::reduce_grad(sum(g_rows, {0}), bias_shape, dtype);
+    return Grads{gx, gw, gb};
+  });
+  return out;
 }
 
 }  // namespace loom

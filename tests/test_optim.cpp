@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "loom/loom.h"
+#include "loom/ops/backend.h"
 #include "support/compare.h"
 
 using namespace loom;
@@ -444,3 +445,22 @@ TEST(ClipGradNorm, ScalesToMaxNormAndReturnsTheTotal) {
 }
 
 }  // namespace
+
+// The CPU's fused adam_step against the Backend default composed of ops (what a backend without its own kernel
+// runs), for both weight-decay forms.
+TEST(Optimizer, FusedAdamKernelMatchesTheComposedDefault) {
+  for (bool decoupled : {false, true}) {
+    loom::manual_seed(3);
+    loom::Tensor p = loom::randn({1000}, loom::kFloat64), g = loom::randn({1000}, loom::kFloat64);
+    loom::Tensor m = loom::mul(loom::randn({1000}, loom::kFloat64), 0.1);
+    loom::Tensor v = loom::mul(loom::rand({1000}, loom::kFloat64), 0.01);
+    loom::Tensor p2 = p.clone(), m2 = m.clone(), v2 = v.clone();
+    loom::Backend::AdamStep s{1e-2, 0.9, 0.99, 1e-8, 0.1, decoupled, 1e-2 / (1 - 0.9 * 0.9),
+                              std::sqrt(1 - 0.99 * 0.99)};
+    loom::cpu_backend().adam_step(p, g, m, v, s);
+    loom::cpu_backend().loom::Backend::adam_step(p2, g, m2, v2, s);  // qualified: the base-class default
+    EXPECT_TRUE(loom::allclose(p, p2, 1e-12, 1e-14)) << "decoupled=" << decoupled;
+    EXPECT_TRUE(loom::allclose(m, m2, 1e-12, 1e-14));
+    EXPECT_TRUE(loom::allclose(v, v2, 1e-12, 1e-14));
+  }
+}

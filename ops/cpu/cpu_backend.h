@@ -47,6 +47,8 @@ class CpuBackend final : public Backend {
   void layer_norm_backward(const Tensor& grad, const Tensor& in, const Tensor& mean, const Tensor& rstd,
                            const Tensor& weight, const Tensor& grad_in, const Tensor& grad_weight,
                            const Tensor& grad_bias) override;
+  void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                 const AdamStep& step) override;
   void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in) override;
 };
 
