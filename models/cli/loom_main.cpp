@@ -87,6 +87,8 @@ void add_transformer_lm(CLI::App& train, loom::models::TransformerLmTrainOptions
       ->capture_default_str()->check(kPositive);
   cmd->add_option("--seed", o.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
+  cmd->add_option("--stop-after", o.stop_after, "Checkpoint and exit after this step (0: run to --steps)")
+      ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--d-model", o.model.d_model, "Model width")->capture_default_str()->check(kPositive);
   cmd->add_option("--layers", o.model.layers, "Transformer blocks")->capture_default_str()->check(kPositive);
   cmd->add_option("--heads", o.model.heads, "Attention heads")->capture_default_str()->check(kPositive);

@@ -27,6 +27,7 @@ struct TransformerLmTrainOptions {
   int64_t checkpoint_every = 250;
   uint64_t seed = 1;
   bool resume = false;
+  int64_t stop_after = 0;  // > 0: checkpoint and exit after this step, as if preempted (resume with --resume)
   TransformerLmConfig model;
 };
 

@@ -85,8 +85,7 @@ void softmax_rows(const Tensor& in, const Tensor& mask, bool log, const Tensor& 
         T log_sum = std::log(sum);
         for (int64_t i = 0; i < d; ++i) yr[i] = (src[i] - mx) - log_sum;
       } else {
-        cpu::vec::map(src, yr, d, exp_shifted);
-        T inv = T(1) / cpu::vec::map_sum(yr, d, [](auto v) { return v; });
+        T inv = T(1) / cpu::vec::map_store_sum(src, yr, d, exp_shifted);
         for (int64_t i = 0; i < d; ++i) yr[i] *= inv;
       }
     }
