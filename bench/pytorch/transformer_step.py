@@ -5,6 +5,10 @@ The same configuration as bench/bench_transformer_step.cpp: byte vocabulary (256
 blocks with 4 heads and a GELU MLP of 1024, learned positions, causal attention, sequence 512, batch 8, no
 dropout, AdamW. A step is forward, loss, backward and the optimizer update.
 
+--impl encoder (the default) builds the blocks from torch.nn.TransformerEncoderLayer(norm_first=True), PyTorch's
+own fused-where-possible implementation and the faster of the two here; --impl manual spells the block out
+(packed QKV, masked_fill, softmax), as Loom's nn::TransformerBlock does.
+
     OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2
 
 OMP_WAIT_POLICY=PASSIVE keeps OpenMP workers from spinning between ops, which is PyTorch at its best on this
@@ -44,20 +48,30 @@ class Block(nn.Module):
 
 
 class LM(nn.Module):
-    def __init__(self, vocab, d, layers, heads, seq):
+    def __init__(self, vocab, d, layers, heads, seq, impl):
         super().__init__()
+        self.impl = impl
         self.tok = nn.Embedding(vocab, d)
         self.pos = nn.Embedding(seq, d)
-        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        if impl == "manual":
+            self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+            self.register_buffer("mask", torch.triu(torch.ones(seq, seq, dtype=torch.bool), 1))
+        else:
+            layer = nn.TransformerEncoderLayer(d, heads, 4 * d, 0.0, activation="gelu", batch_first=True,
+                                               norm_first=True)
+            self.blocks = nn.TransformerEncoder(layer, layers)
+            self.register_buffer("mask", torch.triu(torch.full((seq, seq), float("-inf")), 1))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
-        self.register_buffer("mask", torch.triu(torch.ones(seq, seq, dtype=torch.bool), 1))
 
     def forward(self, idx):
         t = idx.shape[1]
         x = self.tok(idx) + self.pos(torch.arange(t))
-        for blk in self.blocks:
-            x = blk(x, self.mask[:t, :t])
+        if self.impl == "manual":
+            for blk in self.blocks:
+                x = blk(x, self.mask[:t, :t])
+        else:
+            x = self.blocks(x, mask=self.mask[:t, :t])
         return self.head(self.ln_f(x))
 
 
@@ -66,11 +80,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--impl", choices=["encoder", "manual"], default="encoder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     vocab, d, layers, heads, seq, batch = 256, 256, 4, 4, 512, 8
-    model = LM(vocab, d, layers, heads, seq)
+    model = LM(vocab, d, layers, heads, seq, args.impl)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
     x = torch.randint(0, vocab, (batch, seq))
     y = torch.randint(0, vocab, (batch, seq))
@@ -84,7 +99,7 @@ def main():
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
-    print(json.dumps({"framework": "pytorch", "torch": torch.__version__, "threads": args.threads,
+    print(json.dumps({"framework": "pytorch", "impl": args.impl, "torch": torch.__version__, "threads": args.threads,
                       "median_s": times[len(times) // 2], "min_s": times[0], "steps": args.steps}))
 
 

@@ -1,0 +1,73 @@
+// Causal self-attention of one layer: the fused scaled_dot_product_attention (tiled, online softmax, no [L, L]
+// scores) against the composed path MultiheadAttention uses for weights (matmul, masked softmax, matmul).
+// Args: batch, sequence length; 4 heads of 64, float32. Forward alone, and forward + backward.
+// Counters: FLOP/s of the causal products (forward 2 B H L^2 D: QK^T and PV, each halved by the mask; forward +
+// backward 3.5 times that, FlashAttention's convention, which does not count the backward's recomputation),
+// and peak_bytes: the allocator's high-water mark above what was live before the loop.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+
+#include "loom/loom.h"
+
+namespace {
+
+constexpr int64_t kHeads = 4, kHeadDim = 64;
+
+struct Inputs {
+  loom::Tensor q, k, v, grad, causal;
+};
+
+Inputs make_inputs(int64_t batch, int64_t len, bool requires_grad) {
+  loom::manual_seed(0);
+  Inputs in;
+  in.q = loom::randn({batch, kHeads, len, kHeadDim});
+  in.k = loom::randn({batch, kHeads, len, kHeadDim});
+  in.v = loom::randn({batch, kHeads, len, kHeadDim});
+  in.grad = loom::randn({batch, kHeads, len, kHeadDim});
+  in.causal = loom::gt(loom::arange(static_cast<double>(len)).view({1, len}),
+                       loom::arange(static_cast<double>(len)).view({len, 1}));
+  if (requires_grad)
+    for (loom::Tensor* t : {&in.q, &in.k, &in.v}) t->requires_grad_();
+  return in;
+}
+
+loom::Tensor fused(const Inputs& in) { return loom::scaled_dot_product_attention(in.q, in.k, in.v, {}, true); }
+
+loom::Tensor unfused(const Inputs& in) {
+  loom::Tensor scores = loom::matmul(loom::div(in.q, std::sqrt(static_cast<double>(kHeadDim))), in.k.transpose(-2, -1));
+  return loom::matmul(loom::softmax(scores, -1, in.causal), in.v);
+}
+
+template <bool kFused, bool kBackward>
+void BM_CausalAttention(benchmark::State& state) {
+  const int64_t batch = state.range(0), len = state.range(1);
+  Inputs in = make_inputs(batch, len, kBackward);
+  auto step = [&] {
+    loom::Tensor out = kFused ? fused(in) : unfused(in);
+    if (kBackward) {
+      for (loom::Tensor* t : {&in.q, &in.k, &in.v}) t->set_grad(loom::Tensor());
+      out.backward(in.grad);
+    }
+    return out;
+  };
+  step();  // warm the allocator caches
+  loom::reset_peak_memory();
+  const int64_t base = loom::memory_stats().current_bytes;
+  for (auto _ : state) benchmark::DoNotOptimize(step().data_ptr());
+  double forward = 2.0 * static_cast<double>(batch * kHeads * len * len * kHeadDim);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(kBackward ? 3.5 * forward : forward, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_bytes"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  b->Args({8, 512})->Args({1, 2048})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+}
+
+}  // namespace
+
+BENCHMARK(BM_CausalAttention<true, false>)->Name("Fused/forward")->Apply(shapes);
+BENCHMARK(BM_CausalAttention<false, false>)->Name("Unfused/forward")->Apply(shapes);
+BENCHMARK(BM_CausalAttention<true, true>)->Name("Fused/forward_backward")->Apply(shapes);
+BENCHMARK(BM_CausalAttention<false, true>)->Name("Unfused/forward_backward")->Apply(shapes);

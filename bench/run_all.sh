@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every Loom benchmark and the PyTorch comparison on this machine, one after another (nothing else should
+# run meanwhile: the machine has 2 cores). Usage: bash bench/run_all.sh [build-dir]. The figures in
+# docs/performance.md come from this script.
+set -euo pipefail
+build=${1:-build}
+echo "# $(date -u +%FT%TZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+"$build/bench/bench_matmul" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+"$build/bench/bench_bandwidth" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+for b in "$build"/bench/bench_attention "$build"/bench/bench_transformer_step; do
+  [[ -x $b ]] && "$b"
+done
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl encoder
+  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl manual
+  /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl encoder
+else
+  echo "python3-torch not installed: PyTorch comparison skipped (apt-get install -y python3-torch)"
+fi
