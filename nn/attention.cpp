@@ -1,9 +1,11 @@
-// nn::MultiheadAttention: projections, head split, masked softmax, dropout, head merge, output projection.
+// nn::MultiheadAttention: projections, head split, attention (the fused op, or masked softmax and dropout when
+// weights, attention dropout or an additive mask are asked for), head merge, output projection.
 #include "loom/nn/attention.h"
 
 #include <cmath>
 
 #include "loom/nn/init.h"
+#include "loom/ops/attention.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
 #include "loom/ops/linalg.h"
@@ -15,14 +17,13 @@ namespace {
 // Rows [start, start + n) of the packed projection (views: their gradients flow into the packed parameter).
 Tensor rows(const Tensor& t, int64_t start, int64_t n) { return t.defined() ? t.narrow(0, start, n) : Tensor(); }
 
-// A projection of x [B, T, k * E] split into k tensors of [B, H, T, D].
-std::vector<Tensor> split_heads(const Tensor& projected, int64_t k, int64_t heads, int64_t head_dim) {
-  int64_t b = projected.size(0), t = projected.size(1);
-  Tensor parts = projected.view({b, t, k, heads, head_dim}).permute({2, 0, 3, 1, 4});
-  std::vector<Tensor> out;
-  for (int64_t i = 0; i < k; ++i) out.push_back(parts.select(0, i));
-  return out;
+// A projection of x [B, T, k * E] (k of q, k, v at once) viewed as [B, T, k, H, D].
+Tensor unpack(const Tensor& projected, int64_t k, int64_t heads, int64_t head_dim) {
+  return projected.view({projected.size(0), projected.size(1), k, heads, head_dim});
 }
+
+// Part i of an unpacked projection with its heads split out: a [B, H, T, D] view.
+Tensor heads(const Tensor& packed, int64_t i) { return packed.select(2, i).transpose(1, 2); }
 
 // Folds a bool mask into `combined` (logical or), or keeps it when nothing is there yet.
 void merge_bool(Tensor& combined, const Tensor& mask) {
@@ -56,12 +57,18 @@ void MultiheadAttention::reset_parameters() {
 
 Tensor MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
                                    const Tensor& attn_mask, const Tensor& key_padding_mask, bool is_causal) {
-  return forward_with_weights(query, key, value, attn_mask, key_padding_mask, is_causal).output;
+  return attend(query, key, value, attn_mask, key_padding_mask, is_causal, /*need_weights=*/false).output;
 }
 
 MultiheadAttention::Output MultiheadAttention::forward_with_weights(const Tensor& query, const Tensor& key,
                                                                     const Tensor& value, const Tensor& attn_mask,
                                                                     const Tensor& key_padding_mask, bool is_causal) {
+  return attend(query, key, value, attn_mask, key_padding_mask, is_causal, /*need_weights=*/true);
+}
+
+MultiheadAttention::Output MultiheadAttention::attend(const Tensor& query, const Tensor& key, const Tensor& value,
+                                                      const Tensor& attn_mask, const Tensor& key_padding_mask,
+                                                      bool is_causal, bool need_weights) {
   const char* op = "MultiheadAttention";
   LOOM_CHECK(query.defined() && key.defined() && value.defined(), op, ": undefined query, key or value");
   // Unbatched inputs run as a batch of one.
@@ -74,10 +81,9 @@ MultiheadAttention::Output MultiheadAttention::forward_with_weights(const Tensor
     Tensor q = query.unsqueeze(0);
     Tensor k = self ? q : key.unsqueeze(0);
     Tensor v = self ? q : key.is_same(value) ? k : value.unsqueeze(0);
-    Output out = forward_with_weights(q, k, v, attn_mask,
-                                      key_padding_mask.defined() ? key_padding_mask.unsqueeze(0) : Tensor(),
-                                      is_causal);
-    return {out.output.squeeze(0), out.weights.squeeze(0)};
+    Output out = attend(q, k, v, attn_mask, key_padding_mask.defined() ? key_padding_mask.unsqueeze(0) : Tensor(),
+                        is_causal, need_weights);
+    return {out.output.squeeze(0), out.weights.defined() ? out.weights.squeeze(0) : Tensor()};
   }
 
   const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
@@ -90,19 +96,18 @@ MultiheadAttention::Output MultiheadAttention::forward_with_weights(const Tensor
   LOOM_CHECK(value.shape() == key.shape(), op, ": value ", value.shape(), " must have key's shape ", key.shape());
 
   // --- projections -------------------------------------------------------------------------------------
-  Tensor q, k, v;
+  // Self-attention keeps its one projection packed, [B, L, 3, H, D]: the fused op takes it whole.
+  Tensor qkv, q, k, v;
   if (query.is_same(key) && key.is_same(value)) {
-    std::vector<Tensor> qkv = split_heads(linear(query, in_proj_weight, in_proj_bias), 3, h, d);
-    q = qkv[0], k = qkv[1], v = qkv[2];
+    qkv = unpack(linear(query, in_proj_weight, in_proj_bias), 3, h, d);
   } else {
-    q = split_heads(linear(query, rows(in_proj_weight, 0, e), rows(in_proj_bias, 0, e)), 1, h, d)[0];
+    q = heads(unpack(linear(query, rows(in_proj_weight, 0, e), rows(in_proj_bias, 0, e)), 1, h, d), 0);
     if (key.is_same(value)) {
-      std::vector<Tensor> kv =
-          split_heads(linear(key, rows(in_proj_weight, e, 2 * e), rows(in_proj_bias, e, 2 * e)), 2, h, d);
-      k = kv[0], v = kv[1];
+      Tensor kv = unpack(linear(key, rows(in_proj_weight, e, 2 * e), rows(in_proj_bias, e, 2 * e)), 2, h, d);
+      k = heads(kv, 0), v = heads(kv, 1);
     } else {
-      k = split_heads(linear(key, rows(in_proj_weight, e, e), rows(in_proj_bias, e, e)), 1, h, d)[0];
-      v = split_heads(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d)[0];
+      k = heads(unpack(linear(key, rows(in_proj_weight, e, e), rows(in_proj_bias, e, e)), 1, h, d), 0);
+      v = heads(unpack(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d), 0);
     }
   }
 
@@ -138,15 +143,26 @@ MultiheadAttention::Output MultiheadAttention::forward_with_weights(const Tensor
                ": key_padding_mask must be [B, S] = [", b, ", ", s, "], got ", key_padding_mask.shape());
     merge_bool(bool_mask, key_padding_mask.view({b, 1, 1, s}));
   }
+  if (bool_mask.defined() && bool_mask.device() != query.device()) bool_mask = bool_mask.to(query.device());
+  if (float_mask.defined() && float_mask.device() != query.device()) float_mask = float_mask.to(query.device());
+
+  // --- attention ------------------------------------------------------------------------------------------
+  // The fused op computes the same function without the [B, H, L, S] weights. It reads the heads straight out
+  // of the projections (strided views, no copies) and writes its output in [B, L, H, D] order, so merging the
+  // heads is a view too; from the packed self-attention projection, its backward also writes one packed
+  // gradient. Attention dropout and additive masks take the composed path below.
+  if (!need_weights && !float_mask.defined() && !(is_training() && dropout_ > 0)) {
+    Tensor context = qkv.defined() ? scaled_dot_product_attention_packed(qkv, bool_mask, is_causal)
+                                   : scaled_dot_product_attention(q, k, v, bool_mask, is_causal);  // [B, H, L, D]
+    return {out_proj->forward(context.permute({0, 2, 1, 3}).reshape({b, l, e})), Tensor()};
+  }
+  if (qkv.defined()) q = heads(qkv, 0), k = heads(qkv, 1), v = heads(qkv, 2);
   if (is_causal) {
     Tensor key_pos = arange(static_cast<double>(s), {DType::Int64, query.device()}).view({1, s});
     Tensor query_pos = arange(static_cast<double>(l), {DType::Int64, query.device()}).view({l, 1});
     merge_bool(bool_mask, gt(key_pos, query_pos).view({1, 1, l, s}));
   }
-  if (bool_mask.defined() && bool_mask.device() != query.device()) bool_mask = bool_mask.to(query.device());
-  if (float_mask.defined() && float_mask.device() != query.device()) float_mask = float_mask.to(query.device());
 
-  // --- attention ------------------------------------------------------------------------------------------
   // q / sqrt(D) before the product, as PyTorch 1.13's _scaled_dot_product_attention.
   Tensor scores = matmul(div(q, std::sqrt(static_cast<double>(d))), k.transpose(-2, -1));  // [B, H, L, S]
   if (float_mask.defined()) scores = add(scores, float_mask);

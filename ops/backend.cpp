@@ -1,8 +1,11 @@
 #include "loom/ops/backend.h"
 
+#include <cmath>
+
 #include "loom/autograd/grad_mode.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
+#include "loom/ops/linalg.h"
 #include "loom/ops/reduce.h"
 
 #ifdef LOOM_WITH_CUDA
@@ -109,6 +112,57 @@ void Backend::gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_appr
     d = add(phi_cdf, mul(in, pdf));
   }
   copy_into(grad_in, mul(grad, d));
+}
+
+// ---- attention, composed of ops: the whole [..., L, S] score matrix at once --------------------------------
+
+namespace {
+// The entries a query may not attend to, as one bool tensor broadcastable to [..., L, S] (undefined if none).
+Tensor attention_exclusions(const Tensor& mask, bool causal, int64_t l, int64_t s, Device device) {
+  if (!causal) return mask;
+  Tensor key_pos = arange(static_cast<double>(s), {DType::Int64, device}).view({1, s});
+  Tensor query_pos = arange(static_cast<double>(l), {DType::Int64, device}).view({l, 1});
+  Tensor above = gt(key_pos, query_pos);
+  return mask.defined() ? logical_or(mask, above) : above;
+}
+
+// scale * q @ k^T with excluded entries at -inf.
+Tensor attention_scores(const Tensor& q, const Tensor& k, const Tensor& excluded, double scale) {
+  Tensor scores = mul(matmul(q, k.transpose(-2, -1)), scale);
+  return excluded.defined() ? masked_fill(scores, excluded, -INFINITY) : scores;
+}
+}  // namespace
+
+void Backend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
+                                double scale, const Tensor& out, const Tensor& logsumexp) {
+  NoGradGuard no_grad;
+  Tensor excluded = attention_exclusions(mask, causal, q.size(-2), k.size(-2), q.device());
+  Tensor scores = attention_scores(q, k, excluded, scale);
+  // +inf for rows with no allowed key (see backend.h); then exp(scores - lse) is the softmax everywhere, 0 in
+  // such rows, where exp(-inf - -inf) would be NaN. (No softmax kernel needed: CUDA has none yet.)
+  Tensor lse = loom::logsumexp(scores, {-1});
+  lse = masked_fill(lse, eq(lse, -INFINITY), INFINITY);
+  copy_into(logsumexp, lse);
+  copy_into(out, matmul(exp(sub(scores, lse.unsqueeze(-1))), v));
+}
+
+void Backend::attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
+                                 double scale, const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) {
+  NoGradGuard no_grad;
+  Tensor excluded = attention_exclusions(mask, causal, q.size(-2), k.size(-2), q.device());
+  // The probabilities again, from the saved row normalisers: exp(-inf) = 0 at excluded entries and, with
+  // logsumexp = +inf, across rows with no allowed key.
+  Tensor p = exp(sub(attention_scores(q, k, excluded, scale), logsumexp.unsqueeze(-1)));
+  if (grad_v.defined()) copy_into(grad_v, matmul(p.transpose(-2, -1), grad_out));
+  if (!grad_q.defined() && !grad_k.defined()) return;
+  // Softmax's backward, dS = P * (dP - rowsum(dP * P)), with rowsum(dP * P) = rowsum(dO * O) since dP = dO V^T
+  // and O = P V; the factor scale carries it through scores = scale * q k^T.
+  Tensor dp = matmul(grad_out, v.transpose(-2, -1));
+  Tensor row = sum(mul(grad_out, out), {-1}, /*keepdim=*/true);
+  Tensor ds = mul(mul(p, sub(dp, row)), scale);
+  if (grad_q.defined()) copy_into(grad_q, matmul(ds, k));
+  if (grad_k.defined()) copy_into(grad_k, matmul(ds.transpose(-2, -1), q));
 }
 
 void Backend::adam_step(const Tensor& param_in, const Tensor& grad, const Tensor& exp_avg_in,

@@ -118,6 +118,19 @@ class Backend {
   virtual void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                           const Tensor& mean, const Tensor& rstd);
 
+  // Scaled-dot-product attention (ops/attention.h): out = softmax(scale * q @ k^T, excluded) @ v over the last
+  // two dims, batched over the leading dims, which q [..., L, D], k [..., S, D], v [..., S, Dv] and out
+  // [..., L, Dv] share. These four may be strided views: each has a unit stride in its last dim (unless that
+  // dim has size 1) and a row stride of at least its last size (unless it has one row); leading dims may have
+  // any strides, 0 included. mask (bool, expanded to [..., L, S], any strides) may be undefined; causal also
+  // excludes key j > query i. Writes out and logsumexp [..., L] (contiguous): the log of each row's softmax
+  // denominator, +inf for a row with no allowed key (which outputs zeros), so that exp(score - logsumexp) is
+  // the probability everywhere, 0 in such rows. Unlike the kernels above, the default composes ops (matmul,
+  // logsumexp, exp) and so runs on every backend; the CPU overrides it with a tiled kernel that never holds
+  // the [L, S] scores.
+  virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
+                                 double scale, const Tensor& out, const Tensor& logsumexp);
+
   // --- backward kernels ------------------------------------------------------------------------------------
   // The defaults compose public ops (so every backend runs them unchanged); a backend overrides them with
   // fused kernels. They run with grad mode off. All tensors are contiguous unless noted.
@@ -135,6 +148,12 @@ class Backend {
                                    const Tensor& grad_weight, const Tensor& grad_bias);
   // grad_in = grad * gelu'(in), exact (erf) form or the tanh approximation; all of one shape.
   virtual void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in);
+  // Attention's backward from the forward's out and logsumexp; operands as in attention_forward (grad_out like
+  // out; grad_q, grad_k, grad_v like q, k, v, each with a unit last stride and non-overlapping rows, or
+  // undefined when not wanted). Every element of a defined gradient is written.
+  virtual void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
+                                  double scale, const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v);
 
   // --- optimizer kernels -----------------------------------------------------------------------------------
   // One Adam/AdamW update of a parameter in place (torch.optim.Adam / AdamW formulas):

@@ -1,5 +1,6 @@
 #pragma once
 // Every op of Loom's public API.
+#include "loom/ops/attention.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
 #include "loom/ops/linalg.h"
