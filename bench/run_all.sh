@@ -5,7 +5,7 @@
 set -euo pipefail
 build=${1:-build}
 echo "# $(date -u +%FT%TZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-"$build/bench/bench_matmul" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+"$build/bench/bench_matmul" --benchmark_min_time=2 --benchmark_repetitions=4 --benchmark_report_aggregates_only=true
 "$build/bench/bench_bandwidth" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 for b in "$build"/bench/bench_attention "$build"/bench/bench_transformer_step; do
   [[ -x $b ]] && "$b"
