@@ -27,11 +27,9 @@ CLI::Validator number_check(bool allow_zero) {
 const CLI::Validator kPositive = number_check(false);
 const CLI::Validator kNonNegative = number_check(true);
 
-void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
-  CLI::App* cmd = train.add_subcommand(
-      "charmlp",
-      "Character-level MLP language model (Bengio et al. 2003) with hand-written gradients; reports "
-      "bits-per-character on the validation and test splits");
+// The flags every character-LM driver shares; the option structs name these fields alike.
+template <typename Options>
+void add_common_training_flags(CLI::App* cmd, Options& o) {
   cmd->add_option("--data", o.data, "'kjv' (King James Bible from Debian's bible-kjv) or a path to a text file")
       ->capture_default_str();
   cmd->add_option("--cache-dir", o.cache_dir, "Directory for decoded corpora")->capture_default_str();
@@ -41,7 +39,7 @@ void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
   cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--steps", o.steps, "Training steps")->capture_default_str()->check(kPositive);
   cmd->add_option("--batch", o.batch, "Sequences per step")->capture_default_str()->check(kPositive);
-  cmd->add_option("--lr", o.lr, "Peak Adam learning rate")->capture_default_str()->check(kPositive);
+  cmd->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str()->check(kPositive);
   cmd->add_option("--lr-final", o.lr_final, "Learning rate at the last step (cosine decay)")
       ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--eval-every", o.eval_every, "Steps between validation passes")
@@ -50,6 +48,14 @@ void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
       ->capture_default_str()->check(kPositive);
   cmd->add_option("--seed", o.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
+}
+
+void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
+  CLI::App* cmd = train.add_subcommand(
+      "charmlp",
+      "Character-level MLP language model (Bengio et al. 2003) with hand-written gradients; reports "
+      "bits-per-character on the validation and test splits");
+  add_common_training_flags(cmd, o);
   cmd->add_option("--context", o.model.context, "Characters of history")->capture_default_str()->check(kPositive);
   cmd->add_option("--embed", o.model.embed_dim, "Embedding width")->capture_default_str()->check(kPositive);
   cmd->add_option("--hidden", o.model.hidden, "Hidden layer width")->capture_default_str()->check(kPositive);
@@ -61,32 +67,15 @@ void add_transformer_lm(CLI::App& train, loom::models::TransformerLmTrainOptions
       "transformer",
       "Decoder-only character Transformer (pre-norm, causal; the baseline of the three papers' models) trained "
       "with AdamW; reports bits-per-character on the validation and test splits");
-  cmd->add_option("--data", o.data, "'kjv' (King James Bible from Debian's bible-kjv) or a path to a text file")
-      ->capture_default_str();
-  cmd->add_option("--cache-dir", o.cache_dir, "Directory for decoded corpora")->capture_default_str();
-  cmd->add_option("--out", o.out_dir, "Run directory: metrics.jsonl and checkpoint.safetensors")
-      ->capture_default_str();
-  cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(kNonNegative);
-  cmd->add_option("--steps", o.steps, "Training steps")->capture_default_str()->check(kPositive);
-  cmd->add_option("--batch", o.batch, "Sequences per step")->capture_default_str()->check(kPositive);
+  add_common_training_flags(cmd, o);
   cmd->add_option("--seq", o.seq, "Characters per training sequence")->capture_default_str()->check(kPositive);
-  cmd->add_option("--lr", o.lr, "Peak AdamW learning rate")->capture_default_str()->check(kPositive);
-  cmd->add_option("--lr-final", o.lr_final, "Learning rate at the last step (cosine decay)")
-      ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--warmup", o.warmup, "Linear warmup steps")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay")
       ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--clip", o.clip, "Clip the global gradient norm to this (0: off)")
       ->capture_default_str()->check(kNonNegative);
-  cmd->add_option("--eval-every", o.eval_every, "Steps between validation passes")
-      ->capture_default_str()->check(kPositive);
   cmd->add_option("--eval-tokens", o.eval_tokens, "Validation characters per periodic pass (0: all)")
       ->capture_default_str()->check(kNonNegative);
-  cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")
-      ->capture_default_str()->check(kPositive);
-  cmd->add_option("--seed", o.seed, "Random seed")->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
   cmd->add_option("--stop-after", o.stop_after, "Checkpoint and exit after this step (0: run to --steps)")
       ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--d-model", o.model.d_model, "Model width")->capture_default_str()->check(kPositive);
