@@ -78,7 +78,7 @@ void softmax_rows(const Tensor& in, const Tensor& mask, bool log, const Tensor& 
         std::fill(yr, yr + d, log ? -kInf : T(0));
         continue;
       }
-      auto exp_shifted = [mx](auto v) { return cpu::vec::exp(v - mx); };
+      auto exp_shifted = [mx](auto v) { return cpu::vec::exp_nonpositive(v - mx); };
       if (log) {
         T sum = cpu::vec::map_sum(src, d, exp_shifted);
         // (x - max) - log(sum), not x - (max + log(sum)): the latter rounds log(sum) to max's ulp.
