@@ -10,12 +10,11 @@
 //   (each small GEMM is too small for OpenBLAS to split well) and 1.59 ms single-threaded.
 // OpenBLAS's pthreads workers also spin after each threaded call, stealing the cores from the Loom kernels that
 // run next; keeping OpenBLAS at one thread avoids that.
-#include <cblas.h>
-
 #include <algorithm>
 #include <climits>
 
 #include "loom/core/parallel.h"
+#include "loom/ops/cpu/blas.h"
 #include "loom/ops/cpu/cpu_backend.h"
 
 namespace loom {
@@ -41,19 +40,6 @@ Layout blas_layout(const Tensor& t) {
     return {CblasTrans, cols == 1 ? std::max<int64_t>(rows, 1) : sc};
   LOOM_FAIL("matmul: internal error: operand ", describe(t), " with strides ", t.strides(),
             " has no unit stride in its last two dims");
-}
-
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, double alpha,
-                 const float* a, int64_t lda, const float* b, int64_t ldb, double beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              static_cast<float>(alpha), a, static_cast<int>(lda), b, static_cast<int>(ldb), static_cast<float>(beta),
-              c, static_cast<int>(ldc));
-}
-
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, double alpha,
-                 const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
-              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
 }
 
 // Element offset of row r (or column c) of an operand read with layout l.
@@ -90,7 +76,7 @@ void bmm_impl(const Tensor& a, const Tensor& b, const Tensor& out, double alpha,
   block = (block + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
   parts = (extent + block - 1) / block;
 
-  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);  // see the note at the top
+  cpu::single_threaded_blas();  // see the note at the top
   int64_t grain = std::max<int64_t>(1, kParallelMacs / std::max<int64_t>(1, macs / parts));
   parallel_for(0, batch * parts, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
@@ -99,10 +85,10 @@ void bmm_impl(const Tensor& a, const Tensor& b, const Tensor& out, double alpha,
       const T* bi = pb + i * sb;
       T* ci = c + i * sc;
       if (split_rows) {
-        gemm(la.trans, lb.trans, len, n, k, alpha, ai + row_offset(la, begin), la.ld, bi, lb.ld, beta, ci + begin * n,
+        cpu::gemm(la.trans, lb.trans, len, n, k, alpha, ai + row_offset(la, begin), la.ld, bi, lb.ld, beta, ci + begin * n,
              n);
       } else {
-        gemm(la.trans, lb.trans, m, len, k, alpha, ai, la.ld, bi + col_offset(lb, begin), lb.ld, beta, ci + begin, n);
+        cpu::gemm(la.trans, lb.trans, m, len, k, alpha, ai, la.ld, bi + col_offset(lb, begin), lb.ld, beta, ci + begin, n);
       }
     }
   });
