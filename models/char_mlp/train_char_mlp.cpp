@@ -129,10 +129,7 @@ int train_char_mlp(const CharMlpTrainOptions& opt) {
 
   auto t0 = std::chrono::steady_clock::now();
   data::TextCorpus corpus = data::load_text_corpus(opt.data, opt.cache_dir);
-  std::fprintf(stderr, "corpus %s: %lld train / %lld valid / %lld test characters, vocabulary %lld\n",
-               corpus.name.c_str(), static_cast<long long>(corpus.train.numel()),
-               static_cast<long long>(corpus.valid.numel()), static_cast<long long>(corpus.test.numel()),
-               static_cast<long long>(corpus.vocab_size()));
+  std::fprintf(stderr, "%s\n", corpus.summary().c_str());
 
   CharMlpConfig cfg = opt.model;
   cfg.vocab_size = corpus.vocab_size();

@@ -62,6 +62,11 @@ std::string load_kjv_text(const std::string& cache_dir) {
   return text;
 }
 
+std::string TextCorpus::summary() const {
+  return detail::concat("corpus ", name, ": ", train.numel(), " train / ", valid.numel(), " valid / ", test.numel(),
+                        " test characters, vocabulary ", vocab_size());
+}
+
 TextCorpus load_text_corpus(const std::string& source, const std::string& cache_dir) {
   TextCorpus corpus;
   corpus.name = source;

@@ -13,6 +13,8 @@ struct TextCorpus {
   std::vector<unsigned char> vocab;  // distinct bytes, sorted; token id = position
   Tensor train, valid, test;         // int64 token ids, 1-d: first 90%, next 5%, last 5% of the text
   int64_t vocab_size() const { return static_cast<int64_t>(vocab.size()); }
+  // "corpus kjv: N train / N valid / N test characters, vocabulary N", as the drivers print it.
+  std::string summary() const;
 };
 
 // The King James Bible as plain text: 31,102 verses, one per line, with the "Ge1:1 " references removed
