@@ -6,23 +6,6 @@
 #include "loom/core/generator.h"
 
 namespace loom {
-namespace {
-
-// Puts the default generator at `state` for its lifetime, then back where it was.
-class GeneratorRewind {
- public:
-  explicit GeneratorRewind(PhiloxState state) : saved_(default_generator().state()) {
-    default_generator().set_state(state);
-  }
-  ~GeneratorRewind() { default_generator().set_state(saved_); }
-  GeneratorRewind(const GeneratorRewind&) = delete;
-  GeneratorRewind& operator=(const GeneratorRewind&) = delete;
-
- private:
-  PhiloxState saved_;
-};
-
-}  // namespace
 
 std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs) {
   LOOM_CHECK(static_cast<bool>(fn), "checkpoint: empty function");
@@ -55,7 +38,7 @@ std::vector<Tensor> checkpoint(const CheckpointFn& fn, const std::vector<Tensor>
     }
     std::vector<Tensor> replay_outputs;
     {
-      GeneratorRewind rewind(rng);
+      GeneratorStateGuard rewind(rng);
       GradModeGuard grad_on(true);
       autograd::TapeGuard nested;
       replay_outputs = fn(replay_inputs);

@@ -7,13 +7,19 @@ build=${1:-build}
 echo "# $(date -u +%FT%TZ) on $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 "$build/bench/bench_matmul" --benchmark_min_time=2 --benchmark_repetitions=4 --benchmark_report_aggregates_only=true
 "$build/bench/bench_bandwidth" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
-for b in "$build"/bench/bench_attention "$build"/bench/bench_transformer_step; do
+for b in "$build"/bench/bench_attention "$build"/bench/bench_transformer_step "$build"/bench/bench_reversible_act; do
   [[ -x $b ]] && "$b"
 done
+# Long sequences: JSON kept for bench/long_attention_report.py, which prints the tables of docs/performance.md.
+"$build/bench/bench_long_attention" --benchmark_format=json > "$build/long_attention.json"
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl encoder
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl manual
   /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl encoder
+  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/long_attention.py --threads 2 --repeats 3 --memory \
+    > "$build/long_attention_torch.jsonl"
+  python3 bench/long_attention_report.py "$build/long_attention.json" "$build/long_attention_torch.jsonl"
 else
+  python3 bench/long_attention_report.py "$build/long_attention.json"
   echo "python3-torch not installed: PyTorch comparison skipped (apt-get install -y python3-torch)"
 fi

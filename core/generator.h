@@ -30,4 +30,21 @@ Generator& default_generator();
 // Seeds the default generator and resets its offset (torch.manual_seed).
 void manual_seed(uint64_t seed);
 
+// Saves the default generator's state and puts it back on scope exit, optionally moving it to `state` for
+// the scope. A recomputation (checkpoint, chunked_apply, reversible replay) rewinds the stream to where its
+// forward drew, and must leave the stream the caller sees where it was, also when the replay throws.
+class GeneratorStateGuard {
+ public:
+  GeneratorStateGuard() : saved_(default_generator().state()) {}
+  explicit GeneratorStateGuard(PhiloxState state) : GeneratorStateGuard() {
+    default_generator().set_state(state);
+  }
+  ~GeneratorStateGuard() { default_generator().set_state(saved_); }
+  GeneratorStateGuard(const GeneratorStateGuard&) = delete;
+  GeneratorStateGuard& operator=(const GeneratorStateGuard&) = delete;
+
+ private:
+  PhiloxState saved_;
+};
+
 }  // namespace loom

@@ -75,6 +75,8 @@ class Shape {
 
 std::ostream& operator<<(std::ostream& os, const Shape& s);  // prints [2, 3]
 std::string shape_str(const Shape& s);
+// "[1, 2, 3]": a list of sizes, dims or counts for an error message (any length; a Shape holds at most 8).
+std::string list_str(const std::vector<int64_t>& v);
 
 // Product of extents (1 for a scalar shape).
 int64_t shape_numel(const Shape& shape);
@@ -84,5 +86,8 @@ Shape contiguous_strides(const Shape& shape);
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
 // Broadcast two shapes by NumPy rules; throws naming `op` and both shapes when they are incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+// True when `from` broadcasts to exactly `to` (NumPy rules, without changing `to`): the check before
+// expand().
+bool broadcasts_to(const Shape& from, const Shape& to);
 
 }  // namespace loom

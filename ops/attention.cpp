@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "loom/autograd/tape.h"
+#include "loom/ops/attention_checks.h"
 #include "loom/ops/backend.h"
 
 namespace loom {
@@ -37,22 +38,6 @@ Tensor empty_like_layout(const Shape& shape, const Tensor& like) {
   for (int64_t i = 0; i < n - 1; ++i) to_logical[static_cast<size_t>(order[static_cast<size_t>(i)])] = i;
   to_logical[static_cast<size_t>(n - 1)] = n - 1;
   return Tensor::empty(physical, like.options()).permute(to_logical);
-}
-
-// True when `from` broadcasts to exactly `to` (NumPy rules, without changing `to`).
-bool broadcasts_to(const Shape& from, const Shape& to) {
-  if (from.size() > to.size()) return false;
-  size_t lead = to.size() - from.size();
-  for (size_t i = 0; i < from.size(); ++i)
-    if (from[i] != 1 && from[i] != to[lead + i]) return false;
-  return true;
-}
-
-void check_operand(const char* op, const char* name, const Tensor& t, const Tensor& q) {
-  LOOM_CHECK(t.defined(), op, ": ", name, " is undefined");
-  LOOM_CHECK(is_floating(t.dtype()), op, ": expected floating ", name, " (float32 or float64), got ", describe(t));
-  LOOM_CHECK(t.dtype() == q.dtype(), op, ": ", name, " is ", describe(t), " but q is ", describe(q));
-  LOOM_CHECK(t.device() == q.device(), op, ": ", name, " is on ", t.device(), " but q is on ", q.device());
 }
 
 // attn_mask checked and expanded to the scores' shape [..., L, S] (undefined stays undefined).
@@ -114,9 +99,9 @@ Tensor packed_part(const Tensor& qkv, int64_t part) { return qkv.select(-3, part
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                                     bool is_causal, double scale) {
   const char* op = "scaled_dot_product_attention";
-  check_operand(op, "q", q, q);
-  check_operand(op, "k", k, q);
-  check_operand(op, "v", v, q);
+  detail::check_attention_operand(op, "q", q, q);
+  detail::check_attention_operand(op, "k", k, q);
+  detail::check_attention_operand(op, "v", v, q);
   LOOM_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op,
              ": expected q [..., L, D], k [..., S, D] and v [..., S, Dv] of one rank (at least 2), got shapes ",
              q.shape(), ", ", k.shape(), " and ", v.shape());
@@ -151,7 +136,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 Tensor scaled_dot_product_attention_packed(const Tensor& qkv, const Tensor& attn_mask, bool is_causal,
                                            double scale) {
   const char* op = "scaled_dot_product_attention_packed";
-  check_operand(op, "qkv", qkv, qkv);
+  detail::check_attention_operand(op, "qkv", qkv, qkv);
   LOOM_CHECK(qkv.dim() >= 4 && qkv.size(-3) == 3, op, ": expected a packed projection qkv [..., L, 3, H, D], got shape ",
              qkv.shape());
   Shape scores = packed_part(qkv, 0).shape();

@@ -7,6 +7,7 @@
 
 #include "loom/core/generator.h"
 #include "loom/core/tensor.h"
+#include "loom/ops/multidim_attention.h"  // AttentionDirection
 
 namespace loom {
 
@@ -130,6 +131,16 @@ class Backend {
   // the [L, S] scores.
   virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
                                  double scale, const Tensor& out, const Tensor& logsumexp);
+  // Multi-dimensional (feature-wise) attention (ops/multidim_attention.h) over N independent sequences: q, k, v
+  // [N, L, d] with a unit last stride (any strides in N and L), bias [d] contiguous, padding bool [N, L]
+  // contiguous (true = padding) or undefined; the allowed keys follow direction, padding and mask_queries as
+  // the op documents, c in (0, 40]. Writes out and inv_sum [N, L, d] (contiguous): inv_sum = 1 / sum_j exp(score)
+  // over the allowed keys, 0 for a row with none (whose out is 0), so exp(score) * inv_sum is the probability
+  // everywhere. The default composes ops over the whole [N, L, L, d] score tensor (the reference, and what CUDA
+  // runs); the CPU overrides it with a kernel that keeps one row of accumulators per thread.
+  virtual void multi_dim_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                                           const Tensor& padding, AttentionDirection direction, double c,
+                                           bool mask_queries, const Tensor& out, const Tensor& inv_sum);
 
   // --- backward kernels ------------------------------------------------------------------------------------
   // The defaults compose public ops (so every backend runs them unchanged); a backend overrides them with
@@ -154,6 +165,40 @@ class Backend {
   virtual void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
                                   double scale, const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v);
+  // Multi-dimensional attention's backward from grad_out and the forward's out and inv_sum ([N, L, d],
+  // contiguous); operands as in multi_dim_attention_forward. Writes every element of whichever of grad_q,
+  // grad_k, grad_v ([N, L, d], contiguous) is defined. There is no grad_bias: the score depends on q[i] + bias,
+  // so the bias's gradient is grad_q summed over N and L (the op layer asks for grad_q when either needs it).
+  virtual void multi_dim_attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                                            const Tensor& v, const Tensor& bias, const Tensor& padding,
+                                            AttentionDirection direction, double c, bool mask_queries,
+                                            const Tensor& out, const Tensor& inv_sum, const Tensor& grad_q,
+                                            const Tensor& grad_k, const Tensor& grad_v);
+
+  // --- LSH attention's per-chunk core (ops/lsh_attention.h) ------------------------------------------------
+  // Rows are already sorted by (round, bucket, position): sqk [B, H, N, d] (the shared query/key rows), sv
+  // [B, H, N, dv], spos [B, H, N] int64 (each row's original position in [0, L)), N = n_hashes * L, all
+  // contiguous. Chunk c (rows [cC, cC + C)) attends to chunks (c + i) mod (N / C), i = -n_before..n_after, in that
+  // order: W = (n_before + 1 + n_after) C keys. Keys are k = sqk / sqrt(mean(sqk^2) + 1e-6) / sqrt(d); logits
+  // s = q k - 1e5 [same position] - bias, then replaced by -1e9 where causal and kpos > qpos, or where
+  // padding[b, kpos] (padding bool [B, L] or undefined; bias [B, H, N, W] or undefined). Writes out [B, H, N, dv]
+  // = softmax(s) V and lse [B, H, N] = logsumexp(s). The defaults compose ops over all chunks at once (the
+  // reference, and what CUDA runs); the CPU overrides them chunk by chunk in O(N) memory.
+  struct LshChunks {
+    int64_t chunk_len, n_before, n_after;
+    bool causal;
+  };
+  virtual void lsh_attention_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
+                                     const Tensor& bias, const LshChunks& chunks, const Tensor& out,
+                                     const Tensor& lse);
+  // Its backward from grad_out [B, H, N, dv], grad_lse [B, H, N] (undefined = 0) and the forward's out: writes
+  // grad_qk [B, H, N, d] (query path plus key path through the normalisation) and grad_v [B, H, N, dv]. The
+  // probabilities are recomputed as a row softmax, not as exp(s - lse): a row whose every key is masked has
+  // lse near -1e9, which float32 cannot resolve. Replaced (masked) logits are constants and pass no gradient.
+  virtual void lsh_attention_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor& sqk,
+                                      const Tensor& sv, const Tensor& spos, const Tensor& padding, const Tensor& bias,
+                                      const LshChunks& chunks, const Tensor& out, const Tensor& grad_qk,
+                                      const Tensor& grad_v);
 
   // --- optimizer kernels -----------------------------------------------------------------------------------
   // One Adam/AdamW update of a parameter in place (torch.optim.Adam / AdamW formulas):

@@ -23,15 +23,6 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
   LOOM_CHECK(a.device() == b.device(), op, ": tensors on ", a.device(), " and ", b.device());
 }
 
-// True when `from` broadcasts to exactly `to` (NumPy rules, without changing `to`).
-bool broadcasts_to(const Shape& from, const Shape& to) {
-  if (from.size() > to.size()) return false;
-  size_t lead = to.size() - from.size();
-  for (size_t i = 0; i < from.size(); ++i)
-    if (from[i] != 1 && from[i] != to[lead + i]) return false;
-  return true;
-}
-
 // bool < integral < floating.
 int category(DType d) { return d == DType::Bool ? 0 : is_integral(d) ? 1 : 2; }
 

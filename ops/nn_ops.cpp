@@ -39,15 +39,6 @@ std::pair<int64_t, int64_t> min_max(const Tensor& t) {
   return {lo, hi};
 }
 
-// True when `from` broadcasts to exactly `to` (NumPy rules, without changing `to`).
-bool broadcasts_to(const Shape& from, const Shape& to) {
-  if (from.size() > to.size()) return false;
-  size_t lead = to.size() - from.size();
-  for (size_t i = 0; i < from.size(); ++i)
-    if (from[i] != 1 && from[i] != to[lead + i]) return false;
-  return true;
-}
-
 Tensor softmax_impl(const char* op, const Tensor& x, int64_t dim, const Tensor& mask, bool log) {
   check_floating(op, x);
   int64_t d = wrap_dim(dim, x.dim(), op);

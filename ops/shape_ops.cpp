@@ -3,7 +3,6 @@
 #include "loom/ops/shape_ops.h"
 
 #include <algorithm>
-#include <sstream>
 #include <string>
 #include <utility>
 
@@ -24,14 +23,6 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
 
 void check_index_dtype(const char* op, const Tensor& index) {
   LOOM_CHECK(index.dtype() == DType::Int64, op, ": expected an int64 index, got ", dtype_name(index.dtype()));
-}
-
-std::string list_str(const std::vector<int64_t>& v) {
-  std::ostringstream os;
-  os << '[';
-  for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
-  os << ']';
-  return os.str();
 }
 
 // Smallest and largest value of a non-empty int64 tensor. CPU tensors are scanned in place; other devices

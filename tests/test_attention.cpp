@@ -13,54 +13,22 @@
 #include "loom/loom.h"
 #include "loom/ops/backend.h"
 #include "support/compare.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::all_finite;
+using test::expect_close;
+using test::expect_error;
+using test::leaf;
+using test::normal;
+using test::random_mask;
+using test::ThreadsGuard;
 
 namespace {
-
-Tensor normal(Shape shape, uint64_t seed, DType dtype = kFloat64) {
-  NoGradGuard no_grad;
-  return randn(shape, PhiloxState{seed, 0}, dtype).contiguous();
-}
-
-Tensor leaf(Shape shape, uint64_t seed) { return normal(shape, seed).requires_grad_(); }
-
-// A bool tensor with each entry true with probability p.
-Tensor random_mask(Shape shape, uint64_t seed, double p) {
-  NoGradGuard no_grad;
-  return lt(rand(shape, PhiloxState{seed, 0}), p);
-}
 
 bool check(const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs) {
   return gradcheck(fn, inputs);
 }
-
-void expect_close(const Tensor& got, const Tensor& want, double rtol, double atol, const std::string& what) {
-  test::Comparison c = test::compare(got.contiguous(), want.contiguous(), {rtol, atol});
-  EXPECT_TRUE(c.ok) << what << ": " << c.message;
-}
-
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a loom::Error";
-  } catch (const Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "expected '" << n << "' in: " << e.what();
-  }
-}
-
-bool all_finite(const Tensor& t) { return loom::all(lt(abs(t), INFINITY)).item<bool>(); }
-
-// Sets the pool size for a scope (the backward pass picks its work split from it).
-class ThreadsGuard {
- public:
-  explicit ThreadsGuard(int n) : saved_(get_num_threads()) { set_num_threads(n); }
-  ~ThreadsGuard() { set_num_threads(saved_); }
-
- private:
-  int saved_;
-};
 
 }  // namespace
 

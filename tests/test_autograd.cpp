@@ -5,21 +5,14 @@
 #include <cmath>
 
 #include "loom/loom.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::error_of;
 
 namespace {
 
 Tensor f64(std::vector<double> v, Shape shape) { return tensor(std::move(v), shape).requires_grad_(); }
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "loom/loom.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_error;
 namespace fs = std::filesystem;
 
 namespace {
@@ -48,16 +50,6 @@ void expect_same(const nn::Module& m, const std::map<std::string, Tensor>& want)
   for (const auto& [name, t] : m.state_dict()) {
     ASSERT_TRUE(want.count(name)) << name;
     EXPECT_TRUE(allclose(t.detach(), want.at(name), 0, 0)) << name << " changed";
-  }
-}
-
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a loom::Error";
-  } catch (const Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "expected '" << n << "' in: " << e.what();
   }
 }
 

@@ -13,8 +13,10 @@
 
 #include "loom/loom.h"
 #include "loom/ops/backend.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_error;
 
 namespace {
 
@@ -63,6 +65,7 @@ Input transposed(const Tensor& base) {
 }
 
 // Elementwise |cuda - cpu| <= atol + rtol * |cpu|; NaNs must match NaNs and infinities must match exactly.
+// Not test::expect_close: it also asserts the result is on the GPU and lists the first bad elements.
 void expect_close(const Tensor& gpu, const Tensor& cpu, double rtol, double atol, const std::string& what) {
   ASSERT_TRUE(gpu.device().is_cuda()) << what;
   ASSERT_EQ(gpu.shape(), cpu.shape()) << what;
@@ -122,15 +125,6 @@ void check_bmm(const Input& a, const Input& b, double alpha, double beta) {
   expect_close(g_out, c_out, tol, tol,
                "bmm of " + shape_str(ca.shape()) + " (strides " + shape_str(ca.strides()) + ") and " +
                    shape_str(cb.shape()) + " (strides " + shape_str(cb.strides()) + ")");
-}
-
-void expect_error(const std::function<void()>& fn, const std::string& fragment) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace

@@ -9,25 +9,18 @@
 #include <vector>
 
 #include "loom/loom.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_error;
 
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// Expects `fn` to throw loom::Error whose message contains `substring`.
-void expect_error(const std::function<void()>& fn, const std::string& substring) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing \"" << substring << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(substring), std::string::npos) << e.what();
-  }
-}
-
-// Same value, or both NaN, or within rel * |want| (+ a tiny absolute slack for values near zero).
+// Same value, or both NaN, or within rel * |want| (+ a tiny absolute slack for values near zero). On host
+// vectors against a long double reference, so not test::expect_close (which compares two Tensors).
 template <typename T>
 void expect_close(const std::vector<T>& got, const std::vector<T>& want, double rel) {
   ASSERT_EQ(got.size(), want.size());

@@ -13,6 +13,7 @@ namespace {
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
+// A leaf holding the given values (test::leaf draws normal values instead).
 Tensor leaf(std::vector<double> v, Shape shape) { return tensor(std::move(v), shape).requires_grad_(); }
 
 // Uniform values in [lo, hi) from a fixed Philox state, as a float64 leaf.

@@ -13,6 +13,8 @@ namespace {
 
 using Inputs = std::vector<Tensor>;
 
+// A float64 leaf of deterministic, irregular values (not test::leaf's normal draws: these tests predate it and
+// their tolerances were set on these values).
 Tensor leaf(const Shape& shape, double seed = 0.0) {
   int64_t n = shape_numel(shape);
   std::vector<double> v(static_cast<size_t>(n));

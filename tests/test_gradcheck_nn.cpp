@@ -6,27 +6,19 @@
 
 #include "loom/loom.h"
 #include "loom/ops/backend.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::all_finite;
+using test::leaf;
 
 namespace {
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
-Tensor normal_leaf(Shape shape, uint64_t seed, double scale = 1.0) {
-  Tensor v;
-  {
-    NoGradGuard no_grad;
-    v = mul(randn(shape, PhiloxState{seed, 0}, kFloat64), scale).contiguous();
-  }
-  return v.requires_grad_();
-}
-
 Tensor bools(std::vector<bool> v, Shape shape) { return tensor(v, shape); }
 
 bool check(const Fn& fn, const std::vector<Tensor>& inputs) { return gradcheck(fn, inputs); }
-
-bool all_finite(const Tensor& t) { return loom::all(lt(abs(t), INFINITY)).item<bool>(); }
 
 }  // namespace
 
@@ -34,8 +26,8 @@ bool all_finite(const Tensor& t) { return loom::all(lt(abs(t), INFINITY)).item<b
 // ----------------------------------------------------------------------------------
 
 TEST(GradcheckNn, SoftmaxAndLogSoftmaxOverEveryDim) {
-  Tensor x = normal_leaf({3, 4}, 1);
-  Tensor x3 = normal_leaf({2, 3, 4}, 2);
+  Tensor x = leaf({3, 4}, 1);
+  Tensor x3 = leaf({2, 3, 4}, 2);
   for (int64_t dim : {0, 1, -1}) {
     EXPECT_TRUE(check([dim](const auto& in) { return softmax(in[0], dim); }, {x})) << dim;
     EXPECT_TRUE(check([dim](const auto& in) { return log_softmax(in[0], dim); }, {x})) << dim;
@@ -44,25 +36,25 @@ TEST(GradcheckNn, SoftmaxAndLogSoftmaxOverEveryDim) {
     EXPECT_TRUE(check([dim](const auto& in) { return softmax(in[0], dim); }, {x3})) << dim;
     EXPECT_TRUE(check([dim](const auto& in) { return log_softmax(in[0], dim); }, {x3})) << dim;
   }
-  Tensor s = normal_leaf({}, 3);
+  Tensor s = leaf({}, 3);
   EXPECT_TRUE(check([](const auto& in) { return softmax(in[0], 0); }, {s}));
   EXPECT_TRUE(check([](const auto& in) { return log_softmax(in[0], -1); }, {s}));
 }
 
 TEST(GradcheckNn, SoftmaxOfNonContiguousInputs) {
-  Tensor x = normal_leaf({4, 3}, 4);
-  Tensor w = normal_leaf({3, 8}, 5);
+  Tensor x = leaf({4, 3}, 4);
+  Tensor w = leaf({3, 8}, 5);
   EXPECT_TRUE(check([](const auto& in) { return softmax(in[0].transpose(0, 1), -1); }, {x}));
   EXPECT_TRUE(check([](const auto& in) { return log_softmax(in[0].transpose(0, 1), 0); }, {x}));
   EXPECT_TRUE(check([](const auto& in) { return log_softmax(in[0].slice(1, 1, 8, 2), 1); }, {w}));
   // A consumer of the output: the gradient reaching softmax is not all ones.
-  Tensor c = normal_leaf({4, 3}, 11);
+  Tensor c = leaf({4, 3}, 11);
   EXPECT_TRUE(check([](const auto& in) { return softmax(in[0], 1) * in[1]; }, {x, c}));
   EXPECT_TRUE(check([](const auto& in) { return log_softmax(in[0], 0) * in[1]; }, {x, c}));
 }
 
 TEST(GradcheckNn, MaskedSoftmax) {
-  Tensor x = normal_leaf({3, 5}, 6);
+  Tensor x = leaf({3, 5}, 6);
   // Row 1 fully masked; broadcast [1, 5] and [3, 1] masks; a mask along dim 0.
   Tensor m =
       bools({false, true, false, false, true, true, true, true, true, true, false, false, true, false, false},
@@ -76,13 +68,13 @@ TEST(GradcheckNn, MaskedSoftmax) {
   Tensor strided_mask = m.transpose(0, 1).contiguous().transpose(0, 1);
   EXPECT_TRUE(
       check([strided_mask](const auto& in) { return softmax(in[0].transpose(0, 1), 1, strided_mask); },
-            {normal_leaf({5, 3}, 7)}));
+            {leaf({5, 3}, 7)}));
 }
 
 TEST(GradcheckNn, MaskedLogSoftmax) {
   // Excluded outputs are -inf, where finite differences give NaN: the check looks through masked_fill, whose
   // own backward drops the gradient of the excluded entries (checked by value in the next test).
-  Tensor x = normal_leaf({3, 5}, 8);
+  Tensor x = leaf({3, 5}, 8);
   Tensor m =
       bools({false, true, false, false, true, true, true, true, true, true, false, false, true, false, false},
             {3, 5});
@@ -100,7 +92,7 @@ TEST(GradcheckNn, MaskedEntriesAndFullyMaskedRowsGetZeroGradient) {
   std::vector<double> mv{0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0};
   for (bool log : {false, true}) {
     for (int64_t dim : {1, 0}) {
-      Tensor x = normal_leaf({3, 5}, 9);
+      Tensor x = leaf({3, 5}, 9);
       Tensor y = log ? log_softmax(x, dim, m) : softmax(x, dim, m);
       // A gradient that is non-zero (and large) on the excluded entries too.
       Tensor g = add(randn({3, 5}, PhiloxState{10, 0}, kFloat64), mul(tensor(mv, {3, 5}), 1e6));
@@ -174,9 +166,9 @@ TEST(GradcheckNn, FusedSoftmaxBackwardMatchesTheComposite) {
 // ---------------------------------------------------------------------------------------------
 
 TEST(GradcheckNn, LayerNormWithAndWithoutAffine) {
-  Tensor x = normal_leaf({2, 3, 4}, 50, 2.0);
-  Tensor w = normal_leaf({4}, 51);
-  Tensor b = normal_leaf({4}, 52);
+  Tensor x = leaf({2, 3, 4}, 50, kFloat64, 2.0);
+  Tensor w = leaf({4}, 51);
+  Tensor b = leaf({4}, 52);
   EXPECT_TRUE(check([](const auto& in) { return layer_norm(in[0], {4}, in[1], in[2]); }, {x, w, b}));
   EXPECT_TRUE(check([](const auto& in) { return layer_norm(in[0], {4}); }, {x}));
   EXPECT_TRUE(check([](const auto& in) { return layer_norm(in[0], {4}, in[1]); }, {x, w}));
@@ -189,20 +181,20 @@ TEST(GradcheckNn, LayerNormWithAndWithoutAffine) {
 }
 
 TEST(GradcheckNn, LayerNormOverSeveralDimsAndStridedInputs) {
-  Tensor x = normal_leaf({2, 3, 4}, 53);
-  Tensor w = normal_leaf({3, 4}, 54);
-  Tensor b = normal_leaf({3, 4}, 55);
+  Tensor x = leaf({2, 3, 4}, 53);
+  Tensor w = leaf({3, 4}, 54);
+  Tensor b = leaf({3, 4}, 55);
   EXPECT_TRUE(check([](const auto& in) { return layer_norm(in[0], {3, 4}, in[1], in[2]); }, {x, w, b}));
   EXPECT_TRUE(check([](const auto& in) { return layer_norm(in[0], {2, 3, 4}); }, {x}));
   // x transposed, weight a strided view: both copied to contiguous rows inside the op.
-  Tensor xt = normal_leaf({4, 3}, 56);
-  Tensor w2 = normal_leaf({2, 4}, 57);
+  Tensor xt = leaf({4, 3}, 56);
+  Tensor w2 = leaf({2, 4}, 57);
   EXPECT_TRUE(check([](const auto& in) { return layer_norm(in[0].transpose(0, 1), {4}, in[1].select(0, 1)); },
                     {xt, w2}));
   // A consumer weighting the outputs, so the per-row means in the backward are not trivially zero.
-  Tensor c = normal_leaf({2, 3, 4}, 58);
+  Tensor c = leaf({2, 3, 4}, 58);
   EXPECT_TRUE(check([](const auto& in) { return layer_norm(in[0], {4}, in[1], in[2]) * in[3]; },
-                    {x, normal_leaf({4}, 59), normal_leaf({4}, 60), c}));
+                    {x, leaf({4}, 59), leaf({4}, 60), c}));
 }
 
 TEST(GradcheckNn, FusedLayerNormBackwardMatchesTheComposite) {
@@ -256,7 +248,7 @@ TEST(GradcheckNn, LayerNormColumnSumsDoNotDependOnTheThreadCount) {
 // ------------------------------------------------------------------------------------------------
 
 TEST(GradcheckNn, DropoutWithAFixedState) {
-  Tensor x = normal_leaf({4, 5}, 70);
+  Tensor x = leaf({4, 5}, 70);
   for (double p : {0.0, 0.3, 0.7, 1.0}) {
     EXPECT_TRUE(check([p](const auto& in) { return dropout(in[0], p, PhiloxState{71, 4}); }, {x})) << p;
   }
@@ -300,7 +292,7 @@ TEST(GradcheckNn, DropoutBackwardReusesTheForwardMask) {
 // ----------------------------------------------------------------------------------------------
 
 TEST(GradcheckNn, EmbeddingAccumulatesRepeatedIndices) {
-  Tensor w = normal_leaf({5, 3}, 80);
+  Tensor w = leaf({5, 3}, 80);
   Tensor idx = tensor(std::vector<int64_t>{1, 3, 1, 0, 1, 4}, {2, 3});
   EXPECT_TRUE(check([idx](const auto& in) { return embedding(idx, in[0]); }, {w}));
   Tensor idx32 = tensor(std::vector<int32_t>{2, 2, 0}, {3});
@@ -316,7 +308,7 @@ TEST(GradcheckNn, EmbeddingAccumulatesRepeatedIndices) {
 // ------------------------------------------------------------------------------------------
 
 TEST(GradcheckNn, CrossEntropyEveryReduction) {
-  Tensor logits = normal_leaf({4, 5}, 90, 2.0);
+  Tensor logits = leaf({4, 5}, 90, kFloat64, 2.0);
   Tensor target = tensor(std::vector<int64_t>{0, 4, 2, 2}, {4});
   for (Reduction r : {Reduction::None, Reduction::Sum, Reduction::Mean}) {
     EXPECT_TRUE(
@@ -325,13 +317,13 @@ TEST(GradcheckNn, CrossEntropyEveryReduction) {
                       {logits}));
   }
   // Logits given as a transposed (non-contiguous) view.
-  Tensor lt_ = normal_leaf({5, 4}, 91);
+  Tensor lt_ = leaf({5, 4}, 91);
   EXPECT_TRUE(
       check([target](const auto& in) { return cross_entropy(in[0].transpose(0, 1), target); }, {lt_}));
 }
 
 TEST(GradcheckNn, CrossEntropyIgnoreIndex) {
-  Tensor logits = normal_leaf({5, 4}, 92);
+  Tensor logits = leaf({5, 4}, 92);
   Tensor target = tensor(std::vector<int64_t>{1, -100, 3, -100, 0}, {5});
   Tensor target2 = tensor(std::vector<int64_t>{2, 1, 2, 0, 3}, {5});  // ignore_index 2 is a real class
   for (Reduction r : {Reduction::None, Reduction::Sum, Reduction::Mean}) {
@@ -349,7 +341,7 @@ TEST(GradcheckNn, CrossEntropyIgnoreIndex) {
 }
 
 TEST(GradcheckNn, CrossEntropyWithEveryTargetIgnoredHasZeroGradient) {
-  Tensor logits = normal_leaf({3, 4}, 93);
+  Tensor logits = leaf({3, 4}, 93);
   Tensor target = tensor(std::vector<int64_t>{-100, -100, -100}, {3});
   Tensor y = cross_entropy(logits, target);
   EXPECT_TRUE(std::isnan(y.item<double>()));  // 0 / 0, as PyTorch
@@ -358,15 +350,15 @@ TEST(GradcheckNn, CrossEntropyWithEveryTargetIgnoredHasZeroGradient) {
 }
 
 TEST(GradcheckNn, CrossEntropySpatialAndUnbatched) {
-  Tensor logits3 = normal_leaf({2, 3, 4}, 94);  // [N, C, d1]
+  Tensor logits3 = leaf({2, 3, 4}, 94);  // [N, C, d1]
   Tensor t3 = tensor(std::vector<int64_t>{0, 2, 1, -100, 2, 2, 0, 1}, {2, 4});
-  Tensor logits4 = normal_leaf({2, 3, 2, 2}, 95);  // [N, C, d1, d2]
+  Tensor logits4 = leaf({2, 3, 2, 2}, 95);  // [N, C, d1, d2]
   Tensor t4 = tensor(std::vector<int64_t>{0, 2, 1, 1, 2, -100, 0, 1}, {2, 2, 2});
   for (Reduction r : {Reduction::None, Reduction::Sum, Reduction::Mean}) {
     EXPECT_TRUE(check([t3, r](const auto& in) { return cross_entropy(in[0], t3, -100, r); }, {logits3}));
     EXPECT_TRUE(check([t4, r](const auto& in) { return cross_entropy(in[0], t4, -100, r); }, {logits4}));
   }
-  Tensor logits1 = normal_leaf({5}, 96);
+  Tensor logits1 = leaf({5}, 96);
   Tensor t0 = tensor(std::vector<int64_t>{3}, Shape{});
   for (Reduction r : {Reduction::None, Reduction::Sum, Reduction::Mean})
     EXPECT_TRUE(check([t0, r](const auto& in) { return cross_entropy(in[0], t0, -100, r); }, {logits1}));

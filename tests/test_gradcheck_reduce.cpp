@@ -13,6 +13,7 @@ namespace {
 using Inputs = std::vector<Tensor>;
 
 // A float64 leaf of `shape` holding distinct, irregular values (no ties, so max/min/sort are differentiable).
+// (Not test::leaf: random draws would not guarantee the spacing.)
 Tensor leaf(const Shape& shape, double seed = 0.0) {
   int64_t n = shape_numel(shape);
   std::vector<double> v(static_cast<size_t>(n));

@@ -6,8 +6,10 @@
 #include <random>
 
 #include "loom/loom.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_error;
 
 namespace {
 
@@ -67,16 +69,6 @@ void expect_matches(const Tensor& got, const Tensor& want, const std::string& wh
   double tol = got.dtype() == kFloat64 ? 1e-12 : 2e-5;
   for (size_t i = 0; i < g.size(); ++i) {
     ASSERT_NEAR(g[i], w[i], tol * (1 + std::abs(w[i]))) << what << " at " << i;
-  }
-}
-
-template <typename F>
-void expect_error(F&& f, const std::string& substring) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing \"" << substring << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(substring), std::string::npos) << e.what();
   }
 }
 

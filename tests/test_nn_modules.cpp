@@ -13,25 +13,14 @@
 
 #include "loom/loom.h"
 #include "support/compare.h"
+#include "support/expect.h"
+#include "support/golden_file.h"
 
 using namespace loom;
+using test::expect_close;
+using test::expect_error;
 
 namespace {
-
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a loom::Error";
-  } catch (const Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "expected '" << n << "' in: " << e.what();
-  }
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double rtol = 1e-5, double atol = 1e-5) {
-  test::Comparison c = test::compare(got.contiguous(), want, {rtol, atol});
-  EXPECT_TRUE(c.ok) << c.message;
-}
 
 std::vector<std::string> names_of(const nn::NamedTensors& named) {
   std::vector<std::string> out;
@@ -173,7 +162,7 @@ TEST(Module, ToCudaMovesParametersAndGrads) {
   lin.to(kCUDA);
   EXPECT_TRUE(held.device().is_cuda());
   EXPECT_TRUE(lin.weight.grad().device().is_cuda());
-  expect_close(lin.forward(x.cuda()).cpu(), want);
+  expect_close(lin.forward(x.cuda()).cpu(), want, 1e-5, 1e-5);
   lin.to(kCPU);
   EXPECT_TRUE(held.device().is_cpu());
 }
@@ -210,7 +199,7 @@ TEST(Linear, ForwardMatchesHandComputation) {
   }
   Tensor x = tensor<float>({1, 0, -1, 2, 1, 0.5f}, {2, 3});
   // row 0: [1 - 3 + 0.5, -1 - 2 - 1]; row 1: [2 + 2 + 1.5 + 0.5, -2 + 0.5 + 1 - 1]
-  expect_close(lin.forward(x), tensor<float>({-1.5f, -4, 6, -1.5f}, {2, 2}));
+  expect_close(lin.forward(x), tensor<float>({-1.5f, -4, 6, -1.5f}, {2, 2}), 1e-5, 1e-5);
   // Leading dims pass through.
   EXPECT_EQ(lin.forward(zeros({4, 5, 3})).shape(), (Shape{4, 5, 2}));
   expect_error([&] { lin.forward(zeros({2, 4})); }, {"Linear(3, 2)", "[2, 4]"});
@@ -255,7 +244,7 @@ TEST(LayerNorm, ForwardMatchesHandComputation) {
     for (int i = 0; i < 4; ++i) var += (xs[r * 4 + i] - mean) * (xs[r * 4 + i] - mean) / 4.0;  // biased
     for (int i = 0; i < 4; ++i) want.push_back((xs[r * 4 + i] - mean) / std::sqrt(var + 1e-5) * w[i] + b[i]);
   }
-  expect_close(y, tensor<double>(want, {2, 4}).to(DType::Float32));
+  expect_close(y, tensor<double>(want, {2, 4}).to(DType::Float32), 1e-5, 1e-5);
   nn::LayerNorm plain(Shape{2, 2}, 1e-5, /*elementwise_affine=*/false);
   EXPECT_TRUE(plain.named_parameters().empty());
   EXPECT_EQ(plain.forward(randn({3, 2, 2})).shape(), (Shape{3, 2, 2}));
@@ -423,7 +412,7 @@ TEST(MultiheadAttention, CausalMaskMatchesManualComputation) {
   Tensor x = randn({2, 5, 8});
   std::vector<double> want = manual_attention(mha, x, x, {}, /*causal=*/true);
   Tensor out = mha.forward(x, x, x, Tensor(), Tensor(), /*is_causal=*/true);
-  expect_close(out, tensor<double>(want, {2, 5, 8}).to(DType::Float32));
+  expect_close(out, tensor<double>(want, {2, 5, 8}).to(DType::Float32), 1e-5, 1e-5);
   // The same mask given explicitly as a bool [L, S] mask, and as a float -inf mask.
   Tensor mask = triu(ones({5, 5}, DType::Bool), 1);
   expect_close(mha.forward(x, x, x, mask), out, 1e-6, 1e-6);
@@ -444,7 +433,8 @@ TEST(MultiheadAttention, PaddedKeysHaveNoEffect) {
   Tensor out = mha.forward(q, kv, kv, Tensor(), padding);
   std::vector<std::vector<bool>> pad = {{false, false, false, false, false, false},
                                         {false, false, false, true, true, true}};
-  expect_close(out, tensor<double>(manual_attention(mha, q, kv, pad, false), {2, 3, 8}).to(DType::Float32));
+  expect_close(out, tensor<double>(manual_attention(mha, q, kv, pad, false), {2, 3, 8}).to(DType::Float32), 1e-5,
+               1e-5);
   // Scribbling over the padded keys changes nothing.
   Tensor changed = kv.clone();
   {
@@ -506,19 +496,10 @@ TEST(MultiheadAttention, DropoutOnlyWhileTraining) {
 
 // ---- against PyTorch ------------------------------------------------------------------------------------
 
-const SafetensorsContents& modules_golden() {
-  static const SafetensorsContents g =
-      load_safetensors_with_metadata(std::string(LOOM_TEST_DATA_DIR) + "/golden/nn/modules.safetensors");
-  return g;
-}
+constexpr const char* kGoldenFile = "nn/modules.safetensors";
 
-Tensor golden(const std::string& key) {
-  auto it = modules_golden().tensors.find(key);
-  if (it == modules_golden().tensors.end()) throw Error("golden tensor '" + key + "' missing from modules.safetensors");
-  return it->second;
-}
-
-bool has_golden(const std::string& key) { return modules_golden().tensors.count(key) > 0; }
+Tensor golden(const std::string& key) { return test::golden_tensor(kGoldenFile, key); }
+bool has_golden(const std::string& key) { return test::has_golden_tensor(kGoldenFile, key); }
 
 // Loads the case's parameters (stored under the module's own names) into `m`.
 void load_case_parameters(nn::Module& m, const std::string& name) {
@@ -593,8 +574,8 @@ TEST(Linear, GradientsReachWeightAndBias) {
   ASSERT_TRUE(lin.weight.grad().defined());
   ASSERT_TRUE(lin.bias.grad().defined());
   // d sum(x W^T + b) / dW[o, i] = sum over rows of x[:, i]; / db = number of rows.
-  expect_close(lin.weight.grad(), tensor<float>({0, 2, 4, 0, 2, 4}, {2, 3}));
-  expect_close(lin.bias.grad(), tensor<float>({2, 2}));
+  expect_close(lin.weight.grad(), tensor<float>({0, 2, 4, 0, 2, 4}, {2, 3}), 1e-5, 1e-5);
+  expect_close(lin.bias.grad(), tensor<float>({2, 2}), 1e-5, 1e-5);
 }
 
 }  // namespace

@@ -5,26 +5,20 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "loom/loom.h"
 #include "loom/ops/backend.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_error;
 
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
-
-void expect_error(const std::function<void()>& fn, const std::string& substring) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing \"" << substring << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(substring), std::string::npos) << e.what();
-  }
-}
 
 template <typename T>
 void expect_near_all(const std::vector<T>& got, const std::vector<double>& want, double tol) {
@@ -141,6 +135,26 @@ TEST(Softmax, MaskExcludesEntries) {
       EXPECT_EQ(g[bb * 12 + j], 0.0f);
       EXPECT_NEAR(g[bb * 12 + 4 + j] + g[bb * 12 + 8 + j], 1.0f, 1e-6);
     }
+}
+
+// Outputs of 16 MiB and more take the streaming-store path (a scratch row, then non-temporal stores); each row
+// must equal the same row softmaxed alone, which takes the in-place path. Rows of 1023 floats put every other
+// row off the vector alignment, so the scalar head and tail of the streamed row are exercised too.
+TEST(Softmax, LargeOutputsStreamedEqualRowsComputedAlone) {
+  for (int64_t d : {1024, 1023}) {
+    const int64_t rows = (int64_t{17} << 20) / (d * 4) + 1;  // just over 16 MiB of float32
+    Tensor x = randn({rows, d}, PhiloxState{9, static_cast<uint64_t>(d)});
+    Tensor mask = gt(rand({rows, d}, PhiloxState{10, 0}), 0.9);  // ~10% excluded, row by row
+    Tensor y = softmax(x, -1, mask), ly = log_softmax(x, -1, mask), plain = softmax(x, -1);
+    for (int64_t r : {int64_t{0}, int64_t{1}, rows / 2 + 1, rows - 1}) {
+      Tensor xr = x.narrow(0, r, 1), mr = mask.narrow(0, r, 1);
+      EXPECT_EQ(y.narrow(0, r, 1).to_vector<float>(), softmax(xr, -1, mr).to_vector<float>()) << "row " << r;
+      EXPECT_EQ(ly.narrow(0, r, 1).to_vector<float>(), log_softmax(xr, -1, mr).to_vector<float>()) << "row " << r;
+      EXPECT_EQ(plain.narrow(0, r, 1).to_vector<float>(), softmax(xr, -1).to_vector<float>()) << "row " << r;
+    }
+    std::vector<double> last = as_double(plain.narrow(0, rows - 1, 1));
+    EXPECT_NEAR(std::accumulate(last.begin(), last.end(), 0.0), 1.0, 1e-5);
+  }
 }
 
 TEST(Softmax, ScalarEmptyAndErrors) {

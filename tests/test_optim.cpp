@@ -16,25 +16,13 @@
 #include "loom/loom.h"
 #include "loom/ops/backend.h"
 #include "support/compare.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_close;
+using test::expect_error;
 
 namespace {
-
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a loom::Error";
-  } catch (const Error& e) {
-    for (const std::string& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "expected '" << n << "' in: " << e.what();
-  }
-}
-
-void expect_close(const Tensor& got, const Tensor& want, test::Tolerance tol = {}) {
-  test::Comparison c = test::compare(got.contiguous(), want, tol);
-  EXPECT_TRUE(c.ok) << c.message;
-}
 
 nn::Optimizer::NamedParameters leaves(const std::vector<Tensor>& values) {
   nn::Optimizer::NamedParameters out;

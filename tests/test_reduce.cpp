@@ -10,8 +10,10 @@
 #include <random>
 
 #include "loom/loom.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_error;
 
 namespace {
 
@@ -83,6 +85,7 @@ double ref_lse(const std::vector<double>& g) {
   return m + std::log(s);
 }
 
+// Against a host-side reference vector (not a Tensor, so not test::expect_close).
 void expect_close(const Tensor& got, const std::vector<double>& want, double rtol, double atol,
                   const std::string& what) {
   std::vector<double> g = got.to_vector<double>();
@@ -95,16 +98,6 @@ void expect_close(const Tensor& got, const std::vector<double>& want, double rto
     } else {
       EXPECT_NEAR(g[i], want[i], atol + rtol * std::abs(want[i])) << what << " at " << i;
     }
-  }
-}
-
-template <typename F>
-void expect_error(F&& f, const std::string& substring) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing \"" << substring << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(substring), std::string::npos) << e.what();
   }
 }
 

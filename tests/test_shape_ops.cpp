@@ -10,22 +10,12 @@
 #include <string>
 
 #include "loom/loom.h"
+#include "support/expect.h"
 
 using namespace loom;
+using test::expect_error;
 
 namespace {
-
-// Runs f, expecting a loom::Error whose message contains `substring`.
-template <typename F>
-void expect_error(F&& f, const std::string& substring) {
-  EXPECT_THROW(f(), Error);
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(substring), std::string::npos)
-        << "message \"" << e.what() << "\" lacks \"" << substring << "\"";
-  }
-}
 
 Tensor farange(int64_t n, const Shape& shape) {
   return arange(0, static_cast<double>(n), 1, kFloat32).view(shape);

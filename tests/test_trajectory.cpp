@@ -20,6 +20,7 @@
 #include "loom/loom.h"
 #include "loom/models/transformer_lm/transformer_lm.h"
 #include "support/compare.h"
+#include "support/golden_file.h"
 
 using namespace loom;
 
@@ -124,23 +125,12 @@ Tolerances float64_tolerances() {
   return t;
 }
 
-const SafetensorsContents& golden_file(const std::string& file) {
-  static std::map<std::string, SafetensorsContents> cache;
-  auto it = cache.find(file);
-  if (it == cache.end()) {
-    it = cache
-             .emplace(file, load_safetensors_with_metadata(std::string(LOOM_TEST_DATA_DIR) +
-                                                           "/golden/trajectory/" + file))
-             .first;
-  }
-  return it->second;
+const SafetensorsContents& golden_file(const Tolerances& tol) {
+  return test::golden_file(std::string("trajectory/") + tol.file);
 }
 
 Tensor golden(const Tolerances& tol, const std::string& key) {
-  const auto& tensors = golden_file(tol.file).tensors;
-  auto it = tensors.find(key);
-  if (it == tensors.end()) throw Error("golden tensor '" + key + "' missing from " + tol.file);
-  return it->second;
+  return test::golden_tensor(std::string("trajectory/") + tol.file, key);
 }
 
 // The worst error seen for one kind of output, printed at the end of each test: what the tolerances are set
@@ -169,7 +159,8 @@ double tolerance_used(const Tensor& got, const Tensor& want, Tol tol) {
   return used;
 }
 
-// EXPECTs allclose(got, want) and names the tensor and its max error on failure.
+// EXPECTs allclose(got, want) and names the tensor and its max error on failure. Not test::expect_close: it
+// also records the worst error for the summary line.
 void expect_close(const std::string& name, const Tensor& got, const Tensor& want, Tol tol, Worst& worst) {
   test::Comparison c = test::compare(got.contiguous(), want, {tol.rtol, tol.atol});
   worst.note(name, c.max_abs_err, tolerance_used(got.contiguous(), want, tol));
@@ -198,7 +189,7 @@ class Trajectory : public ::testing::TestWithParam<Tolerances> {};
 
 TEST_P(Trajectory, FileMatchesTheModel) {
   const Tolerances& tol = GetParam();
-  const SafetensorsContents& file = golden_file(tol.file);
+  const SafetensorsContents& file = golden_file(tol);
   EXPECT_EQ(file.metadata.at("config"), trajectory_config().str());
   EXPECT_EQ(file.metadata.at("optimizer"), optimizer_description());
   EXPECT_EQ(file.metadata.at("dtype"), tol.dtype == kFloat64 ? "float64" : "float32");

@@ -144,30 +144,6 @@ T row_max(const T* x, int64_t n) {
   return m;
 }
 
-// x = exp(x - shift) in place; returns the sum of the new values.
-template <typename T>
-T exp_shift_sum(T* x, int64_t n, T shift) {
-  using V = cpu::vec::Vec<T>;
-  constexpr int64_t L = cpu::vec::kLanes<T>;
-  V acc{};
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    V x_v;
-    std::memcpy(&x_v, x + i, sizeof(V));
-    x_v = cpu::vec::exp(x_v - shift);
-    std::memcpy(x + i, &x_v, sizeof(V));
-    acc += x_v;
-  }
-  T sum = 0;
-  for (int64_t j = 0; j < L; ++j) sum += acc[j];
-  if (i < n) {
-    V x_v = cpu::vec::exp(cpu::vec::load_partial(x + i, n - i) - shift);
-    std::memcpy(x + i, &x_v, static_cast<size_t>(n - i) * sizeof(T));
-    for (int64_t j = 0; j < n - i; ++j) sum += x_v[j];  // the padding lanes hold exp(-shift), not 0
-  }
-  return sum;
-}
-
 template <typename T>
 T row_dot(const T* a, const T* b, int64_t n) {
   using V = cpu::vec::Vec<T>;
@@ -243,7 +219,7 @@ void forward_block(const Attention<T>& a, const Out<T>& out, T* lse, int64_t b, 
         continue;
       }
       const T alpha = std::exp(m[r] - mx);  // 0 on the row's first allowed tile
-      sum[r] = sum[r] * alpha + exp_shift_sum(row, bc, mx);
+      sum[r] = sum[r] * alpha + cpu::vec::exp_shift_sum(row, bc, mx);
       m[r] = mx;
       if (alpha != T(1)) {
         T* ar = acc + r * dv;

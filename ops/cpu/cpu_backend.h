@@ -56,6 +56,20 @@ class CpuBackend final : public Backend {
   void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal, double scale,
                           const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) override;
+  // cpu_multidim_attention.cpp
+  void multi_dim_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                                   const Tensor& padding, AttentionDirection direction, double c, bool mask_queries,
+                                   const Tensor& out, const Tensor& inv_sum) override;
+  void multi_dim_attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& bias, const Tensor& padding, AttentionDirection direction, double c,
+                                    bool mask_queries, const Tensor& out, const Tensor& inv_sum,
+                                    const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) override;
+  // cpu_lsh_attention.cpp
+  void lsh_attention_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
+                             const Tensor& bias, const LshChunks& chunks, const Tensor& out, const Tensor& lse) override;
+  void lsh_attention_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor& sqk, const Tensor& sv,
+                              const Tensor& spos, const Tensor& padding, const Tensor& bias, const LshChunks& chunks,
+                              const Tensor& out, const Tensor& grad_qk, const Tensor& grad_v) override;
 };
 
 }  // namespace loom

@@ -52,26 +52,31 @@ void softmax_rows(const Tensor& in, const Tensor& mask, bool log, const Tensor& 
   const bool* m = mask.defined() ? mask.data<bool>() : nullptr;
   int64_t mask_stride = mask.defined() && mask.dim() > 0 ? mask.stride(-1) : 0;
   constexpr T kInf = std::numeric_limits<T>::infinity();
+  // A large output is written once, with streaming stores, from a row computed in a scratch buffer that stays
+  // in L1; a small one in place, where it then sits in the cache for whoever reads it next.
+  const bool stream = out.numel() * static_cast<int64_t>(sizeof(T)) >= cpu::vec::kStreamingStoreBytes;
   parallel_for(0, rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(d, 1)), [&](int64_t lo, int64_t hi) {
+    std::vector<T> scratch(stream ? static_cast<size_t>(d) : 0);
     for (int64_t r = lo; r < hi; ++r) {
       const T* xr = x + r * d;
       T* yr = y + r * d;
+      T* work = stream ? scratch.data() : yr;
       const T* src = xr;
       if (m) {
-        // Excluded entries become -inf in the output row, which then serves as the source.
+        // Excluded entries become -inf in the working row, which then serves as the source.
         const bool* mr = m + mask_row_offset(mask, r);
         if (mask_stride == 1) {
           for (int64_t i = 0; i < d; ++i) {
             T v = xr[i];  // loaded outside the select so that the loop vectorises
-            yr[i] = mr[i] ? -kInf : v;
+            work[i] = mr[i] ? -kInf : v;
           }
         } else {
           for (int64_t i = 0; i < d; ++i) {
             T v = xr[i];
-            yr[i] = mr[i * mask_stride] ? -kInf : v;
+            work[i] = mr[i * mask_stride] ? -kInf : v;
           }
         }
-        src = yr;
+        src = work;
       }
       T mx = lane_max(src, d);
       if (mx == -kInf) {  // nothing allowed (or every logit -inf): zeros / -inf rather than NaN
@@ -83,10 +88,19 @@ void softmax_rows(const Tensor& in, const Tensor& mask, bool log, const Tensor& 
         T sum = cpu::vec::map_sum(src, d, exp_shifted);
         // (x - max) - log(sum), not x - (max + log(sum)): the latter rounds log(sum) to max's ulp.
         T log_sum = std::log(sum);
-        for (int64_t i = 0; i < d; ++i) yr[i] = (src[i] - mx) - log_sum;
+        auto shift = [mx, log_sum](auto v) { return (v - mx) - log_sum; };
+        if (stream) {
+          cpu::vec::map_stream(src, yr, d, shift);
+        } else {
+          for (int64_t i = 0; i < d; ++i) yr[i] = shift(src[i]);
+        }
       } else {
-        T inv = T(1) / cpu::vec::map_store_sum(src, yr, d, exp_shifted);
-        for (int64_t i = 0; i < d; ++i) yr[i] *= inv;
+        T inv = T(1) / cpu::vec::map_store_sum(src, work, d, exp_shifted);
+        if (stream) {
+          cpu::vec::map_stream(work, yr, d, [inv](auto v) { return v * inv; });
+        } else {
+          for (int64_t i = 0; i < d; ++i) yr[i] *= inv;
+        }
       }
     }
   });

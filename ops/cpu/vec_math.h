@@ -506,4 +506,79 @@ inline T map_store_sum(const T* x, T* y, int64_t n, F f) {
   return sum;
 }
 
+// x = exp(x - shift) in place; returns the sum of the new values (one accumulator, then the tail in order).
+// The attention kernels' softmax step: the tail goes through the vector exp too (via load_partial), so a
+// value's result does not depend on where the row ends.
+template <typename T>
+inline T exp_shift_sum(T* x, int64_t n, T shift) {
+  using V = Vec<T>;
+  V acc{};
+  int64_t i = 0;
+  for (; i + kLanes<T> <= n; i += kLanes<T>) {
+    V x_v;
+    std::memcpy(&x_v, x + i, sizeof(V));
+    x_v = exp(x_v - shift);
+    std::memcpy(x + i, &x_v, sizeof(V));
+    acc += x_v;
+  }
+  T sum = 0;
+  for (int64_t j = 0; j < kLanes<T>; ++j) sum += acc[j];
+  if (i < n) {
+    V x_v = exp(load_partial(x + i, n - i) - shift);
+    std::memcpy(x + i, &x_v, static_cast<size_t>(n - i) * sizeof(T));
+    for (int64_t j = 0; j < n - i; ++j) sum += x_v[j];  // the padding lanes hold exp(-shift), not 0
+  }
+  return sum;
+}
+
+// Outputs at least this large are written with non-temporal (streaming) stores by the kernels that can: they do
+// not fit in half the L3 cache, so they will have left it before anyone reads them, and a streaming store spares
+// the read-for-ownership that an ordinary store pays per cache line (a third of a row kernel's memory traffic).
+inline constexpr int64_t kStreamingStoreBytes = int64_t{16} << 20;
+
+inline void stream_store(float* p, Vec<float> v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(p, (__m512)v);
+#elif defined(__AVX__)
+  _mm256_stream_ps(p, (__m256)v);
+#elif defined(__SSE2__)
+  _mm_stream_ps(p, (__m128)v);
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+inline void stream_store(double* p, Vec<double> v) {
+#if defined(__AVX512F__)
+  _mm512_stream_pd(p, (__m512d)v);
+#elif defined(__AVX__)
+  _mm256_stream_pd(p, (__m256d)v);
+#elif defined(__SSE2__)
+  _mm_stream_pd(p, (__m128d)v);
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+// y[i] = f(x[i]) with streaming stores (f takes a vector or a scalar). Elements before y's first vector-aligned
+// address and after its last whole vector are stored normally. The closing fence orders the streaming stores
+// before anything this thread writes later, so a thread that joins it sees the values.
+template <typename T, typename F>
+inline void map_stream(const T* x, T* y, int64_t n, F f) {
+  using V = Vec<T>;
+  int64_t i = 0;
+  for (; i < n && i < kLanes<T> && reinterpret_cast<uintptr_t>(y + i) % sizeof(V) != 0; ++i) y[i] = f(x[i]);
+  if (reinterpret_cast<uintptr_t>(y + i) % sizeof(V) == 0) {
+    for (; i + kLanes<T> <= n; i += kLanes<T>) {
+      V v;
+      std::memcpy(&v, x + i, sizeof(V));
+      stream_store(y + i, f(v));
+    }
+  }
+  for (; i < n; ++i) y[i] = f(x[i]);
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 }  // namespace loom::cpu::vec
