@@ -2,6 +2,7 @@
 // lays its output out like q, i.e. [B, L, H, head_dim] underneath), output projection.
 #include "loom/nn/local_attention.h"
 
+#include "loom/nn/attention_heads.h"
 #include "loom/ops/local_attention.h"
 
 namespace loom::nn {
@@ -9,14 +10,7 @@ namespace loom::nn {
 LocalSelfAttention::LocalSelfAttention(const LocalSelfAttentionOptions& options, TensorOptions tensor_options)
     : Module("LocalSelfAttention"), options_(options) {
   const char* op = "LocalSelfAttention";
-  LOOM_CHECK(options.d_model > 0 && options.num_heads > 0, op, ": d_model and num_heads must be positive, got ",
-             options.d_model, " and ", options.num_heads);
-  if (options_.head_dim < 0) {
-    LOOM_CHECK(options.d_model % options.num_heads == 0, op, ": d_model ", options.d_model,
-               " is not divisible by num_heads ", options.num_heads, " (or give head_dim)");
-    options_.head_dim = options.d_model / options.num_heads;
-  }
-  LOOM_CHECK(options_.head_dim > 0, op, ": head_dim must be positive, got ", options_.head_dim);
+  options_.head_dim = resolve_head_dim(op, options.d_model, options.num_heads, options.head_dim);
   LOOM_CHECK(options.chunk_len > 0 && options.n_chunks_before >= 0 && options.n_chunks_after >= 0, op,
              ": chunk_len must be positive and n_chunks_before, n_chunks_after >= 0, got ", options.chunk_len, ", ",
              options.n_chunks_before, ", ", options.n_chunks_after);
@@ -29,11 +23,9 @@ LocalSelfAttention::LocalSelfAttention(const LocalSelfAttentionOptions& options,
 }
 
 Tensor LocalSelfAttention::forward(const Tensor& x, const Tensor& padding_mask) {
-  LOOM_CHECK(x.defined() && x.dim() == 3 && x.size(2) == options_.d_model, "LocalSelfAttention(d_model=",
-             options_.d_model, "): input must be [B, L, ", options_.d_model, "], got ",
-             x.defined() ? shape_str(x.shape()) : std::string("undefined"));
+  check_sequence_input("LocalSelfAttention", options_.d_model, x);
   const int64_t B = x.size(0), L = x.size(1), H = options_.num_heads, hd = options_.head_dim;
-  auto heads = [&](const std::shared_ptr<Linear>& proj) { return proj->forward(x).view({B, L, H, hd}).transpose(1, 2); };
+  auto heads = [&](const std::shared_ptr<Linear>& proj) { return split_heads(proj->forward(x), H); };
   Tensor a = local_attention(heads(query), heads(key), heads(value), options_.chunk_len, options_.n_chunks_before,
                              options_.n_chunks_after, options_.causal, padding_mask);
   return dropout->forward(output->forward(a.transpose(1, 2).reshape({B, L, H * hd})));

@@ -2,19 +2,14 @@
 // the output projection.
 #include "loom/nn/lsh_attention.h"
 
+#include "loom/nn/attention_heads.h"
+
 namespace loom::nn {
 
 LSHSelfAttention::LSHSelfAttention(const LSHSelfAttentionOptions& options, TensorOptions tensor_options)
     : Module("LSHSelfAttention"), options_(options) {
   const char* op = "LSHSelfAttention";
-  LOOM_CHECK(options.d_model > 0 && options.num_heads > 0, op, ": d_model and num_heads must be positive, got ",
-             options.d_model, " and ", options.num_heads);
-  if (options_.head_dim < 0) {
-    LOOM_CHECK(options.d_model % options.num_heads == 0, op, ": d_model ", options.d_model,
-               " is not divisible by num_heads ", options.num_heads, " (or give head_dim)");
-    options_.head_dim = options.d_model / options.num_heads;
-  }
-  LOOM_CHECK(options_.head_dim > 0, op, ": head_dim must be positive, got ", options_.head_dim);
+  options_.head_dim = resolve_head_dim(op, options.d_model, options.num_heads, options.head_dim);
   LOOM_CHECK(options.chunk_len > 0 && options.n_chunks_before >= 0 && options.n_chunks_after >= 0 &&
                  options.n_hashes > 0,
              op, ": chunk_len and n_hashes must be positive and n_chunks_before, n_chunks_after >= 0, got ",
@@ -27,13 +22,9 @@ LSHSelfAttention::LSHSelfAttention(const LSHSelfAttentionOptions& options, Tenso
 }
 
 Tensor LSHSelfAttention::forward(const Tensor& x, const Tensor& padding_mask, const Tensor& buckets) {
-  LOOM_CHECK(x.defined() && x.dim() == 3 && x.size(2) == options_.d_model, "LSHSelfAttention(d_model=",
-             options_.d_model, "): input must be [B, L, ", options_.d_model, "], got ",
-             x.defined() ? shape_str(x.shape()) : std::string("undefined"));
+  check_sequence_input("LSHSelfAttention", options_.d_model, x);
   const int64_t B = x.size(0), L = x.size(1), H = options_.num_heads, hd = options_.head_dim;
-  auto heads = [&](const std::shared_ptr<Linear>& proj) {
-    return proj->forward(x).view({B, L, H, hd}).transpose(1, 2);
-  };
+  auto heads = [&](const std::shared_ptr<Linear>& proj) { return split_heads(proj->forward(x), H); };
   LshAttentionOptions o;
   o.chunk_len = options_.chunk_len;
   o.n_chunks_before = options_.n_chunks_before;
