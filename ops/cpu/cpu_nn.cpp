@@ -17,18 +17,25 @@ namespace {
 constexpr int64_t kGrain = 1 << 14;
 
 // max_i x[i] (-inf for n == 0). NaNs are skipped here; they still reach the output through exp(x - max).
+// Written on vector types: GCC leaves the same loop over a scalar array of lanes unvectorised (scalar vmaxss).
 template <typename T>
 T lane_max(const T* x, int64_t n) {
-  // Independent lanes keep the loop vectorisable without -ffast-math.
-  constexpr int L = 2 * cpu::vec::kLanes<T>;
-  T acc[L];
-  std::fill(acc, acc + L, -std::numeric_limits<T>::infinity());
+  using V = cpu::vec::Vec<T>;
+  constexpr int64_t L = cpu::vec::kLanes<T>;
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  V acc0 = cpu::vec::splat<V>(kNegInf), acc1 = acc0;
   int64_t i = 0;
-  for (; i + L <= n; i += L)
-    for (int k = 0; k < L; ++k) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
-  for (int k = 0; i + k < n; ++k) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
-  T m = acc[0];
-  for (int k = 1; k < L; ++k) m = acc[k] > m ? acc[k] : m;
+  for (; i + 2 * L <= n; i += 2 * L) {
+    V v0, v1;
+    std::memcpy(&v0, x + i, sizeof(V));
+    std::memcpy(&v1, x + i + L, sizeof(V));
+    acc0 = v0 > acc0 ? v0 : acc0;  // a NaN compares false and leaves the lane as it was
+    acc1 = v1 > acc1 ? v1 : acc1;
+  }
+  acc0 = acc1 > acc0 ? acc1 : acc0;
+  T m = kNegInf;
+  for (int64_t k = 0; k < L; ++k) m = acc0[k] > m ? acc0[k] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
   return m;
 }
 
