@@ -35,24 +35,33 @@ Inputs make_inputs(int64_t len, bool requires_grad) {
   return in;
 }
 
-// Runs `attend` once per iteration (and its backward when kBackward), reporting tokens/s and peak bytes.
-template <bool kBackward, typename Attend>
-void run(benchmark::State& state, Inputs& in, int64_t len, Attend attend) {
-  auto step = [&] {
-    loom::Tensor out = attend(in);
-    if (kBackward) {
-      for (loom::Tensor* t : {&in.q, &in.k, &in.v}) t->set_grad(loom::Tensor());
-      out.backward(in.probe);
-    }
-    return out;
-  };
+// Times `step` (one forward, or forward + backward), reporting tokens/s and peak bytes. `clear` drops the
+// gradients a step leaves, so that after the warm-up they count in the peak, not in the base.
+template <typename Step, typename Clear>
+void measure(benchmark::State& state, int64_t len, Step step, Clear clear) {
   step();  // warm the allocator caches
-  for (loom::Tensor* t : {&in.q, &in.k, &in.v}) t->set_grad(loom::Tensor());
+  clear();
   loom::reset_peak_memory();
   const int64_t base = loom::memory_stats().current_bytes;
   for (auto _ : state) benchmark::DoNotOptimize(step().data_ptr());
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["peak_bytes"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
+}
+
+// Runs `attend` once per iteration (and its backward when kBackward).
+template <bool kBackward, typename Attend>
+void run(benchmark::State& state, Inputs& in, int64_t len, Attend attend) {
+  auto clear = [&] {
+    for (loom::Tensor* t : {&in.q, &in.k, &in.v}) t->set_grad(loom::Tensor());
+  };
+  measure(state, len, [&] {
+    loom::Tensor out = attend(in);
+    if (kBackward) {
+      clear();
+      out.backward(in.probe);
+    }
+    return out;
+  }, clear);
 }
 
 template <bool kBackward>
@@ -101,7 +110,8 @@ void BM_BlockSelfAttention(benchmark::State& state) {
   loom::Tensor x = loom::randn({1, len, kHeadDim});
   loom::Tensor probe = loom::randn({1, len, 2 * kHeadDim});
   if (kBackward) x.requires_grad_();
-  auto step = [&] {
+  // zero_grad drops the parameters' gradients each step: they count in the peak, as the activations do.
+  measure(state, len, [&] {
     loom::Tensor out = layer.forward(x);
     if (kBackward) {
       x.set_grad(loom::Tensor());
@@ -109,14 +119,7 @@ void BM_BlockSelfAttention(benchmark::State& state) {
       out.backward(probe);
     }
     return out;
-  };
-  step();  // warm the allocator caches (zero_grad drops the parameters' gradients: they count in the peak)
-  x.set_grad(loom::Tensor());
-  loom::reset_peak_memory();
-  const int64_t base = loom::memory_stats().current_bytes;
-  for (auto _ : state) benchmark::DoNotOptimize(step().data_ptr());
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["peak_bytes"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
+  }, [&] { x.set_grad(loom::Tensor()); });
 }
 
 // 1K, 2K, ..., up to `max_len`.
