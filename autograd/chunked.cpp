@@ -35,11 +35,17 @@ void check_chunk_output(const Tensor& y, const Tensor& slice, const Tensor& firs
 Tensor chunked_apply(const std::function<Tensor(const Tensor&)>& fn, const Tensor& x, int64_t chunk_size,
                      int64_t dim) {
   LOOM_CHECK(static_cast<bool>(fn), kOp, ": empty function");
+  return chunked_apply_indexed([fn](const Tensor& slice, int64_t) { return fn(slice); }, x, chunk_size, dim);
+}
+
+Tensor chunked_apply_indexed(const std::function<Tensor(const Tensor&, int64_t)>& fn, const Tensor& x,
+                             int64_t chunk_size, int64_t dim) {
+  LOOM_CHECK(static_cast<bool>(fn), kOp, ": empty function");
   LOOM_CHECK(x.defined(), kOp, ": x is undefined");
   LOOM_CHECK(x.dim() >= 1, kOp, ": x must have at least one dim to chunk, got shape ", x.shape());
   const int64_t d = wrap_dim(dim, x.dim(), kOp);
   const int64_t n = x.size(d);
-  if (chunk_size <= 0 || chunk_size >= n) return fn(x);
+  if (chunk_size <= 0 || chunk_size >= n) return fn(x, 0);
 
   // Forward: one chunk's activations at a time, nothing recorded. Each chunk's generator state is kept for its
   // rerun in backward.
@@ -52,7 +58,7 @@ Tensor chunked_apply(const std::function<Tensor(const Tensor&)>& fn, const Tenso
       const int64_t len = std::min(chunk_size, n - start);
       Tensor slice = x.narrow(d, start, len);
       states.push_back(default_generator().state());
-      Tensor y = fn(slice);
+      Tensor y = fn(slice, start);
       check_chunk_output(y, slice, first, d, start);
       if (!out.defined()) {
         first = y;
@@ -82,7 +88,7 @@ Tensor chunked_apply(const std::function<Tensor(const Tensor&)>& fn, const Tenso
         GeneratorStateGuard rewind(states[chunk]);
         GradModeGuard grad_on(true);
         autograd::TapeGuard nested;
-        y = fn(slice);
+        y = fn(slice, start);
       }
       LOOM_CHECK(y.defined() && y.dim() == g.dim() && y.size(d) == len, kOp, " backward: the rerun of the chunk at ",
                  start, " gave ", y.defined() ? describe(y) : std::string("an undefined tensor"),

@@ -28,4 +28,9 @@ namespace loom {
 Tensor chunked_apply(const std::function<Tensor(const Tensor&)>& fn, const Tensor& x, int64_t chunk_size,
                      int64_t dim = 1);
 
+// The same, with fn also told where its slice starts along dim (0 when chunking is off), for a function that
+// pairs the slice with data outside x: a chunked loss head slices its targets alike.
+Tensor chunked_apply_indexed(const std::function<Tensor(const Tensor& slice, int64_t start)>& fn, const Tensor& x,
+                             int64_t chunk_size, int64_t dim = 1);
+
 }  // namespace loom

@@ -34,9 +34,19 @@ Tensor LSHSelfAttention::forward(const Tensor& x, const Tensor& padding_mask, co
   o.causal = options_.causal;
   o.allow_duplicate_attention = options_.allow_duplicate_attention;
   o.dense_when_short = options_.dense_when_short;
+  if (full_attention_) {  // one chunk covering the sequence takes lsh_attention's dense path
+    o.chunk_len = L;
+    o.n_chunks_before = o.n_chunks_after = 0;
+    o.dense_when_short = true;
+  }
   LshAttentionResult r = lsh_attention(heads(query_key), heads(value), o, padding_mask, buckets);
   last_buckets_ = r.buckets;
   return dropout->forward(output->forward(r.out.transpose(1, 2).reshape({B, L, H * hd})));
+}
+
+void LSHSelfAttention::set_n_hashes(int64_t n_hashes) {
+  LOOM_CHECK(n_hashes > 0, "LSHSelfAttention::set_n_hashes: n_hashes must be positive, got ", n_hashes);
+  options_.n_hashes = n_hashes;
 }
 
 }  // namespace loom::nn

@@ -48,6 +48,11 @@ class LSHSelfAttention : public Module {
   // The buckets the last forward used (undefined after a dense short-sequence call).
   const Tensor& last_buckets() const { return last_buckets_; }
   const LSHSelfAttentionOptions& options() const { return options_; }
+  // Evaluation knobs of the paper's Table 2: more hash rounds than in training, or full attention (the same
+  // shared-QK weights, self-mask and causal mask over the whole sequence, no hashing; O(L^2) memory).
+  void set_n_hashes(int64_t n_hashes);
+  void set_full_attention(bool on) { full_attention_ = on; }
+  bool full_attention() const { return full_attention_; }
 
   std::shared_ptr<Linear> query_key;
   std::shared_ptr<Linear> value;
@@ -56,6 +61,7 @@ class LSHSelfAttention : public Module {
 
  private:
   LSHSelfAttentionOptions options_;
+  bool full_attention_ = false;
   Tensor last_buckets_;
 };
 

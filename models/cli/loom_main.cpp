@@ -3,9 +3,13 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <functional>
+#include <utility>
+#include <vector>
 
 #include "loom/core/error.h"
 #include "loom/models/char_mlp/train_char_mlp.h"
+#include "loom/models/reformer/train_reformer.h"
 #include "loom/models/transformer_lm/train_transformer_lm.h"
 
 namespace {
@@ -27,10 +31,15 @@ CLI::Validator number_check(bool allow_zero) {
 const CLI::Validator kPositive = number_check(false);
 const CLI::Validator kNonNegative = number_check(true);
 
+// Each leaf command and what it runs once the whole command line (and config file) is parsed.
+using Runners = std::vector<std::pair<CLI::App*, std::function<int()>>>;
+
 // The flags every character-LM driver shares; the option structs name these fields alike.
 template <typename Options>
 void add_common_training_flags(CLI::App* cmd, Options& o) {
-  cmd->add_option("--data", o.data, "'kjv' (King James Bible from Debian's bible-kjv) or a path to a text file")
+  cmd->add_option("--data", o.data,
+                  "'kjv' (King James Bible, Debian's bible-kjv), 'gcide' (GCIDE dictionary, Debian's dict-gcide) or "
+                  "a path to a text file")
       ->capture_default_str();
   cmd->add_option("--cache-dir", o.cache_dir, "Directory for decoded corpora")->capture_default_str();
   cmd->add_option("--out", o.out_dir, "Run directory: metrics.jsonl and checkpoint.safetensors")
@@ -50,7 +59,7 @@ void add_common_training_flags(CLI::App* cmd, Options& o) {
   cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
 }
 
-void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
+void add_char_mlp(CLI::App& train, Runners& runners, loom::models::CharMlpTrainOptions& o) {
   CLI::App* cmd = train.add_subcommand(
       "charmlp",
       "Character-level MLP language model (Bengio et al. 2003) with hand-written gradients; reports "
@@ -59,10 +68,10 @@ void add_char_mlp(CLI::App& train, loom::models::CharMlpTrainOptions& o) {
   cmd->add_option("--context", o.model.context, "Characters of history")->capture_default_str()->check(kPositive);
   cmd->add_option("--embed", o.model.embed_dim, "Embedding width")->capture_default_str()->check(kPositive);
   cmd->add_option("--hidden", o.model.hidden, "Hidden layer width")->capture_default_str()->check(kPositive);
-  cmd->callback([&o] { std::exit(loom::models::train_char_mlp(o)); });
+  runners.push_back({cmd, [&o] { return loom::models::train_char_mlp(o); }});
 }
 
-void add_transformer_lm(CLI::App& train, loom::models::TransformerLmTrainOptions& o) {
+void add_transformer_lm(CLI::App& train, Runners& runners, loom::models::TransformerLmTrainOptions& o) {
   CLI::App* cmd = train.add_subcommand(
       "transformer",
       "Decoder-only character Transformer (pre-norm, causal; the baseline of the three papers' models) trained "
@@ -82,7 +91,88 @@ void add_transformer_lm(CLI::App& train, loom::models::TransformerLmTrainOptions
   cmd->add_option("--layers", o.model.layers, "Transformer blocks")->capture_default_str()->check(kPositive);
   cmd->add_option("--heads", o.model.heads, "Attention heads")->capture_default_str()->check(kPositive);
   cmd->add_option("--dropout", o.model.dropout, "Dropout probability")->capture_default_str()->check(kNonNegative);
-  cmd->callback([&o] { std::exit(loom::models::train_transformer_lm(o)); });
+  runners.push_back({cmd, [&o] { return loom::models::train_transformer_lm(o); }});
+}
+
+void add_reformer(CLI::App& train, Runners& runners, loom::models::ReformerTrainOptions& o) {
+  CLI::App* cmd = train.add_subcommand(
+      "reformer",
+      "Reformer (Kitaev et al. 2020): reversible layers of LSH and local attention with chunked feed-forward. "
+      "--task lm trains a character language model and reports bits-per-character and a sample; --task "
+      "duplication trains on the paper's 0w0w task and reports its Table 2 row (full attention, LSH-8/4/2/1)");
+  add_common_training_flags(cmd, o);
+  auto& m = o.model;
+  cmd->add_option("--task", o.task, "lm or duplication")->capture_default_str()->check(CLI::IsMember({"lm", "duplication"}));
+  cmd->add_option("--seq", o.seq, "lm: characters per training sequence (a multiple of the chunks)")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--warmup", o.warmup, "Linear warmup steps")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--clip", o.clip, "Clip the global gradient norm to this (0: off)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--eval-tokens", o.eval_tokens, "lm: validation characters per periodic pass (0: all)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--eval-batches", o.eval_batches, "duplication: held-out batches per evaluation")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--stop-after", o.stop_after, "Checkpoint and exit after this step (0: run to --steps)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--d-model", m.d_model, "Width of each of the two reversible streams")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--d-ff", m.d_ff, "Feed-forward hidden width")->capture_default_str()->check(kPositive);
+  cmd->add_option("--layers", m.layers, "Reversible layers")->capture_default_str()->check(kPositive);
+  cmd->add_option("--heads", m.heads, "Attention heads")->capture_default_str()->check(kPositive);
+  cmd->add_option("--head-dim", m.head_dim, "Width of each head")->capture_default_str()->check(kPositive);
+  cmd->add_option("--attention", m.attention, "Attention of each layer, cycled: lsh and/or local (e.g. local,lsh)")
+      ->delimiter(',')->capture_default_str()->check(CLI::IsMember({"lsh", "local"}));
+  cmd->add_option("--lsh-chunk", m.lsh_chunk, "Sorted positions per LSH chunk")->capture_default_str()->check(kPositive);
+  cmd->add_option("--local-chunk", m.local_chunk, "Positions per local-attention chunk")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--hashes", m.n_hashes, "LSH hash rounds in training")->capture_default_str()->check(kPositive);
+  cmd->add_option("--buckets", m.n_buckets, "LSH buckets (one even count, or factors; default: 2 L / chunk)")
+      ->delimiter(',');
+  cmd->add_option("--eval-hashes", o.eval_hashes, "lm: hash rounds for evaluation and sampling (0: as training)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--positions", m.positions, "axial or learned position embeddings")
+      ->capture_default_str()->check(CLI::IsMember({"axial", "learned"}));
+  cmd->add_option("--axial-shape", m.axial_shape, "Axial position grid, e.g. 64,64 (default: powers of two covering "
+                  "the sequence)")->delimiter(',');
+  cmd->add_option("--axial-dims", m.axial_dims, "Axial widths summing to --d-model (default: 1/4, 3/4)")
+      ->delimiter(',');
+  cmd->add_option("--dropout", m.dropout, "Hidden dropout probability")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--activation", m.activation, "relu or gelu")->capture_default_str()
+      ->check(CLI::IsMember({"relu", "gelu"}));
+  cmd->add_option("--ff-chunk", m.ff_chunk, "Positions per feed-forward chunk (0: unchunked)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--loss-chunk", m.loss_chunk, "Positions per loss-head chunk (0: unchunked)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_flag("!--no-reversible", m.reversible, "Keep every layer's activations (the plain network, for comparison)");
+  cmd->add_flag("--train-full-attention", o.train_full_attention,
+                "duplication: train the LSH layers as full attention (Table 2's first row)");
+  cmd->add_option("--w-len", o.w_len, "duplication: |w|; sequences have length 2 |w| + 2")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--symbols", o.symbols, "duplication: w's alphabet size")->capture_default_str()->check(kPositive);
+  cmd->add_option("--sample-chars", o.sample_chars, "lm: characters to generate after training (0: none)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--temperature", o.temperature, "lm: sampling temperature (0: greedy)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--prompt", o.prompt, "lm: the sample's prompt (default: the first line of the test split)");
+  runners.push_back({cmd, [&o] { return loom::models::train_reformer(o); }});
+}
+
+void add_reformer_sampler(CLI::App& sample, Runners& runners, loom::models::ReformerSampleOptions& o) {
+  CLI::App* cmd = sample.add_subcommand("reformer", "Generate text with a trained Reformer language model");
+  cmd->add_option("--run", o.run_dir, "Run directory of `loom train reformer` (its checkpoint.safetensors)")
+      ->capture_default_str();
+  cmd->add_option("--prompt", o.prompt, "Text to continue (default: a newline)");
+  cmd->add_option("--chars", o.chars, "Characters to generate")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--temperature", o.temperature, "Sampling temperature (0: greedy)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--hashes", o.hashes, "LSH hash rounds (0: as trained; more is more accurate)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--seed", o.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(kNonNegative);
+  runners.push_back({cmd, [&o] { return loom::models::sample_reformer(o); }});
 }
 
 }  // namespace
@@ -90,14 +180,33 @@ void add_transformer_lm(CLI::App& train, loom::models::TransformerLmTrainOptions
 int main(int argc, char** argv) {
   CLI::App app{"Loom: train efficient-Transformer models from the command line"};
   app.require_subcommand(1);
+  // Flags can also come from a TOML file, under a section named after the command:
+  //   [train.reformer]
+  //   layers = 6
+  //   attention = ["local", "lsh"]
+  // `--config` may follow the subcommand (fallthrough); command-line flags win over the file, and a key that
+  // names no flag is an error rather than silently ignored.
+  app.set_config("--config", "", "Read flags from a TOML file: a [train.<model>] or [sample.<model>] section with "
+                 "one `flag-name = value` per line; command-line flags win");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  Runners runners;
   CLI::App* train = app.add_subcommand("train", "Train a model (see `loom train --help` for the models)");
-  train->require_subcommand(1);
+  train->require_subcommand(1)->fallthrough();
   loom::models::CharMlpTrainOptions char_mlp;
-  add_char_mlp(*train, char_mlp);
+  add_char_mlp(*train, runners, char_mlp);
   loom::models::TransformerLmTrainOptions transformer;
-  add_transformer_lm(*train, transformer);
+  add_transformer_lm(*train, runners, transformer);
+  loom::models::ReformerTrainOptions reformer;
+  add_reformer(*train, runners, reformer);
+  CLI::App* sample = app.add_subcommand("sample", "Generate text with a trained model");
+  sample->require_subcommand(1)->fallthrough();
+  loom::models::ReformerSampleOptions reformer_sample;
+  add_reformer_sampler(*sample, runners, reformer_sample);
+  for (auto& [cmd, run] : runners) cmd->fallthrough();
   try {
     app.parse(argc, argv);
+    for (auto& [cmd, run] : runners)
+      if (cmd->parsed()) return run();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const loom::Error& e) {
