@@ -12,6 +12,7 @@ for b in "$build"/bench/bench_attention "$build"/bench/bench_transformer_step "$
 done
 # Long sequences: JSON kept for bench/long_attention_report.py, which prints the tables of docs/performance.md.
 "$build/bench/bench_long_attention" --benchmark_format=json > "$build/long_attention.json"
+"$build/bench/bench_reformer" --benchmark_filter='Reformer/(Length|Depth)|Dense' --benchmark_out="$build/reformer.json" --benchmark_out_format=json  # then bench/pytorch/reformer_lm.py and bench/reformer_report.py (docs/performance.md, issue 6)
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl encoder
   OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch/transformer_step.py --threads 2 --impl manual

@@ -8,11 +8,8 @@
 #include "loom/autograd/grad_mode.h"
 #include "loom/autograd/reversible.h"
 #include "loom/nn/axial_position_embedding.h"
-#include "loom/nn/chunked_feed_forward.h"
 #include "loom/nn/dropout.h"
 #include "loom/nn/embedding.h"
-#include "loom/nn/local_attention.h"
-#include "loom/nn/lsh_attention.h"
 #include "loom/ops/ops.h"
 
 namespace loom::models {
@@ -27,29 +24,10 @@ class AttentionBranch : public nn::Module {
  public:
   AttentionBranch(const ReformerConfig& c, bool lsh_layer, TensorOptions options) : Module("ReformerAttention") {
     layer_norm = register_module("layer_norm", std::make_shared<nn::LayerNorm>(c.d_model, c.eps, true, options));
-    if (lsh_layer) {
-      nn::LSHSelfAttentionOptions o;
-      o.d_model = c.d_model;
-      o.num_heads = c.heads;
-      o.head_dim = c.head_dim;
-      o.chunk_len = c.lsh_chunk;
-      o.n_chunks_before = c.lsh_chunks_before;
-      o.n_hashes = c.n_hashes;
-      o.n_buckets = c.n_buckets;
-      o.causal = true;
-      o.dropout = c.dropout;
-      lsh = register_module("lsh", std::make_shared<nn::LSHSelfAttention>(o, options));
-    } else {
-      nn::LocalSelfAttentionOptions o;
-      o.d_model = c.d_model;
-      o.num_heads = c.heads;
-      o.head_dim = c.head_dim;
-      o.chunk_len = c.local_chunk;
-      o.n_chunks_before = c.local_chunks_before;
-      o.causal = true;
-      o.dropout = c.dropout;
-      local = register_module("local", std::make_shared<nn::LocalSelfAttention>(o, options));
-    }
+    if (lsh_layer)
+      lsh = register_module("lsh", std::make_shared<nn::LSHSelfAttention>(lsh_attention_options(c), options));
+    else
+      local = register_module("local", std::make_shared<nn::LocalSelfAttention>(local_attention_options(c), options));
   }
   Tensor forward(const Tensor& x, const Tensor& padding_mask) {
     Tensor h = layer_norm->forward(x);
@@ -69,6 +47,43 @@ int64_t next_power_of_two(int64_t n) {
 }
 
 }  // namespace
+
+nn::LSHSelfAttentionOptions lsh_attention_options(const ReformerConfig& c) {
+  nn::LSHSelfAttentionOptions o;
+  o.d_model = c.d_model;
+  o.num_heads = c.heads;
+  o.head_dim = c.head_dim;
+  o.chunk_len = c.lsh_chunk;
+  o.n_chunks_before = c.lsh_chunks_before;
+  o.n_hashes = c.n_hashes;
+  o.n_buckets = c.n_buckets;
+  o.causal = true;
+  o.dropout = c.dropout;
+  return o;
+}
+
+nn::LocalSelfAttentionOptions local_attention_options(const ReformerConfig& c) {
+  nn::LocalSelfAttentionOptions o;
+  o.d_model = c.d_model;
+  o.num_heads = c.heads;
+  o.head_dim = c.head_dim;
+  o.chunk_len = c.local_chunk;
+  o.n_chunks_before = c.local_chunks_before;
+  o.causal = true;
+  o.dropout = c.dropout;
+  return o;
+}
+
+nn::ChunkedFeedForwardOptions feed_forward_options(const ReformerConfig& c) {
+  nn::ChunkedFeedForwardOptions o;
+  o.d_model = c.d_model;
+  o.d_ff = c.d_ff;
+  o.dropout = c.dropout;
+  o.activation = c.activation;
+  o.eps = c.eps;
+  o.chunk_size = c.ff_chunk;
+  return o;
+}
 
 ReformerConfig ReformerConfig::resolved() const {
   ReformerConfig c = *this;
@@ -136,14 +151,7 @@ ReformerLM::ReformerLM(const ReformerConfig& config, TensorOptions options)
     auto f = std::make_shared<AttentionBranch>(c, is_lsh, options);
     if (f->lsh) lsh_layers.push_back(f->lsh);
     if (f->local) local_layers.push_back(f->local);
-    nn::ChunkedFeedForwardOptions fo;
-    fo.d_model = c.d_model;
-    fo.d_ff = c.d_ff;
-    fo.dropout = c.dropout;
-    fo.activation = c.activation;
-    fo.eps = c.eps;
-    fo.chunk_size = c.ff_chunk;
-    auto g = std::make_shared<nn::ChunkedFeedForward>(fo, options);
+    auto g = std::make_shared<nn::ChunkedFeedForward>(feed_forward_options(c), options);
     feed_forwards.push_back(g);
     layers->push_back(f, g);
   }

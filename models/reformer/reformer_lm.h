@@ -28,11 +28,12 @@
 #include "loom/nn/module.h"
 #include "loom/nn/reversible.h"
 
+#include "loom/nn/chunked_feed_forward.h"
+#include "loom/nn/local_attention.h"
+#include "loom/nn/lsh_attention.h"
+
 namespace loom::nn {
 class Embedding;
-class LSHSelfAttention;
-class LocalSelfAttention;
-class ChunkedFeedForward;
 }  // namespace loom::nn
 
 namespace loom::models {
@@ -74,6 +75,11 @@ struct ReformerConfig {
   // with another architecture is an error.
   std::string str() const;
 };
+
+// The options of one layer's branches as ReformerLM builds them (causal; dropout on the outputs).
+nn::LSHSelfAttentionOptions lsh_attention_options(const ReformerConfig& config);
+nn::LocalSelfAttentionOptions local_attention_options(const ReformerConfig& config);
+nn::ChunkedFeedForwardOptions feed_forward_options(const ReformerConfig& config);
 
 class ReformerLM : public nn::Module {
  public:
