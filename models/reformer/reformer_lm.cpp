@@ -40,6 +40,11 @@ class AttentionBranch : public nn::Module {
   std::shared_ptr<nn::LocalSelfAttention> local;
 };
 
+// The output head on some positions: LayerNorm(2D) -> Dropout -> Linear(2D -> V).
+Tensor apply_head(nn::LayerNorm& ln, nn::Linear& out, double p, bool training, const Tensor& x) {
+  return out.forward(dropout(ln.forward(x), p, training));
+}
+
 int64_t next_power_of_two(int64_t n) {
   int64_t p = 1;
   while (p < n) p *= 2;
@@ -234,7 +239,7 @@ Tensor ReformerLM::features(const Tensor& tokens, const Tensor& padding_mask) {
 }
 
 Tensor ReformerLM::head_logits(const Tensor& features_slice) {
-  return head->forward(dropout(ln_f->forward(features_slice), config_.dropout, is_training()));
+  return apply_head(*ln_f, *head, config_.dropout, is_training(), features_slice);
 }
 
 Tensor ReformerLM::forward(const Tensor& tokens, const Tensor& padding_mask) {
@@ -250,10 +255,13 @@ Tensor ReformerLM::loss(const Tensor& tokens, const Tensor& targets) {
   Tensor h = features(tokens);
   const int64_t V = config_.vocab_size;
   // Per-position negative log-likelihood [B, len, 1]; ignored targets contribute 0.
-  auto nll = [this, &targets, V](const Tensor& slice, int64_t start) {
+  // The chunked head reruns in backward, possibly after this call returned: it holds what it reads by value
+  // (tensor handles, the layers, the dropout setting), never references to the arguments or to this model.
+  auto nll = [ln = ln_f, out = head, targets, V, p = config_.dropout, training = is_training()](
+                 const Tensor& slice, int64_t start) {
     const int64_t b = slice.size(0), len = slice.size(1);
     Tensor t = targets.narrow(1, start, len).reshape({-1});
-    Tensor logits = head_logits(slice).reshape({b * len, V});
+    Tensor logits = apply_head(*ln, *out, p, training, slice).reshape({b * len, V});
     return cross_entropy(logits, t, kIgnoreIndex, Reduction::None).reshape({b, len, 1});
   };
   Tensor per_position = chunked_apply_indexed(nll, h, config_.loss_chunk, 1);

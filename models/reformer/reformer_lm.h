@@ -119,7 +119,7 @@ class ReformerLM : public nn::Module {
 
  private:
   Tensor embed(const Tensor& tokens);
-  // LayerNorm(2D) -> Dropout -> Linear on some positions.
+  // The output head (LayerNorm(2D) -> Dropout -> Linear) on some positions.
   Tensor head_logits(const Tensor& features_slice);
 
   ReformerConfig config_;
