@@ -183,8 +183,9 @@ TEST(ReformerLM, ChunkedFeedForwardAndLossEqualUnchunked) {
   model.set_ff_chunk(5);
   model.set_loss_chunk(7);
   manual_seed(1);
-  // Targets as a temporary: the chunked head reruns in backward, after loss() returned, and must hold its own
-  // handle to them (a sanitizer build catches a dangling reference here).
+  // Targets as a temporary: the chunked head reruns in backward, after loss() returned, so it must hold its own
+  // handle to them; a reference to the argument would dangle here (a sanitizer build, -DLOOM_SANITIZE=ON, is
+  // where that shows).
   Tensor chunked = model.loss(x, y.clone());
   chunked.backward();
   expect_close(chunked, whole, 1e-12, 1e-13, "loss");
