@@ -10,28 +10,15 @@
 #include "loom/loom.h"
 #include "loom/models/reformer/train_reformer.h"
 #include "support/expect.h"
+#include "support/driver_fixture.h"
 
 using namespace loom;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("loom_reformer_driver_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::string write_corpus(const fs::path& dir) {
-  std::string path = (dir / "corpus.txt").string();
-  std::ofstream out(path);
-  const char* lines[] = {"in the beginning was the word, and the word was with the loom.\n",
-                         "and the loom wove the thread, and the thread held the cloth.\n",
-                         "the cloth was good, and the weaver rested on the seventh day.\n"};
-  for (int i = 0; i < 400; ++i) out << lines[(i * 7) % 3];
-  return path;
-}
+fs::path scratch(const std::string& name) { return test::scratch_dir("loom_reformer_driver_", name); }
+std::string write_corpus(const fs::path& dir) { return test::write_small_corpus(dir); }
 
 // Two layers (local, then LSH) of width 16 on sequences of 64 characters in chunks of 16.
 models::ReformerTrainOptions tiny_options(const std::string& data, const fs::path& out) {

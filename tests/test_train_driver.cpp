@@ -8,29 +8,15 @@
 
 #include "loom/loom.h"
 #include "loom/models/transformer_lm/train_transformer_lm.h"
+#include "support/driver_fixture.h"
 
 using namespace loom;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("loom_driver_test_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-// A repetitive but not trivial text: enough structure for a tiny model to learn within a few dozen steps.
-std::string write_corpus(const fs::path& dir) {
-  std::string path = (dir / "corpus.txt").string();
-  std::ofstream out(path);
-  const char* lines[] = {"in the beginning was the word, and the word was with the loom.\n",
-                         "and the loom wove the thread, and the thread held the cloth.\n",
-                         "the cloth was good, and the weaver rested on the seventh day.\n"};
-  for (int i = 0; i < 400; ++i) out << lines[(i * 7) % 3];
-  return path;
-}
+fs::path scratch(const std::string& name) { return test::scratch_dir("loom_driver_test_", name); }
+std::string write_corpus(const fs::path& dir) { return test::write_small_corpus(dir); }
 
 models::TransformerLmTrainOptions tiny_options(const std::string& data, const fs::path& out) {
   models::TransformerLmTrainOptions o;

@@ -48,6 +48,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from long_attention import status_bytes  # the same /proc/self/status reader (this script's directory)
+
 VOCAB, DIM, HEADS, DIM_HEAD, BUCKET, HASHES, FF_MULT, FF_CHUNKS = 256, 256, 4, 64, 64, 2, 4, 100
 SELF_LOGIT = -5e4  # reformer-pytorch's TOKEN_SELF_ATTN_VALUE
 WARMUP_LEN = 256
@@ -257,14 +259,6 @@ def step(model, opt, x, y, phases=None):
     if phases is not None:
         phases.update(fwd_s=t1 - t0, bwd_s=t2 - t1, opt_s=t3 - t2)
     return t3 - t0
-
-
-def status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def run_one(cfg, threads):

@@ -1,0 +1,15 @@
+#pragma once
+// What the driver tests share: a fresh scratch directory and a small training text.
+#include <filesystem>
+#include <string>
+
+namespace loom::test {
+
+// An empty directory <tmp>/<prefix><name>, removed first if it exists.
+std::filesystem::path scratch_dir(const std::string& prefix, const std::string& name);
+
+// Writes <dir>/corpus.txt, a repetitive but not trivial text (1,200 lines): enough structure for a tiny model to
+// learn within a few dozen steps. Returns its path.
+std::string write_small_corpus(const std::filesystem::path& dir);
+
+}  // namespace loom::test
