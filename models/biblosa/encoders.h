@@ -1,16 +1,13 @@
 #pragma once
-// The two baseline sentence encoders TextClassifier offers next to Bi-BloSA
-// (models/biblosa/text_classifier.h), as the reference TF code builds them (taoshen58/BiBloSA
-// context_fusion/context_fusion.py and self_attn.py):
+// The two baseline sentence encoders TextClassifier offers next to Bi-BloSA (models/biblosa/text_classifier.h),
+// as the reference TF code builds them (taoshen58/BiBloSA context_fusion/context_fusion.py and self_attn.py):
 //
-//   DisanEncoder      DiSAN's encoder: forward and backward DiSA over the whole sentence, untied,
-//   concatenated
+//   DisanEncoder      DiSAN's encoder: forward and backward DiSA over the whole sentence, untied, concatenated
 //                     ('disa' in context_fusion_layers): [B, n, d_in] -> [B, n, 2d].
-//   MultiheadEncoder  'multi_head' (self_attn.py multi_head_attention): the input plus the reference's
-//   sinusoid
-//                     positions, zeroed at padding, projected straight to per-head queries, keys and values
-//                     by one weight W [3, heads, d_in, head_dim] with no bias, scaled dot-product attention
-//                     per head, heads concatenated: [B, n, d_in] -> [B, n, heads * head_dim]. No output
+//   MultiheadEncoder  'multi_head' (self_attn.py multi_head_attention): the input plus the reference's sinusoid
+//                     positions, zeroed at padding, projected straight to per-head queries, keys and values by
+//                     one weight W [3, heads, d_in, head_dim] with no bias, scaled dot-product attention per
+//                     head, heads concatenated: [B, n, d_in] -> [B, n, heads * head_dim]. No output
 //                     projection, residual, feed-forward or LayerNorm. The reference calls it with 8 heads of
 //                     75 (600 = 2d at d = 300).
 #include <cstdint>

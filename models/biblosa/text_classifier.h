@@ -1,7 +1,6 @@
 #pragma once
 // Sentence classifiers built on Bi-BloSAN (Shen et al., ICLR 2018) and its two baselines, as the reference TF
-// code assembles them (taoshen58/BiBloSA exp_*/src/model; spec: shared/research/biblosa.md
-// sections 2.6, 2.7):
+// code assembles them (taoshen58/BiBloSA exp_*/src/model; spec: shared/research/biblosa.md sections 2.6, 2.7):
 //
 //   ids [B, n] -> Embedding[V, d_e] -> encoder -> U [B, n, 2d] -> Source2Token (two layers) -> s [B, 2d]
 //   single sentence:  s -> Dropout -> Linear(2d -> d) -> act -> Dropout -> Linear(d -> C, no bias)
@@ -9,8 +8,8 @@
 //                     highway: t = act(Linear(Drop(p))), g = sigmoid(Linear(Drop(p))), q = g t + (1 - g) p
 //                     logits = Linear(Drop(q)) (C, with bias)
 //                     ("disan" follows DiSAN's own SNLI head, which has no highway: logits = Linear(Drop(p));
-//                     the spec §4 counts 2,800,803 (biblosa, d 240) and 2,345,403 (disan, d 300) depend on
-//                     this)
+//                     the spec §4 counts, 2,800,803 for biblosa at d 240 and 2,345,403 for disan at d 300,
+//                     depend on this)
 //
 // The encoders, all of output width 2d:
 //   "biblosa"   nn::BiBlockSelfAttention (forward and backward mBloSA, untied) (spec 2.5, 2.6)

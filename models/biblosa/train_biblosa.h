@@ -3,8 +3,7 @@
 // the multi-head baseline) on labelled text that ships with Debian or npm:
 //   --data wordnet   WordNet 3.0 glosses -> their 45 lexicographer classes (seeded 90/10 split)
 //   --data spam      the SpamAssassin corpus, ham or spam (seeded 80/20 split, or --split time: the *-1
-//   groups
-//                    train, the *-2 groups test)
+//                    groups train, the *-2 groups test)
 //   --data FILE      a text file of `label<TAB>text` lines (seeded split by --train-fraction)
 // A seeded part of the training split is held out as the development set that picks the epoch whose test
 // accuracy is reported (the reference code keeps the best dev checkpoint). Words are tokenized by

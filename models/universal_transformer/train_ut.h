@@ -2,14 +2,12 @@
 // `loom train ut`: trains the Universal Transformer (models/universal_transformer/universal_transformer.h)
 // with dynamic halting (--recurrence act), a fixed number of steps (--recurrence fixed) or the vanilla
 // Transformer of the same width (--model transformer) on
-//   --task copy | reverse | addition   the paper's algorithmic tasks in tensor2tensor's encoding
-//   (section 3.4):
-//                                      100,000 training examples up to length 40, evaluation on lengths up to
-//                                      400; training positions start at random offsets so that positions up
-//                                      to the evaluation length are seen (the paper's "randomized offsets")
-//   --task babi1 | babi2               GENERATED bAbI-like stories (models/data/babi_generator.h; not the
-//   released
-//                                      set) in the 1K setting: story + question in, the answer word out
+//   --task copy | reverse | addition  the paper's algorithmic tasks in tensor2tensor's encoding (section
+//                                     3.4): 100,000 training examples up to length 40, evaluation on lengths
+//                                     up to 400; training positions start at random offsets so that positions
+//                                     up to the evaluation length are seen (the paper's "randomized offsets")
+//   --task babi1 | babi2              GENERATED bAbI-like stories (models/data/babi_generator.h; not the
+//                                     released set) in the 1K setting: story + question in, the answer out
 // Evaluation: char- and sequence-accuracy teacher-forced (tensor2tensor's default metric) every --eval-every
 // steps, and at the end also greedy-decoded on a few examples; the mean ponder time of encoder and decoder in
 // the metrics; ponder maps (per-token ponder times as SVG heat maps, like the paper's figures) of a few
