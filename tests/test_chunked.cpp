@@ -1,13 +1,16 @@
 // chunked_apply (autograd/chunked.h) and nn::ChunkedFeedForward: chunked equals unchunked (outputs, input and
 // parameter gradients) for several chunk sizes including non-divisible ones; with dropout on, forward and
 // recompute draw the same masks (the result equals running fn chunk by chunk on the ordinary tape); one tape entry;
-// peak memory of the feed-forward block far lower chunked; argument errors.
+// peak memory of the feed-forward block far lower chunked; argument errors. chunked_apply_indexed: float64
+// gradcheck of a weighted loss head that slices its targets and weights by the offset, equal to the unchunked
+// head, and the offset handed to fn is each slice's start in the forward and in backward's reruns.
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loom/autograd/tape.h"
@@ -306,4 +309,165 @@ TEST(ChunkedFeedForward, ArgumentErrors) {
   expect_error([&] { ff.forward(normal({2, 5, 3}, 17, kFloat32)); },
                {"ChunkedFeedForward(d_model=4): input must be [B, L, 4], got [2, 5, 3]"});
   expect_error([&] { ff.forward(normal({5, 4}, 18, kFloat32)); }, {"[5, 4]"});
+}
+
+// ---- chunked_apply_indexed --------------------------------------------------------------------------------
+
+namespace {
+
+// A per-position weighted loss head, the case chunked_apply_indexed exists for: the slice of hidden states
+// [B, len, D] starting at `start` is paired with the same positions of targets and weights [B, L], which live
+// outside x; the output is each position's weighted negative log-likelihood [B, len, 1]. `ignore_offset`
+// reads them from position 0 instead: the bug a wrong offset would cause, which the comparisons must catch.
+struct WeightedHead {
+  Tensor targets, weights;  // int64 [B, L] in [0, V), float64 [B, L]
+  bool ignore_offset = false;
+  Tensor operator()(const Tensor& h, int64_t start, const Tensor& w, const Tensor& b) const {
+    const int64_t len = h.size(1), at = ignore_offset ? 0 : start;
+    Tensor logp = log_softmax(linear(h, w, b), -1);
+    Tensor picked = gather(logp, -1, targets.narrow(1, at, len).unsqueeze(-1));
+    return neg(mul(picked, weights.narrow(1, at, len).unsqueeze(-1)));
+  }
+};
+
+// B = 2, L = 6, V = 4; every position has its own target and weight, so a slice paired with the wrong
+// positions changes the result.
+WeightedHead weighted_head() {
+  WeightedHead head;
+  head.targets = tensor<int64_t>({3, 0, 2, 1, 1, 3, 0, 2, 3, 3, 1, 0}, {2, 6});
+  head.weights = add(test::normal({2, 6}, 30), 1.5);
+  return head;
+}
+
+Tensor chunked_head(const WeightedHead& head, const Tensor& x, const Tensor& w, const Tensor& b,
+                    int64_t chunk) {
+  return chunked_apply_indexed([head, w, b](const Tensor& s, int64_t start) { return head(s, start, w, b); },
+                               x, chunk, 1);
+}
+
+}  // namespace
+
+TEST(ChunkedApplyIndexed, GradcheckOfAWeightedLossHead) {
+  // Input and parameter gradients against central differences; chunk sizes 1, 2, 3 divide L = 6, 4 and 5 not.
+  const WeightedHead head = weighted_head();
+  Tensor x = test::leaf({2, 6, 3}, 31), w = test::leaf({4, 3}, 32, kFloat64, 0.7), b = test::leaf({4}, 33);
+  for (int64_t chunk : {1, 2, 3, 4, 5}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    EXPECT_EQ(chunked_head(head, x, w, b, chunk).grad_fn_name(), "chunked_apply");  // really chunked
+    EXPECT_TRUE(gradcheck(
+        [&](const std::vector<Tensor>& in) { return chunked_head(head, in[0], in[1], in[2], chunk); },
+        {x, w, b}));
+  }
+  // Negative control: reruns that pair their slice with other positions than the forward did (what a wrong
+  // offset handed to backward's reruns would do) give gradients of another function, and gradcheck says so.
+  auto drifting = [&](const std::vector<Tensor>& in) {
+    return chunked_apply_indexed(
+        [&head, w = in[1], b = in[2]](const Tensor& s, int64_t start) {
+          // The forward runs without grad, the reruns with it.
+          return head(s, GradMode::is_enabled() ? 0 : start, w, b);
+        },
+        in[0], 4, 1);
+  };
+  GradcheckOptions quiet;
+  quiet.raise = false;
+  EXPECT_FALSE(gradcheck(drifting, {x, w, b}, quiet));
+}
+
+TEST(ChunkedApplyIndexed, EqualsTheUnchunkedHeadInOutputsAndGradients) {
+  const WeightedHead head = weighted_head();
+  Tensor x0 = test::normal({2, 6, 3}, 34), probe = test::normal({2, 6, 1}, 35);
+  Tensor w = test::leaf({4, 3}, 36, kFloat64, 0.7), b = test::leaf({4}, 37);
+  struct Grads {
+    Tensor out, gx, gw, gb;
+  };
+  auto run = [&](const std::function<Tensor(const Tensor&)>& f) {
+    w.set_grad(Tensor());
+    b.set_grad(Tensor());
+    Tensor x = x0.detach().clone().requires_grad_();
+    Grads g;
+    g.out = f(x);
+    sum(mul(g.out, probe)).backward();
+    g.gx = x.grad();
+    g.gw = w.grad();
+    g.gb = b.grad();
+    return g;
+  };
+  // The reference: the head on the whole sequence, on the plain tape.
+  const Grads want = run([&](const Tensor& x) { return head(x, 0, w, b); });
+  for (int64_t chunk : {1, 2, 3, 4, 5}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    const Grads got = run([&](const Tensor& x) { return chunked_head(head, x, w, b, chunk); });
+    expect_close(got.out, want.out, 1e-12, 1e-12, "output");
+    expect_close(got.gx, want.gx, 1e-12, 1e-12, "input grad");
+    expect_close(got.gw, want.gw, 1e-12, 1e-12, "weight grad");
+    expect_close(got.gb, want.gb, 1e-12, 1e-12, "bias grad");
+    // Negative control: slices paired with positions 0 .. len - 1 instead of their own give another loss.
+    WeightedHead wrong = head;
+    wrong.ignore_offset = true;
+    const Grads bad = run([&](const Tensor& x) { return chunked_head(wrong, x, w, b, chunk); });
+    EXPECT_FALSE(allclose(bad.out, want.out, 1e-6, 1e-6));
+    EXPECT_FALSE(allclose(bad.gw, want.gw, 1e-6, 1e-6));
+  }
+}
+
+TEST(ChunkedApplyIndexed, HandsFnEachSlicesStart) {
+  // fn records (start, length) and checks that the slice it got is x's at that start; backward's reruns must
+  // see the same starts, in the same order, as the forward.
+  using Call = std::pair<int64_t, int64_t>;  // (start, length)
+  struct Recorded {
+    std::vector<Call> fwd, bwd;
+    Tensor out, gx;
+  };
+  auto run = [](const Tensor& x, int64_t chunk, int64_t dim) {
+    const int64_t d = dim < 0 ? dim + x.dim() : dim;
+    std::vector<Call> calls;
+    Tensor out = chunked_apply_indexed(
+        [&](const Tensor& s, int64_t start) {
+          calls.push_back({start, s.size(d)});
+          EXPECT_TRUE(test::identical(s, x.detach().narrow(d, start, s.size(d)))) << "slice at " << start;
+          return mul(s, static_cast<double>(start + 1));  // the offset in the result: y = x * (start + 1)
+        },
+        x, chunk, dim);
+    Recorded r;
+    r.fwd = calls;
+    calls.clear();
+    sum(out).backward();
+    r.bwd = calls;
+    r.out = out;
+    r.gx = x.grad();
+    return r;
+  };
+  struct Case {
+    Shape shape;
+    int64_t chunk, dim;
+    std::vector<Call> want;
+    bool rerun;  // chunking on: backward reruns every chunk
+  };
+  const std::vector<Case> cases = {
+      {{2, 8, 3}, 3, 1, {{0, 3}, {3, 3}, {6, 2}}, true},
+      {{2, 8, 3}, 4, 1, {{0, 4}, {4, 4}}, true},
+      {{5, 2, 3}, 2, 0, {{0, 2}, {2, 2}, {4, 1}}, true},
+      {{2, 3, 7}, 5, -1, {{0, 5}, {5, 2}}, true},
+      {{2, 8, 3}, 0, 1, {{0, 8}}, false},  // off: one call at 0 on the ordinary tape
+      {{2, 8, 3}, 8, 1, {{0, 8}}, false},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    SCOPED_TRACE("shape " + shape_str(c.shape) + " chunk " + std::to_string(c.chunk) + " dim " +
+                 std::to_string(c.dim));
+    Tensor x = test::leaf(c.shape, 40 + i);
+    const Recorded r = run(x, c.chunk, c.dim);
+    const Tensor &out = r.out, &gx = r.gx;
+    EXPECT_EQ(r.fwd, c.want);
+    EXPECT_EQ(r.bwd, c.rerun ? c.want : std::vector<Call>{});
+    // The starts reached the result: each position is x * (1 + its chunk's start), and so is its gradient.
+    const int64_t d = c.dim < 0 ? c.dim + x.dim() : c.dim;
+    for (const auto& [start, length] : c.want) {
+      const double scale = static_cast<double>(start + 1);
+      expect_close(out.narrow(d, start, length), mul(x.detach().narrow(d, start, length), scale), 0, 0,
+                   "output at " + std::to_string(start));
+      expect_close(gx.narrow(d, start, length), full_like(gx.narrow(d, start, length), scale), 0, 0,
+                   "grad at " + std::to_string(start));
+    }
+  }
 }
