@@ -5,7 +5,8 @@
 // p = i1 n2 n3 ... + i2 n3 ... + ... gets concat(E1[i1], E2[i2], ...). Σ n_k d_k weights replace a
 // Π n_k x d_model table (at 2^19 positions and width 256: 192K instead of 134M).
 //
-// Parameters: "<k>" [n_k, d_k] (the C++ member is `weights`; in ReformerLM they are pos.0, pos.1, ...), initialised N(0, 1) as trax and HF (axial_norm_std 1.0).
+// Parameters: "<k>" [n_k, d_k] (the C++ member is `weights`; in ReformerLM they are pos.0, pos.1, ...),
+// initialised N(0, 1) as trax and HF (axial_norm_std 1.0).
 // forward(L) returns the first L positions [L, d_model]; L > Π n_k is an error. HF additionally demands
 // L == Π n_k while training; we accept any L <= Π n_k in both modes (the rows a short sequence never reaches
 // keep their initial values, as the rows of a learned table would).
