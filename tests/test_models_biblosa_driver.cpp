@@ -207,3 +207,33 @@ TEST(BiblosaDriver, BadInputsAreClearErrors) {
   p.texts = {"an apple"};
   test::expect_error([&] { models::predict_biblosa(p); }, {"no checkpoint", "nowhere"});
 }
+
+// E-mails carry words in any encoding (Latin-1 bytes are not UTF-8) while checkpoint metadata is JSON text: the
+// vocabulary and class names are escaped there and come back byte for byte.
+TEST(BiblosaDriver, WordsThatAreNotUtf8SurviveTheCheckpoint) {
+  fs::path base = scratch("bytes");
+  const std::string path = (base / "latin1.tsv").string();
+  {
+    std::ofstream out(path, std::ios::binary);
+    for (int i = 0; i < 60; ++i) {
+      out << (i % 2 ? "caf\xe9" : "th\xe9\\") << '\t' << (i % 2 ? "un caf\xe9 cr\xe8me" : "le th\xe9 vert\\x41")
+          << '\n';
+    }
+  }
+  models::BiblosaTrainOptions o = tiny_options(path, base / "run");
+  o.epochs = 2;
+  ASSERT_EQ(models::train_biblosa(o), 0);
+  models::BiblosaPredictOptions p;
+  p.run_dir = (base / "run").string();
+  p.texts = {"un caf\xe9"};
+  p.top = 2;
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(models::predict_biblosa(p), 0);
+  const std::string printed = testing::internal::GetCapturedStdout();
+  EXPECT_NE(printed.find("  caf\xe9 "), std::string::npos) << printed;
+  EXPECT_NE(printed.find("  th\xe9\\ "), std::string::npos) << printed;
+  // Resuming reads the same escaped vocabulary back and accepts it.
+  o.resume = true;
+  o.epochs = 3;
+  EXPECT_EQ(models::train_biblosa(o), 0);
+}

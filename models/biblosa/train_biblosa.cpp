@@ -64,19 +64,46 @@ TextClassifierConfig config_from_json(const nlohmann::json& j) {
   return c;
 }
 
-std::string join_lines(const std::vector<std::string>& items) {
+// Checkpoint metadata is JSON, which must be valid UTF-8, while words of e-mails can be any bytes (Latin-1 mail):
+// the lines are joined by '\n' and every byte outside printable ASCII, and the backslash, is written as \xHH.
+std::string encode_lines(const std::vector<std::string>& items) {
+  static const char* kHex = "0123456789abcdef";
   std::string s;
-  for (const auto& item : items) {
-    if (!s.empty()) s.push_back('\n');
-    s += item;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) s.push_back('\n');
+    for (unsigned char c : items[i]) {
+      if (c >= 0x20 && c < 0x7f && c != '\\') {
+        s.push_back(static_cast<char>(c));
+      } else {
+        s += "\\x";
+        s.push_back(kHex[c >> 4]);
+        s.push_back(kHex[c & 15]);
+      }
+    }
   }
   return s;
 }
 
-std::vector<std::string> split_lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
+std::vector<std::string> decode_lines(const std::string& s, const std::string& what) {
+  auto hex = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    LOOM_CHECK(false, kPredict, ": malformed ", what, " in the checkpoint's metadata (bad escape)");
+    return 0;
+  };
+  std::vector<std::string> out(1);
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\n') {
+      out.emplace_back();
+    } else if (s[i] == '\\') {
+      LOOM_CHECK(i + 3 < s.size() && s[i + 1] == 'x', kPredict, ": malformed ", what,
+                 " in the checkpoint's metadata (bad escape)");
+      out.back().push_back(static_cast<char>(hex(s[i + 2]) * 16 + hex(s[i + 3])));
+      i += 3;
+    } else {
+      out.back().push_back(s[i]);
+    }
+  }
   return out;
 }
 
@@ -311,8 +338,8 @@ int train_biblosa(const BiblosaTrainOptions& opt) {
   const std::string ckpt = checkpoint_path(opt.out_dir, "checkpoint.safetensors");
   const std::string best_ckpt = checkpoint_path(opt.out_dir, "best.safetensors");
   const std::string arch = model.config().str();
-  const std::string task = d.name + " " + opt.split;
-  const std::string vocab_text = join_lines(vocab.tokens());
+  const std::string task = encode_lines({d.name + " " + opt.split});
+  const std::string vocab_text = encode_lines(vocab.tokens());
   const int64_t steps_per_epoch = (train.size() + opt.batch - 1) / opt.batch;
   const int64_t total_steps = steps_per_epoch * opt.epochs;
   int64_t start_step = 0;
@@ -342,7 +369,7 @@ int train_biblosa(const BiblosaTrainOptions& opt) {
             {"config", arch},
             {"config_json", config_to_json(model.config()).dump()},
             {"vocab", vocab_text},
-            {"classes", join_lines(d.class_names)},
+            {"classes", encode_lines(d.class_names)},
             {"max_len", std::to_string(opt.max_len)},
             {"step", std::to_string(step)},
             {"best_dev", detail::concat(best_dev)},
@@ -445,8 +472,8 @@ int predict_biblosa(const BiblosaPredictOptions& opt) {
   } catch (const nlohmann::json::exception& e) {
     LOOM_CHECK(false, kPredict, ": '", ckpt, "' has a malformed configuration: ", e.what());
   }
-  data::TextVocab vocab = data::TextVocab::from_tokens(split_lines(meta["vocab"]));
-  const std::vector<std::string> classes = split_lines(meta["classes"]);
+  data::TextVocab vocab = data::TextVocab::from_tokens(decode_lines(meta["vocab"], "vocabulary"));
+  const std::vector<std::string> classes = decode_lines(meta["classes"], "class names");
   LOOM_CHECK(vocab.size() == cfg.vocab_size && static_cast<int64_t>(classes.size()) == cfg.num_classes,
              kPredict, ": '", ckpt, "' has a vocabulary of ", vocab.size(), " words and ", classes.size(),
              " class names for a model of ", cfg.vocab_size, " and ", cfg.num_classes);
