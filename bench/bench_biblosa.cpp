@@ -1,44 +1,38 @@
-// Issue 8: the efficiency claim of Bi-BloSAN (Shen et al., ICLR 2018), measured. Peak training memory and
-// step time of three sentence encoders as the sequence grows from 64 to 4096 tokens at a fixed batch
+// Issue 8: the efficiency claim of Bi-BloSAN (Shen et al., ICLR 2018), measured. Peak training memory and step
+// time of three sentence encoders as the sequence grows from 64 to 4096 tokens at a fixed batch
 // (shared/research/biblosa.md §5). bench/pytorch/biblosa.py runs the same models in PyTorch, written as the
-// reference TF code computes them; bench/biblosa_report.py fits the log-log slopes and writes the table and
-// plot.
+// reference TF code computes them; bench/biblosa_report.py fits the log-log slopes and writes the table and plot.
 //
-// The model, built from nn layers directly (not models/biblosa's TextClassifier, so this file depends on nn
-// only):
+// The model, built from nn layers directly (not models/biblosa's TextClassifier, so this file depends on nn only):
 //   x [B, n, d_e] random embeddings that require no grad (the embedding table's own cost is left out: it does
 //   not depend on the encoder) -> encoder -> U [B, n, 2d] -> two-layer Source2Token(2d) -> s [B, 2d]
 //   -> Dropout -> Linear(2d, 5) -> cross-entropy against random labels.
 // The encoders:
 //   biblosa    nn::BiBlockSelfAttention(d_e, d), block length r = BlockSelfAttention::default_block_length(n)
 //              = ceil((2n)^1/3), the library rule (spec 2.8)
-//   disan      forward and backward nn::DirectionalSelfAttention(d_e, d) over the whole sentence,
-//   concatenated multihead  Dropout -> Linear(d_e, 2d) -> nn::MultiheadAttention(2d, 8 heads, attention
-//   dropout); with
+//   disan      forward and backward nn::DirectionalSelfAttention(d_e, d) over the whole sentence, concatenated
+//   multihead  Dropout -> Linear(d_e, 2d) -> nn::MultiheadAttention(2d, 8 heads, attention dropout); with
 //              attention dropout on, MultiheadAttention takes its explicit path (the [B, 8, n, n] weights are
 //              held for the backward), as PyTorch's does. The reference's sinusoidal positions are left out
 //              (an elementwise add of [n, d_e]: no effect on the scaling).
 // ReLU as the dense layers' activation (the single-sentence tasks), dropout 0.3 on every dense layer's input
-// (keep-prob 0.7, SST's), no padding, float32. One training step = forward, cross-entropy, backward, Adam
-// update.
+// (keep-prob 0.7, SST's), no padding, float32. One training step = forward, cross-entropy, backward, Adam update.
 //
 // What to expect: Loom's multi-dimensional attention kernel never stores the [n, n, d] (DiSA) or [m, r, r, d]
-// (intra-block) scores, so both use O(B n d) memory; their time is O(B n^2 d) for DiSAN and O(B n r d + B
-// (n/r)^2 d) ~ n^4/3 for Bi-BloSA. The TF reference (and bench/pytorch/biblosa.py) materialises the score
-// tensors, so there memory follows time: ~n^2 for DiSAN, ~n^4/3 for Bi-BloSA. Multi-head attention is O(B h
-// n^2) in both.
+// (intra-block) scores, so both use O(B n d) memory; their time is O(B n^2 d) for DiSAN and
+// O(B n r d + B (n/r)^2 d) ~ n^4/3 for Bi-BloSA. The TF reference (and bench/pytorch/biblosa.py) materialises
+// the score tensors, so there memory follows time: ~n^2 for DiSAN, ~n^4/3 for Bi-BloSA. Multi-head attention
+// is O(B h n^2) in both.
 //
 //   Encoder/<biblosa|disan|multihead>/<n>   n = 64, 128, ..., 4096
 //
 // Method (measure(), as bench_reformer's): a warm-up step on 16 tokens creates the gradients and Adam's state
-// (the model's own footprint), the allocator cache is emptied and glibc trimmed; one untimed step at full
-// length is the memory step (split into phases), then the timed iterations follow (1 to 3, fixed per
-// configuration). Counters:
-//   peak_bytes     Loom allocator high-water mark above what was live before the full-length steps
-//   (parameters,
+// (the model's own footprint), the allocator cache is emptied and glibc trimmed; one untimed step at full length
+// is the memory step (split into phases), then the timed iterations follow (1 to 3, fixed per configuration).
+// Counters:
+//   peak_bytes     Loom allocator high-water mark above what was live before the full-length steps (parameters,
 //                  gradients, Adam state, the inputs)
-//   peak_rss       growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs)
-//   over
+//   peak_rss       growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over
 //                  its resident set before the memory step (comparable with PyTorch's RSS figure)
 //   fwd_peak, bwd_peak, opt_peak, fwd_s, bwd_s, opt_s   the memory step's phases
 //   step_s         seconds per timed step; tokens/s = B n / step_s

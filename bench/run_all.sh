@@ -24,3 +24,13 @@ else
   python3 bench/long_attention_report.py "$build/long_attention.json"
   echo "python3-torch not installed: PyTorch comparison skipped (apt-get install -y python3-torch)"
 fi
+# Bi-BloSA against DiSAN and multi-head attention (issue 8) and the Universal Transformer step with ACT (issue 7):
+# each report runs its Loom benchmark and its PyTorch reference back to back and prints docs/performance.md's
+# tables (the Bi-BloSA one also redraws docs/models/biblosa_efficiency.svg).
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  (cd "$build" && python3 "$OLDPWD/bench/biblosa_report.py" --run . --svg "$OLDPWD/docs/models/biblosa_efficiency.svg")
+  python3 bench/ut_report.py --run "$build" --out "$build/ut_bench" --repetitions 5 --repeats 10
+else
+  "$build/bench/bench_biblosa"
+  "$build/bench/bench_ut"
+fi

@@ -103,8 +103,7 @@ void set_row(Tensor& ids, int64_t s, int64_t t, int64_t value) {
 
 }  // namespace
 
-// ---- against PyTorch (tests/golden/biblosa_model/make_biblosa_model_golden.py)
-// ----------------------------------
+// ---- against PyTorch (tests/golden/biblosa_model/make_biblosa_model_golden.py) ----------------------------
 
 namespace {
 
@@ -157,8 +156,7 @@ TEST(BiBloSAClassifierGolden, WholeClassifiersMatchPyTorch) {
     for (DType dtype : {kFloat64, kFloat32}) check_golden_case(name, dtype);
 }
 
-// ---- configuration and parameter counts (spec §4)
-// ------------------------------------------------------------
+// ---- configuration and parameter counts (spec §4) ---------------------------------------------------------
 
 TEST(BiBloSAClassifier, ParameterCountsOfThePapersModels) {
   struct Case {
@@ -282,8 +280,7 @@ TEST(BiBloSAClassifier, InputErrorsNameTheOpAndShapes) {
       {"TextClassifier::forward_pair", "padding_mask", "[3, 5]"});
 }
 
-// ---- padding and batch invariance
-// --------------------------------------------------------------------------
+// ---- padding and batch invariance -------------------------------------------------------------------------
 
 TEST(BiBloSAClassifier, PaddedIdsChangeNothing) {
   const std::vector<int64_t> lengths = {13, 5, 1, 8};
@@ -356,8 +353,7 @@ TEST(BiBloSAClassifier, AnAllPaddingRowPoolsToZero) {
   }
 }
 
-// ---- directional independence through the embedding (spec T3 at the model level)
-// -----------------------------
+// ---- directional independence through the embedding (spec T3 at the model level) --------------------------
 
 TEST(BiBloSAClassifier, ChangingOneTokenLeavesTheBlocksItCannotReachAlone) {
   // r = 3, n = 13 (blocks {0-2} {3-5} {6-8} {9-11} {12}); token p = 7 (block 2) gets another id. The forward
@@ -409,8 +405,7 @@ TEST(BiBloSAClassifier, ChangingOneTokenLeavesTheBlocksItCannotReachAlone) {
   }
 }
 
-// ---- the multi-head baseline
-// ------------------------------------------------------------------------------------
+// ---- the multi-head baseline ------------------------------------------------------------------------------
 
 TEST(BiBloSAClassifier, MultiheadPositionsAreTheReferences) {
   // Interleaved sin / cos pairs with exponent 2 f / dim (f the feature index): dim 4 gives frequencies 1 and
@@ -450,8 +445,7 @@ TEST(BiBloSAClassifier, MultiheadTrainingLayoutEqualsTheFusedEvalPath) {
   expect_close(drop.forward(ids, pad), m.forward(ids, pad), 1e-12, 1e-13, "eval ignores dropout");
 }
 
-// ---- L2
-// -----------------------------------------------------------------------------------------------------
+// ---- L2 ---------------------------------------------------------------------------------------------------
 
 TEST(BiBloSAClassifier, L2CoversDenseWeightsOnly) {
   TextClassifier m(tiny("biblosa", true), kFloat64);
@@ -498,8 +492,7 @@ TEST(BiBloSAClassifier, L2CoversDenseWeightsOnly) {
   EXPECT_EQ(std::count(mn.begin(), mn.end(), "encoder.weight"), 1);
 }
 
-// ---- gradients
-// ------------------------------------------------------------------------------------------------
+// ---- gradients --------------------------------------------------------------------------------------------
 
 TEST(BiBloSAClassifier, GradcheckOfTheWholeLoss) {
   struct Case {
@@ -537,8 +530,7 @@ TEST(BiBloSAClassifier, GradcheckOfTheWholeLoss) {
   }
 }
 
-// ---- checkpoints
-// --------------------------------------------------------------------------------------------
+// ---- checkpoints ------------------------------------------------------------------------------------------
 
 TEST(BiBloSAClassifier, CheckpointRoundTripGivesIdenticalLogits) {
   for (const std::string& enc : kEncoders) {
@@ -563,8 +555,7 @@ TEST(BiBloSAClassifier, CheckpointRoundTripGivesIdenticalLogits) {
   }
 }
 
-// ---- CUDA
-// -------------------------------------------------------------------------------------------------------
+// ---- CUDA -------------------------------------------------------------------------------------------------
 
 TEST(BiBloSAClassifier, CudaMatchesCpu) {
   if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
@@ -595,8 +586,7 @@ TEST(BiBloSAClassifier, CudaMatchesCpu) {
   }
 }
 
-// ---- training sanity
-// ---------------------------------------------------------------------------------------
+// ---- training sanity --------------------------------------------------------------------------------------
 
 TEST(BiBloSAClassifier, LearnsWhetherAToken5Appears) {
   // 64 sentences of 3-9 tokens over ids 2..11 without 5; half get a 5 at a random place: class 1. A few dozen

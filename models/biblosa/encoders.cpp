@@ -23,8 +23,7 @@ void check_input(const char* who, const Tensor& x, int64_t features, const Tenso
 
 }  // namespace
 
-// ---- DiSAN
-// ---------------------------------------------------------------------------------------------------
+// ---- DiSAN ------------------------------------------------------------------------------------------------
 
 DisanEncoder::DisanEncoder(int64_t input_dim, int64_t hidden_dim, nn::DirectionalSelfAttentionOptions opts)
     : Module("DisanEncoder") {
@@ -39,8 +38,7 @@ Tensor DisanEncoder::forward(const Tensor& x, const Tensor& padding_mask) {
   return cat({fw->forward(x, padding_mask), bw->forward(x, padding_mask)}, 2);
 }
 
-// ---- multi-head
-// ----------------------------------------------------------------------------------------------
+// ---- multi-head -------------------------------------------------------------------------------------------
 
 MultiheadEncoder::MultiheadEncoder(int64_t input_dim, int64_t heads, int64_t head_dim, double dropout,
                                    TensorOptions options)

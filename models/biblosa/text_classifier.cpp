@@ -95,8 +95,7 @@ bool pair_head_has_highway(const TextClassifierConfig& c) { return c.encoder != 
 
 }  // namespace
 
-// ---- config
-// --------------------------------------------------------------------------------------------------
+// ---- config -----------------------------------------------------------------------------------------------
 
 TextClassifierConfig TextClassifierConfig::resolved() const {
   TextClassifierConfig c = *this;
@@ -124,8 +123,7 @@ std::string TextClassifierConfig::str() const {
                         " act=", activation, " pair=", pair ? 1 : 0, " parity=", reference_parity ? 1 : 0);
 }
 
-// ---- model
-// ---------------------------------------------------------------------------------------------------
+// ---- model ------------------------------------------------------------------------------------------------
 
 TextClassifier::TextClassifier(const TextClassifierConfig& config, TensorOptions options)
     : Module("TextClassifier"), config_(config.resolved()) {
