@@ -238,6 +238,8 @@ void add_ut(CLI::App& train, Runners& runners, loom::models::UTTrainOptions& o) 
       ->check(CLI::IsMember({"ffn", "sepconv"}));
   cmd->add_option("--step-signal", m.step_signal, "learned (tensor2tensor's default) or sinusoid")
       ->capture_default_str()->check(CLI::IsMember({"learned", "sinusoid"}));
+  cmd->add_option("--act-variant", m.act_variant, "ACT loop: graves (only running positions computed, forced halt at "
+                  "the cap) or t2t (tensor2tensor's loop)")->capture_default_str()->check(CLI::IsMember({"graves", "t2t"}));
   cmd->add_option("--act-epsilon", m.act_epsilon, "ACT: halt once the cumulative probability reaches 1 - epsilon")
       ->capture_default_str()->check(kPositive);
   cmd->add_option("--ponder-weight", m.ponder_weight, "ACT: weight of the ponder cost in the loss")
