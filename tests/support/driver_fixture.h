@@ -2,6 +2,7 @@
 // What the driver tests share: a fresh scratch directory and a small training text.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace loom::test {
 
@@ -11,5 +12,11 @@ std::filesystem::path scratch_dir(const std::string& prefix, const std::string& 
 // Writes <dir>/corpus.txt, a repetitive but not trivial text (1,200 lines): enough structure for a tiny model to
 // learn within a few dozen steps. Returns its path.
 std::string write_small_corpus(const std::filesystem::path& dir);
+
+// The lines of `file` that contain `needle`, e.g. the "\"test\"" lines of a run's metrics.jsonl.
+std::vector<std::string> lines_with(const std::filesystem::path& file, const std::string& needle);
+
+// The number after "key": in one JSON line; NaN and a test failure when the key is missing.
+double json_field(const std::string& json_line, const std::string& key);
 
 }  // namespace loom::test
