@@ -38,7 +38,6 @@
 //   step_s         seconds per timed step; tokens/s = B n / step_s
 //   block_len      r (biblosa; 0 for the others); batch, d_e, d: the configuration
 #include <benchmark/benchmark.h>
-#include <malloc.h>
 
 #include <chrono>
 #include <fstream>
@@ -46,6 +45,7 @@
 #include <string>
 
 #include "loom/loom.h"
+#include "step_memory.h"
 
 namespace {
 
@@ -113,25 +113,6 @@ class Classifier : public nn::Module {
   std::string encoder_;
 };
 
-int64_t proc_status_bytes(const char* field) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const std::string key = std::string(field) + ":";
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(key.size())) * 1024;
-  return -1;
-}
-
-// Restarts the kernel's peak-RSS counter (VmHWM) from the current resident set.
-void reset_peak_rss() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // See the file comment.
 void measure(benchmark::State& state, const std::string& encoder) {
   const int64_t len = state.range(0);
@@ -151,47 +132,21 @@ void measure(benchmark::State& state, const std::string& encoder) {
                warm_y = loom::randint(0, kClasses, {kBatch});
   const Tensor x = loom::randn({kBatch, len, kEmbed}), y = loom::randint(0, kClasses, {kBatch});
   step(warm_x, warm_y);  // gradients and Adam state exist from here on: the model's footprint
-  loom::empty_cache();
-  malloc_trim(0);
-  loom::reset_peak_memory();
-  const int64_t base = loom::memory_stats().current_bytes;
-  const int64_t rss_before = proc_status_bytes("VmRSS");
-  reset_peak_rss();
-
-  // The memory step, phase by phase.
-  auto phases = [&] {
-    auto t0 = std::chrono::steady_clock::now();
-    Tensor l = loss_of(x, y);
-    state.counters["fwd_s"] = seconds_since(t0);
-    state.counters["fwd_peak"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
-    loom::reset_peak_memory();  // the peak restarts from what the forward left (the loss's graph)
-    t0 = std::chrono::steady_clock::now();
-    optimizer.zero_grad();
-    l.backward();
-    state.counters["bwd_s"] = seconds_since(t0);
-    state.counters["bwd_peak"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
-    loom::reset_peak_memory();
-    t0 = std::chrono::steady_clock::now();
-    optimizer.step();
-    state.counters["opt_s"] = seconds_since(t0);
-    state.counters["opt_peak"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
-  };
-  phases();
-  auto counter = [&](const char* name) { return static_cast<int64_t>(state.counters[name]); };
-  int64_t peak = std::max({counter("fwd_peak"), counter("bwd_peak"), counter("opt_peak")});
+  const loom::bench::StepMemory m = loom::bench::StepMemory::begin();
+  int64_t peak =
+      m.phases(
+           state, [&] { return loss_of(x, y); }, [&] { optimizer.zero_grad(); }, [&] { optimizer.step(); })
+          .second;
   loom::reset_peak_memory();
   double timed = 0;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(step(x, y).data_ptr());
-    timed += seconds_since(t0);
+    timed += loom::bench::seconds_since(t0);
   }
-  peak = std::max(peak, loom::memory_stats().peak_bytes - base);
+  peak = std::max(peak, loom::memory_stats().peak_bytes - m.base);
+  m.finish(state, peak);
   const double steps = static_cast<double>(state.iterations());
-  state.counters["peak_bytes"] = static_cast<double>(peak);
-  state.counters["peak_rss"] = static_cast<double>(proc_status_bytes("VmHWM") - rss_before);
-  state.counters["base_bytes"] = static_cast<double>(base);
-  state.counters["rss_before"] = static_cast<double>(rss_before);
   state.counters["step_s"] = timed / steps;
   state.counters["tokens/s"] = static_cast<double>(kBatch * len) * steps / timed;
   state.counters["block_len"] =

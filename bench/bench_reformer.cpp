@@ -30,7 +30,6 @@
 //   fwd_s, bwd_s, opt_s            seconds of each phase of the memory step
 //   tokens/s
 #include <benchmark/benchmark.h>
-#include <malloc.h>
 
 #include <chrono>
 #include <fstream>
@@ -42,6 +41,7 @@
 #include "loom/models/transformer_lm/transformer_lm.h"
 #include "loom/nn/chunked_feed_forward.h"
 #include "loom/nn/lsh_attention.h"
+#include "step_memory.h"
 
 namespace {
 
@@ -79,25 +79,6 @@ loom::models::ReformerConfig reformer_config(int64_t len, int64_t layers) {
   c.ff_chunk = 4096;
   c.loss_chunk = 4096;
   return c;
-}
-
-int64_t proc_status_bytes(const char* field) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const std::string key = std::string(field) + ":";
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(key.size())) * 1024;
-  return -1;
-}
-
-// Restarts the kernel's peak-RSS counter (VmHWM) from the current resident set.
-void reset_peak_rss() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // A model, its optimizer and a step split into phases.
@@ -152,49 +133,25 @@ void measure(benchmark::State& state, Trainer& t, int64_t len, bool timed_memory
   const loom::Tensor warm_x = loom::randint(0, kVocab, {1, kWarmupLen}), warm_y = loom::randint(0, kVocab, {1, kWarmupLen});
   const loom::Tensor x = loom::randint(0, kVocab, {1, len}), y = loom::randint(0, kVocab, {1, len});
   t.step(warm_x, warm_y);  // gradients and AdamW state exist from here on: the model's footprint
-  loom::empty_cache();
-  malloc_trim(0);
-  loom::reset_peak_memory();
-  const int64_t base = loom::memory_stats().current_bytes;
-  const int64_t rss_before = proc_status_bytes("VmRSS");
-  reset_peak_rss();
-
-  // The memory step, phase by phase.
+  const loom::bench::StepMemory m = loom::bench::StepMemory::begin();
   auto phases = [&] {
-    auto t0 = std::chrono::steady_clock::now();
-    loom::Tensor l = t.loss(x, y);
-    state.counters["fwd_s"] = seconds_since(t0);
-    state.counters["fwd_peak"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
-    loom::reset_peak_memory();  // the peak restarts from what the forward left (the loss's graph)
-    t0 = std::chrono::steady_clock::now();
-    t.optimizer->zero_grad();
-    l.backward();
-    state.counters["bwd_s"] = seconds_since(t0);
-    state.counters["bwd_peak"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
-    loom::reset_peak_memory();
-    t0 = std::chrono::steady_clock::now();
-    t.optimizer->step();
-    state.counters["opt_s"] = seconds_since(t0);
-    state.counters["opt_peak"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
-    return l;
+    return m.phases(
+        state, [&] { return t.loss(x, y); }, [&] { t.optimizer->zero_grad(); }, [&] { t.optimizer->step(); });
   };
   int64_t peak = 0;
   if (timed_memory_step) {
-    for (auto _ : state) benchmark::DoNotOptimize(phases().data_ptr());
-    peak = std::max({static_cast<int64_t>(state.counters["fwd_peak"]), static_cast<int64_t>(state.counters["bwd_peak"]),
-                     static_cast<int64_t>(state.counters["opt_peak"])});
+    for (auto _ : state) {
+      auto [l, phase_peak] = phases();
+      benchmark::DoNotOptimize(l.data_ptr());
+      peak = phase_peak;
+    }
   } else {
-    phases();
-    peak = std::max({static_cast<int64_t>(state.counters["fwd_peak"]), static_cast<int64_t>(state.counters["bwd_peak"]),
-                     static_cast<int64_t>(state.counters["opt_peak"])});
+    peak = phases().second;
     loom::reset_peak_memory();
     for (auto _ : state) benchmark::DoNotOptimize(t.step(x, y).data_ptr());
-    peak = std::max(peak, loom::memory_stats().peak_bytes - base);
+    peak = std::max(peak, loom::memory_stats().peak_bytes - m.base);
   }
-  state.counters["peak_bytes"] = static_cast<double>(peak);
-  state.counters["peak_rss"] = static_cast<double>(proc_status_bytes("VmHWM") - rss_before);
-  state.counters["base_bytes"] = static_cast<double>(base);
-  state.counters["rss_before"] = static_cast<double>(rss_before);
+  m.finish(state, peak);
   state.counters["threads"] = loom::get_num_threads();
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
 }
