@@ -31,8 +31,6 @@ along their log-log slope, would exceed --limit-gb (default 12) is not run and i
 Prints one JSON line per configuration, named as the Google Benchmark rows ("Encoder/disan/512").
 """
 import argparse
-import ctypes
-import gc
 import json
 import math
 import os
@@ -51,7 +49,7 @@ import make_blosa_golden as golden  # noqa: E402  (the TF-shaped reference of Lo
 from make_blosa_golden import multi_dim_attention, source2token  # noqa: E402
 
 sys.path.insert(0, HERE)
-from long_attention import status_bytes  # noqa: E402  (the /proc/self/status reader)
+from proc_memory import restart_peak_rss, status_bytes  # noqa: E402  (this script's directory)
 
 # As bench/bench_biblosa.cpp.
 BATCH, EMBED, HIDDEN, CLASSES, HEADS, WARMUP_LEN, DROPOUT = 4, 128, 128, 5, 8, 16, 0.3
@@ -191,11 +189,7 @@ def run_one(cfg, threads):
     warm_x, warm_y = torch.randn(BATCH, WARMUP_LEN, EMBED), torch.randint(0, CLASSES, (BATCH,))
     x, y = torch.randn(BATCH, n, EMBED), torch.randint(0, CLASSES, (BATCH,))
     step(model, opt, warm_x, warm_y)  # gradients and Adam state: the model's footprint
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = status_bytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    before = restart_peak_rss()
     phases = {}
     with torch.autograd.profiler.profile(profile_memory=True) as prof:
         first = step(model, opt, x, y, phases)

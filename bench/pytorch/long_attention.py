@@ -27,6 +27,8 @@ import time
 
 import torch
 
+from proc_memory import status_bytes  # this script's directory
+
 HEADS, HEAD_DIM = 2, 64
 
 
@@ -133,14 +135,6 @@ def make_step(cfg):
                 fn(q, k, v, cfg)
 
     return step
-
-
-def status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def measure_time(cfg, repeats):

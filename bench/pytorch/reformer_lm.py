@@ -36,19 +36,15 @@ and the same RSS growth). The timed steps follow; time is their mean.
 Prints one JSON line per configuration.
 """
 import argparse
-import ctypes
-import gc
 import json
 import math
-import subprocess
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from long_attention import status_bytes  # the same /proc/self/status reader (this script's directory)
+from proc_memory import restart_peak_rss, run_in_fresh_process, status_bytes  # this script's directory
 
 VOCAB, DIM, HEADS, DIM_HEAD, BUCKET, HASHES, FF_MULT, FF_CHUNKS = 256, 256, 4, 64, 64, 2, 4, 100
 SELF_LOGIT = -5e4  # reformer-pytorch's TOKEN_SELF_ATTN_VALUE
@@ -268,11 +264,7 @@ def run_one(cfg, threads):
     warm = [torch.randint(0, VOCAB, (1, WARMUP_LEN), generator=g) for _ in range(2)]
     x, y = (torch.randint(0, VOCAB, (1, cfg["len"]), generator=g) for _ in range(2))
     step(model, opt, *warm)  # gradients and AdamW state: the model's footprint
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = status_bytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    before = restart_peak_rss()
     phases = {}
     first = step(model, opt, x, y, phases)
     out = dict(cfg, torch=torch.__version__, threads=threads, footprint_rss_bytes=before,
@@ -327,12 +319,7 @@ def main():
             continue
         if args.repeats is not None:
             cfg["repeats"] = args.repeats
-        res = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--one", json.dumps(cfg)],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            print(json.dumps(dict(cfg, error=res.stderr.strip().splitlines()[-1:])), flush=True)
-            continue
-        print(res.stdout.strip(), flush=True)
+        run_in_fresh_process(__file__, args.threads, cfg)
 
 
 if __name__ == "__main__":

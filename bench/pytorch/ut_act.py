@@ -33,21 +33,19 @@ phase by phase with the peak resident-set growth over the footprint (VmHWM after
 pages and allocator slack included), then the timed steps; seconds is their median. One JSON line each.
 """
 import argparse
-import ctypes
-import gc
 import json
 import math
 import os
 import statistics
 import struct
-import subprocess
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from proc_memory import restart_peak_rss, run_in_fresh_process, status_bytes  # this script's directory
 
 VOCAB, D, HEADS, D_FF, BATCH, LENGTH, MAX_STEPS = 256, 128, 4, 512, 32, 64, 8
 EPSILON, PONDER_WEIGHT, HALTING_BIAS, LN_EPS, CAP_EVERY, FIRST_TOKEN = 0.01, 0.01, 1.0, 1e-6, 16, 2
@@ -205,14 +203,6 @@ def step(model, opt, src, tgt, phases=None):
     return t3 - t0
 
 
-def status_bytes(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def run_one(cfg, threads):
     torch.set_num_threads(threads)
     model, opt = make(cfg)
@@ -220,11 +210,7 @@ def run_one(cfg, threads):
     src = torch.randint(FIRST_TOKEN, VOCAB, (BATCH, LENGTH), generator=g)
     tgt = torch.randint(FIRST_TOKEN, VOCAB, (BATCH, LENGTH), generator=g)
     step(model, opt, src, tgt)  # gradients and Adam state: the model's footprint
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = status_bytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    before = restart_peak_rss()
     phases = {}
     step(model, opt, src, tgt, phases)
     out = dict(cfg, torch=torch.__version__, threads=threads, footprint_rss_bytes=before,
@@ -313,12 +299,7 @@ def main():
     for cfg in configs(args.repeats):
         if args.filter not in cfg["name"]:
             continue
-        res = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--one", json.dumps(cfg)],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            print(json.dumps(dict(cfg, error=res.stderr.strip().splitlines()[-1:])), flush=True)
-            continue
-        print(res.stdout.strip(), flush=True)
+        run_in_fresh_process(__file__, args.threads, cfg)
 
 
 if __name__ == "__main__":
