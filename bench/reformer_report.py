@@ -14,6 +14,8 @@ import json
 import re
 import sys
 
+from report_common import fmt as _fmt, load_torch, verdict  # this script's directory
+
 # Issue 6's anchor: seconds and peak GB (over the model's footprint) per training step.
 ANCHOR = {"Reformer/Length/4096": (3.0, 0.52), "Reformer/Length/16384": (13.7, 1.6),
           "Reformer/Length/65536": (95.0, 5.8), "Reformer/Depth/2": (None, 0.48),
@@ -35,23 +37,8 @@ def load_loom(paths):
     return rows
 
 
-def load_torch(path):
-    rows = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("{") and '"name"' in line:
-                r = json.loads(line)
-                rows[r["name"]] = r
-    return rows
-
-
 def fmt(x, digits=2):
-    return "" if x is None else f"{x:.{digits}f}"
-
-
-def verdict(ok):
-    return "" if ok is None else ("met" if ok else "**not met**")
+    return _fmt(x, digits)
 
 
 def main():

@@ -24,6 +24,8 @@ import re
 import subprocess
 import sys
 
+from report_common import fmt as _fmt, load_torch, verdict  # this script's directory
+
 ANCHOR_MS = 260.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -46,23 +48,8 @@ def load_loom(path):
     return rows
 
 
-def load_torch(path):
-    rows = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("{") and '"name"' in line:
-                r = json.loads(line)
-                rows[r["name"]] = r
-    return rows
-
-
 def fmt(x, digits=1):
-    return "" if x is None else f"{x:.{digits}f}"
-
-
-def verdict(ok):
-    return "" if ok is None else ("met" if ok else "**not met**")
+    return _fmt(x, digits)
 
 
 def torch_counterpart(name):
