@@ -5,6 +5,8 @@
 #include <cmath>
 #include <fstream>
 
+#include "loom/loom.h"
+
 namespace loom::test {
 
 std::filesystem::path scratch_dir(const std::string& prefix, const std::string& name) {
@@ -39,6 +41,18 @@ double json_field(const std::string& json_line, const std::string& key) {
     return NAN;
   }
   return std::stod(json_line.substr(at + key.size() + 3));
+}
+
+void expect_identical_checkpoints(const std::filesystem::path& a, const std::filesystem::path& b,
+                                  size_t min_tensors) {
+  auto first = load_safetensors(a.string());
+  auto second = load_safetensors(b.string());
+  ASSERT_EQ(first.size(), second.size());
+  ASSERT_GT(first.size(), min_tensors);
+  for (const auto& [name, t] : first) {
+    ASSERT_TRUE(second.count(name)) << name;
+    EXPECT_TRUE(allclose(t, second.at(name), 0, 0)) << name << " differs after resuming";
+  }
 }
 
 }  // namespace loom::test

@@ -19,4 +19,9 @@ std::vector<std::string> lines_with(const std::filesystem::path& file, const std
 // The number after "key": in one JSON line; NaN and a test failure when the key is missing.
 double json_field(const std::string& json_line, const std::string& key);
 
+// Both checkpoint files hold the same tensors, bit for bit (a resumed run against an uninterrupted one), and at
+// least min_tensors of them. Wrap the call in ASSERT_NO_FATAL_FAILURE to stop the test on a mismatch.
+void expect_identical_checkpoints(const std::filesystem::path& a, const std::filesystem::path& b,
+                                  size_t min_tensors);
+
 }  // namespace loom::test
