@@ -30,10 +30,6 @@ constexpr const char* kTrain = "train biblosa";
 constexpr const char* kPredict = "predict biblosa";
 constexpr int64_t kEvalBatch = 256;
 
-double minutes_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
-}
-
 nlohmann::json config_to_json(const TextClassifierConfig& c) {
   return {{"encoder", c.encoder},
           {"vocab_size", c.vocab_size},
@@ -411,7 +407,7 @@ int train_biblosa(const BiblosaTrainOptions& opt) {
       if (epoch_end) {
         const double dev_acc = dev.size() > 0 ? accuracy(model, dev, device) : NAN;
         const double test_acc = accuracy(model, test, device);
-        const double minutes = minutes_since(t0);
+        const double minutes = train::minutes_since(t0);
         // Model selection on dev; without a dev set the last epoch is kept.
         if (dev.size() == 0 || dev_acc > best_dev) {
           best_dev = dev.size() > 0 ? dev_acc : best_dev;
@@ -438,7 +434,7 @@ int train_biblosa(const BiblosaTrainOptions& opt) {
     }
   }
   bar.finish();
-  const double minutes = minutes_since(t0);
+  const double minutes = train::minutes_since(t0);
   metrics.write(total_steps, "test",
                 {{"accuracy", test_at_best},
                  {"best_epoch", static_cast<double>(best_epoch)},

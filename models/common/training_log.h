@@ -22,6 +22,11 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
+// Minutes of wall-clock time since t0 (what the drivers report as training time).
+inline double minutes_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+}
+
 // Appends one JSON object per line: {"step": 10, "split": "train", "loss": 2.1, ...}.
 class MetricsWriter {
  public:

@@ -25,10 +25,6 @@ namespace {
 constexpr double kLn2 = std::numbers::ln2;
 constexpr const char* kTrain = "train reformer";
 
-double minutes_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
-}
-
 // The whole configuration, so that `loom sample` and --resume rebuild exactly the trained model.
 nlohmann::json config_to_json(const ReformerConfig& c) {
   return {{"vocab_size", c.vocab_size},   {"d_model", c.d_model},
@@ -306,7 +302,7 @@ int train_reformer(const ReformerTrainOptions& opt) {
                lm ? detail::concat("train bpc ", std::round(smoothed / kLn2 * 1000) / 1000)
                   : detail::concat("train loss ", std::round(smoothed * 1000) / 1000));
     if (done % opt.eval_every == 0 || done == opt.steps) {
-      const double minutes = minutes_since(t0);
+      const double minutes = train::minutes_since(t0);
       if (lm) {
         double bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.valid, seq, opt.eval_tokens, device); });
         metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}});
@@ -336,13 +332,13 @@ int train_reformer(const ReformerTrainOptions& opt) {
       m[name] = acc;
       std::printf(" %s %.1f%%", name.c_str(), 100 * acc);
     }
-    std::printf(" (%.1f min)\n", minutes_since(t0));
-    m["minutes"] = minutes_since(t0);
+    std::printf(" (%.1f min)\n", train::minutes_since(t0));
+    m["minutes"] = train::minutes_since(t0);
     metrics.write(opt.steps, "test", m);
     return 0;
   }
   const double test_bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.test, seq, 0, device); });
-  const double minutes = minutes_since(t0);
+  const double minutes = train::minutes_since(t0);
   metrics.write(opt.steps, "test", {{"bpc", test_bpc}, {"minutes", minutes}});
   std::printf("test bpc %.4f after %lld steps (%.1f min)\n", test_bpc, static_cast<long long>(opt.steps), minutes);
   if (opt.sample_chars > 0) {

@@ -28,10 +28,6 @@ namespace {
 constexpr const char* kTrain = "train ut";
 constexpr int64_t kEvalBatch = 16;
 
-double minutes_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
-}
-
 nlohmann::json config_to_json(const UniversalTransformerConfig& c) {
   return {{"vocab_size", c.vocab_size},
           {"model", c.model},
@@ -382,7 +378,7 @@ int train_ut(const UTTrainOptions& opt) {
                               std::round(mean_ponder(l.decoder) * 100) / 100));
     if (done % opt.eval_every == 0 || done == opt.steps) {
       Evaluation ev = evaluate(model, task.eval, 0, device);
-      const double minutes = minutes_since(t0);
+      const double minutes = train::minutes_since(t0);
       metrics.write(done, "valid",
                     {{"char_accuracy", ev.teacher_forced.char_accuracy()},
                      {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
@@ -406,7 +402,7 @@ int train_ut(const UTTrainOptions& opt) {
   bar.finish();
 
   Evaluation ev = evaluate(model, task.eval, opt.decode_examples, device);
-  const double minutes = minutes_since(t0);
+  const double minutes = train::minutes_since(t0);
   std::map<std::string, double> m{{"char_accuracy", ev.teacher_forced.char_accuracy()},
                                   {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
                                   {"ponder_encoder", ev.ponder_encoder},
