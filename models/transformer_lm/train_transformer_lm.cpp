@@ -131,7 +131,7 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
                detail::concat("train bpc ", std::round(smoothed / kLn2 * 1000) / 1000));
     if (done % opt.eval_every == 0 || done == opt.steps) {
       double bpc = evaluate_bpc(model, corpus.valid, opt.seq, opt.eval_tokens, device);
-      double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+      double minutes = train::minutes_since(t0);
       metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}});
       std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
     }
@@ -144,7 +144,7 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   }
   bar.finish();
   double test_bpc = evaluate_bpc(model, corpus.test, opt.seq, 0, device);
-  double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+  double minutes = train::minutes_since(t0);
   metrics.write(opt.steps, "test", {{"bpc", test_bpc}, {"minutes", minutes}});
   std::printf("test bpc %.4f after %lld steps (%.1f min)%s\n", test_bpc, static_cast<long long>(opt.steps), minutes,
               opt.data == "kjv" ? "; gzip -9 on the whole KJV text: 2.334 bpc" : "");
