@@ -2,6 +2,7 @@
 // combination of the rounds, and one tape entry whose backward runs the same steps in reverse.
 #include "loom/ops/lsh_attention.h"
 
+#include <algorithm>
 
 #include "loom/autograd/grad_mode.h"
 #include "loom/autograd/tape.h"
@@ -39,7 +40,7 @@ struct Sorting {
   Tensor spos;  // [B, H, N] int64: original position of sorted row n
   Tensor slot;  // [B, H, N] int64: row (r L + t) of the round-major unsorted layout that sorted row n came from
   Tensor undo;  // [B, H, N] int64: sorted row of (round r, position t), indexed by r L + t
-  Tensor fpos, fslot, fundo;  // the same as flat row indices
+  Tensor fpos, fslot, fundo;  // the same as flat row indices (a block's layout only)
 
   // The sort key (bucket, position) of each round, made unique by the position, sorted round by round.
   Sorting(const Tensor& buckets, int64_t l_)
@@ -54,8 +55,8 @@ struct Sorting {
     slot = add(spos.view({b, h, n_hashes, l}), round_base.view({n_hashes, 1})).reshape({b, h, n});
     Tensor rows = arange(static_cast<double>(n), {DType::Int64, dev}).view({1, 1, n}).expand({b, h, n});
     undo = scatter(zeros({b, h, n}, {DType::Int64, dev}), 2, slot, rows.contiguous());
-    flatten();
   }
+  // The layout of a block of (batch, head) pairs (see Block below), with its flat row indices.
   Sorting(Tensor spos_, Tensor slot_, Tensor undo_, int64_t n_hashes_, int64_t l_)
       : b(spos_.size(0)),
         h(spos_.size(1)),
@@ -71,7 +72,6 @@ struct Sorting {
     spos = arange(static_cast<double>(l), {DType::Int64, dev}).view({1, 1, l}).expand({b, h, l}).contiguous();
     slot = spos;
     undo = spos;
-    flatten();
   }
   void flatten() {
     fpos = flat_index(spos, l);
@@ -88,12 +88,6 @@ struct Sorting {
   // round-major rows [B, H, N, e] -> sorted [B, H, N, e], and back.
   Tensor sort_rows(const Tensor& x) const { return rows(x, fslot); }
   Tensor unsort_rows(const Tensor& x) const { return rows(x, fundo); }
-  // sorted [B, H, N, e] summed into positions [B, H, L, e] over the rounds (a gather's backward).
-  Tensor scatter_to_positions(const Tensor& x) const {
-    const int64_t e = x.size(3);
-    Tensor acc = zeros({b * h * l, e}, x.options());
-    return index_add(acc, 0, fpos, x.reshape({b * h * n_hashes * l, e})).view({b, h, l, e});
-  }
 };
 
 // log N_ij for every (sorted row, window entry) [B, H, N, W]: N_ij counts, over the rounds r' of query i and
@@ -165,11 +159,43 @@ Tensor resolve_buckets(const Tensor& qk, const Tensor& replay, const Tensor& pad
   return buckets.contiguous();
 }
 
+// A block of (batch, head) pairs that the op processes at once: whole batches [b0, b0 + nb) when nh = H, or
+// heads [h0, h0 + nh) of one batch (nb = 1), so that every [B, H, ...] tensor's part is contiguous. The
+// sorted copies of queries and values, the sorted outputs' gradients and the kernels' results exist for one
+// block at a time: with a long sequence a block is a single head, and the op's transient memory is that of
+// one (batch, head) pair, not of all B H of them (the peak of a long sequence's training step is this op's
+// backward).
+struct Block {
+  int64_t b0, nb, h0, nh;
+  Tensor part(const Tensor& t) const { return t.narrow(0, b0, nb).narrow(1, h0, nh); }
+  Tensor padding(const Tensor& pad) const { return pad.defined() ? pad.narrow(0, b0, nb) : Tensor(); }
+  Tensor optional_part(const Tensor& t) const { return t.defined() ? part(t) : Tensor(); }
+  Sorting sorting(const Sorting& s) const {
+    return Sorting(part(s.spos), part(s.slot), part(s.undo), s.n_hashes, s.l);
+  }
+};
+
+// The blocks of a call with at most block_rows sorted rows each (LshAttentionOptions). The default, 2^16 rows
+// of 64 floats, is 16 MB per sorted copy: up to 4K tokens with 2 rounds and 4 heads run as one block.
+std::vector<Block> blocks(int64_t b, int64_t h, int64_t n, int64_t block_rows) {
+  std::vector<Block> out;
+  const int64_t pairs = std::max<int64_t>(1, block_rows / std::max<int64_t>(n, 1));
+  if (pairs >= h) {
+    const int64_t per = std::min(b, pairs / h);
+    for (int64_t b0 = 0; b0 < b; b0 += per) out.push_back({b0, std::min(per, b - b0), 0, h});
+  } else {
+    for (int64_t b0 = 0; b0 < b; ++b0)
+      for (int64_t h0 = 0; h0 < h; h0 += pairs) out.push_back({b0, 1, h0, std::min(pairs, h - h0)});
+  }
+  return out;
+}
+
 // What the backward pass keeps: the inputs, the sorted layout and the kernel's sorted outputs.
 struct Saved {
   autograd::SavedTensor qk, v, padding, bias, spos, slot, undo, sout, slse;
   Backend::LshChunks chunks;
   int64_t n_hashes, l;
+  std::vector<Block> parts;
 };
 
 // Rounds combined: out [B, H, L, dv] = Σ_r w_r o_r with w = softmax over r of lse; o [B, H, nr, L, dv],
@@ -205,6 +231,7 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
              kOp,
              ": expected chunk_len > 0, n_chunks_before >= 0, n_chunks_after >= 0 and n_hashes > 0, got ",
              opts.chunk_len, ", ", opts.n_chunks_before, ", ", opts.n_chunks_after, " and ", opts.n_hashes);
+  LOOM_CHECK(opts.block_rows > 0, kOp, ": block_rows must be positive, got ", opts.block_rows);
   if (padding_mask.defined())
     LOOM_CHECK(padding_mask.dtype() == DType::Bool && padding_mask.shape() == Shape({b, l}) &&
                    padding_mask.device() == qk.device(),
@@ -237,11 +264,16 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
   Tensor bias = o.allow_duplicate_attention ? Tensor() : duplicate_bias(sorting, o, q.dtype());
 
   Backend& be = backend_for(q.device());
-  Tensor sqk = sorting.sort_from_positions(q), sv = sorting.sort_from_positions(vv);
+  const std::vector<Block> parts = blocks(b, h, n, o.block_rows);
   Tensor sout = Tensor::empty({b, h, n, dv}, q.options()), slse = Tensor::empty({b, h, n}, q.options());
-  be.lsh_attention_forward(sqk, sv, sorting.spos, padding, bias, chunks, sout, slse);
-  Rounds rounds(sorting, sout, slse);
-  result.out = rounds.out.contiguous();
+  result.out = Tensor::empty({b, h, l, dv}, q.options());
+  for (const Block& blk : parts) {
+    Sorting s = blk.sorting(sorting);
+    Tensor part_out = blk.part(sout), part_lse = blk.part(slse);
+    be.lsh_attention_forward(s.sort_from_positions(blk.part(q)), s.sort_from_positions(blk.part(vv)), s.spos,
+                             blk.padding(padding), blk.optional_part(bias), chunks, part_out, part_lse);
+    blk.part(result.out).copy_(Rounds(s, part_out, part_lse).out);
+  }
 
   if (scope.recording()) {
     Saved saved{scope.save(q),
@@ -255,38 +287,54 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
                 scope.save(slse),
                 chunks,
                 o.n_hashes,
-                l};
+                l,
+                parts};
     scope.record({result.out}, [saved = std::move(saved), need_qk = scope.needs_grad(0),
                                 need_v = scope.needs_grad(1)](const std::vector<Tensor>& g) {
       NoGradGuard no_grad;
-      Sorting s(saved.spos.get(), saved.slot.get(), saved.undo.get(), saved.n_hashes, saved.l);
-      const Tensor &sout_ = saved.sout.get(), &slse_ = saved.slse.get();
-      const Tensor& grad = g[0];
-      Rounds r(s, sout_, slse_);
-      // Round combination's backward: do_r = w_r dOut, dlse_r = w_r (<dOut, o_r> - <dOut, out>).
-      Tensor d_o, d_lse;
-      const int64_t bb = grad.size(0), hh = grad.size(1), dvv = grad.size(3), nn = s.spos.size(2);
-      if (s.n_hashes == 1) {
-        d_o = grad.contiguous().view({bb, hh, nn, dvv});
-      } else {
-        Tensor gr = grad.unsqueeze(2);
-        d_o = mul(gr, r.w.unsqueeze(-1)).reshape({bb, hh, nn, dvv});
-        Tensor inner =
-            sub(sum(mul(gr, r.o), {-1}), sum(mul(grad, r.out), {-1}).unsqueeze(2));  // [B, H, nr, L]
-        d_lse = mul(r.w, inner).reshape({bb, hh, nn, 1});
+      const Tensor &q_ = saved.qk.get(), &v_ = saved.v.get();
+      const Tensor grad = g[0].contiguous();
+      const int64_t ll = grad.size(2), dvv = grad.size(3);
+      Tensor d_qk = need_qk ? zeros(q_.shape(), q_.options()) : Tensor();
+      Tensor d_v = need_v ? zeros(v_.shape(), v_.options()) : Tensor();
+      Backend& backend = backend_for(grad.device());
+      for (const Block& blk : saved.parts) {
+        Sorting s(blk.part(saved.spos.get()), blk.part(saved.slot.get()), blk.part(saved.undo.get()),
+                  saved.n_hashes, saved.l);
+        const Tensor sout_ = blk.part(saved.sout.get()), slse_ = blk.part(saved.slse.get());
+        const Tensor grad_ = blk.part(grad);
+        const int64_t rows = blk.nb * blk.nh, nn = s.spos.size(2);
+        // The sorted output gradients; the un-sorted round outputs they come from are dropped before the
+        // kernel runs.
+        Tensor dso, dslse;
+        if (s.n_hashes == 1) {
+          dso = s.sort_rows(grad_.view({blk.nb, blk.nh, nn, dvv})).contiguous();
+        } else {
+          // Round combination's backward: do_r = w_r dOut, dlse_r = w_r (<dOut, o_r> - <dOut, out>).
+          Rounds r(s, sout_, slse_);
+          Tensor gr = grad_.unsqueeze(2);
+          dso = s.sort_rows(mul(gr, r.w.unsqueeze(-1)).reshape({blk.nb, blk.nh, nn, dvv})).contiguous();
+          Tensor inner =
+              sub(sum(mul(gr, r.o), {-1}), sum(mul(grad_, r.out), {-1}).unsqueeze(2));  // [b, h, nr, L]
+          dslse = s.sort_rows(mul(r.w, inner).reshape({blk.nb, blk.nh, nn, 1}))
+                      .view({blk.nb, blk.nh, nn})
+                      .contiguous();
+        }
+        Tensor sqk_ = s.sort_from_positions(blk.part(q_)), sv_ = s.sort_from_positions(blk.part(v_));
+        Tensor dsqk = Tensor::empty(sqk_.shape(), sqk_.options());
+        Tensor dsv = Tensor::empty(sv_.shape(), sv_.options());
+        backend.lsh_attention_backward(dso, dslse, sqk_, sv_, s.spos, blk.padding(saved.padding.get()),
+                                       blk.optional_part(saved.bias.get()), saved.chunks, sout_, dsqk, dsv);
+        dso = dslse = sqk_ = sv_ = Tensor();
+        // Each position's rows of all rounds summed back (a gather's backward), in place in the block's part.
+        if (need_qk)
+          backend.index_add(blk.part(d_qk).view({rows * ll, q_.size(3)}), 0, s.fpos,
+                            dsqk.view({rows * nn, q_.size(3)}));
+        dsqk = Tensor();
+        if (need_v)
+          backend.index_add(blk.part(d_v).view({rows * ll, dvv}), 0, s.fpos, dsv.view({rows * nn, dvv}));
       }
-      Tensor dso = s.sort_rows(d_o).contiguous();
-      Tensor dslse = d_lse.defined() ? s.sort_rows(d_lse).view({bb, hh, nn}).contiguous() : Tensor();
-      const Tensor& q_ = saved.qk.get();
-      const Tensor& v_ = saved.v.get();
-      Tensor sqk_ = s.sort_from_positions(q_), sv_ = s.sort_from_positions(v_);
-      Tensor dsqk = Tensor::empty(sqk_.shape(), sqk_.options()),
-             dsv = Tensor::empty(sv_.shape(), sv_.options());
-      backend_for(grad.device())
-          .lsh_attention_backward(dso, dslse, sqk_, sv_, s.spos, saved.padding.get(), saved.bias.get(),
-                                  saved.chunks, sout_, dsqk, dsv);
-      return std::vector<Tensor>{need_qk ? s.scatter_to_positions(dsqk) : Tensor(),
-                                 need_v ? s.scatter_to_positions(dsv) : Tensor()};
+      return std::vector<Tensor>{std::move(d_qk), std::move(d_v)};
     });
   }
   return result;

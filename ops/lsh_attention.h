@@ -34,6 +34,10 @@ struct LshAttentionOptions {
   // L <= chunk_len: plain shared-QK attention over the whole sequence with the self-mask, no hashing (HF);
   // the result's buckets are then undefined.
   bool dense_when_short = true;
+  // (Batch, head) pairs are processed in blocks of at most this many sorted rows (n_hashes L per pair; at
+  // least one pair per block): it bounds the op's transient memory (sorted copies, gradients) to a block's
+  // share. The result does not depend on it.
+  int64_t block_rows = int64_t{1} << 16;
   // The rotations' Philox stream: (seed, 0) when has_seed, else a fresh draw from the default generator.
   uint64_t seed = 0;
   bool has_seed = false;

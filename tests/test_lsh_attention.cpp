@@ -439,21 +439,56 @@ TEST(LshAttentionKernels, FusedCpuMatchesBackendDefault) {
     }
 }
 
-// Every task writes its own rows (dK/dV go through per-window slots), so the thread count changes nothing.
+// Blocks of (batch, head) pairs bound the op's transient memory and change nothing: one pair per block, two
+// heads then one of each batch, and whole batches give the outputs and gradients of one block for all, with
+// padding that differs between the batches, causal masks and 2 rounds.
+TEST(LshAttention, BlocksOfHeadsChangeNothing) {
+  const int64_t b = 2, h = 3, l = 32, nr = 2;
+  Tensor qk = normal({b, h, l, 6}, 111), v = normal({b, h, l, 5}, 112), probe = normal({b, h, l, 5}, 113);
+  std::vector<bool> pad_values(static_cast<size_t>(b * l), false);
+  for (int64_t t = l - 5; t < l; ++t) pad_values[static_cast<size_t>(l + t)] = true;  // batch 1's tail
+  Tensor pad = tensor(pad_values, {b, l});
+  auto run = [&](int64_t block_rows, bool dense) {
+    LshAttentionOptions o = dense ? options(l, 0, 0, 1, {}, true, 8) : options(4, 1, 0, nr, {8}, true, 8);
+    o.block_rows = block_rows;
+    Tensor q = qk.detach().requires_grad_(), vv = v.detach().requires_grad_();
+    LshAttentionResult r = lsh_attention(q, vv, o, pad);
+    sum(mul(r.out, probe)).backward();
+    return std::vector<Tensor>{r.out, q.grad(), vv.grad()};
+  };
+  for (bool dense : {false, true}) {
+    const int64_t n = dense ? l : nr * l;
+    std::vector<Tensor> want = run(b * h * n, dense);
+    for (int64_t rows : {int64_t{1}, n, 2 * n, 3 * n}) {
+      std::vector<Tensor> got = run(rows, dense);
+      for (size_t i = 0; i < want.size(); ++i)
+        EXPECT_TRUE(identical(got[i], want[i])) << (dense ? "dense " : "lsh ") << rows << " rows, tensor " << i;
+    }
+  }
+  LshAttentionOptions bad = options(4, 1, 0, nr, {8});
+  bad.block_rows = 0;
+  expect_error([&] { lsh_attention(qk, v, bad); }, {"lsh_attention", "block_rows must be positive, got 0"});
+}
+
+// The backward's tasks of one pass have disjoint windows and add into the rows of those windows in a fixed
+// order, so the thread count changes nothing: with one chunk of look-back (span 2 divides the 16 chunks, two
+// passes) and with one chunk each side (span 3 does not divide 16, one pass per chunk).
 TEST(LshAttentionKernels, ThreadCountDoesNotChangeResults) {
   Tensor qk = normal({1, 2, 64, 8}, 101, kFloat32), v = normal({1, 2, 64, 8}, 102, kFloat32);
-  LshAttentionOptions o = options(8, 1, 0, 2, {8}, true, 4);
-  auto run = [&](int threads) {
-    int saved = get_num_threads();
-    set_num_threads(threads);
-    Tensor q = qk.detach().requires_grad_(), vv = v.detach().requires_grad_();
-    Tensor out = lsh_attention(q, vv, o).out;
-    sum(mul(out, out)).backward();
-    set_num_threads(saved);
-    return std::vector<Tensor>{out, q.grad(), vv.grad()};
-  };
-  std::vector<Tensor> a = run(1), b = run(2);
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(identical(a[i], b[i])) << i;
+  for (int64_t after : {0, 1}) {
+    LshAttentionOptions o = options(8, 1, after, 2, {8}, true, 4);
+    auto run = [&](int threads) {
+      int saved = get_num_threads();
+      set_num_threads(threads);
+      Tensor q = qk.detach().requires_grad_(), vv = v.detach().requires_grad_();
+      Tensor out = lsh_attention(q, vv, o).out;
+      sum(mul(out, out)).backward();
+      set_num_threads(saved);
+      return std::vector<Tensor>{out, q.grad(), vv.grad()};
+    };
+    std::vector<Tensor> a = run(1), b = run(2);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(identical(a[i], b[i])) << "after " << after << " " << i;
+  }
 }
 
 // ---- errors

@@ -1,20 +1,24 @@
 // LSH attention's per-chunk core on the CPU (backend.h, lsh_attention_forward / _backward), one chunk at a
 // time.
 //
-// A task owns one chunk of C sorted rows of one (batch, head): it builds the chunk's [C, W] logits with one
-// [C, C] GEMM per window chunk (the window is n_before + 1 + n_after chunks, found circularly, so a wrapped
-// window costs no copy), applies the masks, takes the softmax and the logsumexp and multiplies by the
-// window's values. Only the task's [C, W] tile exists at a time, so memory is O(N) per head. The keys
-// (normalised rows) are computed once per call for all rows.
+// A task owns one chunk of C sorted rows of one (batch, head): it normalises the keys of its window (the
+// window is n_before + 1 + n_after chunks, found circularly, so a wrapped window costs no copy), builds the
+// chunk's [C, W] logits with one [C, C] GEMM per window chunk, applies the masks, takes the softmax and the
+// logsumexp and multiplies by the window's values. Only the task's [C, W] tile and [W, d] keys exist at a
+// time, so the kernel adds no O(N) buffer of its own: every window recomputes its keys' normalisation
+// (O(W d) per task, against the O(C W d) of its GEMMs) instead of holding an [N, d] key matrix.
 //
 // The backward pass recomputes the tile's softmax (not exp(s - lse), which float32 cannot resolve for a fully
 // masked row, whose lse is near -1e9), then
 //   dP = dO V_w^T,  dS = P (dP - rowsum(dO O) + dlse) (0 at masked entries: their logit is a constant),
 //   dQ = dS K_w,  dK_w = dS^T Q,  dV_w = P^T dO.
-// dQ goes to the task's own rows. dK_w and dV_w belong to other chunks (every chunk sits in W / C windows),
-// so each task writes them to its own slots of a [chunks, W, d] buffer and a second pass over chunks adds
-// each chunk's slots up, then applies the key normalisation's derivative. No two tasks write the same memory,
-// and the result does not depend on the thread count.
+// dK_w and dV_w belong to the window's chunks, not the task's own: the task adds them straight into those
+// chunks' rows of grad_qk (through the key normalisation's derivative, which is linear in dK) and grad_v.
+// Tasks run in `span` passes, pass p taking the chunks ci = p (mod span): two tasks of one pass have disjoint
+// windows, so no two threads write the same row, every row receives its contributions in the same order
+// whatever the thread count, and no per-window gradient buffer is needed (it took 4 x N x (d + dv) floats per
+// head with one chunk of look-back). When the chunk count is not a multiple of the span, the windows of a
+// pass could wrap onto each other, so every chunk of a (batch, head) gets its own pass instead.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -39,9 +43,6 @@ struct Chunks {
   const T *qk, *v, *bias;
   const int64_t* pos;
   const bool* pad;
-  Tensor khat_t,
-      rho_t;  // [B H N d] keys, [B H N] (mean(q^2) + eps)^(-1/2); allocated through Loom (memory_stats)
-  T *khat, *rho;
 
   Chunks(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding, const Tensor& bias_,
          const Backend::LshChunks& ch)
@@ -62,23 +63,7 @@ struct Chunks {
         v(sv.data<T>()),
         bias(bias_.defined() ? bias_.data<T>() : nullptr),
         pos(spos.data<int64_t>()),
-        pad(padding.defined() ? padding.data<bool>() : nullptr) {
-    khat_t = Tensor::empty({bh * n, d}, sqk.options());
-    rho_t = Tensor::empty({bh * n}, sqk.options());
-    khat = khat_t.data<T>();
-    rho = rho_t.data<T>();
-    const T inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
-    parallel_for(0, bh * n, 256, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* q = qk + r * d;
-        T ss = 0;
-        for (int64_t k = 0; k < d; ++k) ss += q[k] * q[k];
-        const T rr = T(1) / std::sqrt(ss / static_cast<T>(d) + static_cast<T>(kNormEps));
-        rho[r] = rr;
-        for (int64_t k = 0; k < d; ++k) khat[r * d + k] = q[k] * (rr * inv_sqrt_d);
-      }
-    });
-  }
+        pad(padding.defined() ? padding.data<bool>() : nullptr) {}
 
   // Window slot s of chunk ci (s = 0 .. span - 1 for offsets -before .. after).
   int64_t window_chunk(int64_t ci, int64_t s) const { return ((ci + s - before) % n_ch + n_ch) % n_ch; }
@@ -86,13 +71,31 @@ struct Chunks {
     return g * n + chunk * c;
   }  // first row of a chunk of (b, h) g
 
-  // The [C, W] logits of chunk ci of (b, h) g, masked (row stride W); replaced entries flagged in `replaced`
-  // when given.
-  void logits(int64_t g, int64_t ci, T* s_tile, int64_t* kpos, bool* kmask, bool* replaced = nullptr) const {
+  // The keys of chunk ci's window: khat [W, d] = q rho / sqrt(d) row by row, rho [W] = (mean(q^2) + eps)^(-1/2).
+  void window_keys(int64_t g, int64_t ci, T* khat, T* rho) const {
+    const T inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
+    for (int64_t s = 0; s < span; ++s) {
+      const int64_t k0 = row(g, window_chunk(ci, s));
+      for (int64_t e = 0; e < c; ++e) {
+        const T* q = qk + (k0 + e) * d;
+        T ss = 0;
+        for (int64_t k = 0; k < d; ++k) ss += q[k] * q[k];
+        const T rr = T(1) / std::sqrt(ss / static_cast<T>(d) + static_cast<T>(kNormEps));
+        rho[s * c + e] = rr;
+        T* kr = khat + (s * c + e) * d;
+        for (int64_t k = 0; k < d; ++k) kr[k] = q[k] * (rr * inv_sqrt_d);
+      }
+    }
+  }
+
+  // The [C, W] logits of chunk ci of (b, h) g against its window's keys khat [W, d], masked (row stride W);
+  // replaced entries flagged in `replaced` when given.
+  void logits(int64_t g, int64_t ci, const T* khat, T* s_tile, int64_t* kpos, bool* kmask,
+              bool* replaced = nullptr) const {
     const int64_t q0 = row(g, ci);
     for (int64_t s = 0; s < span; ++s) {
       const int64_t k0 = row(g, window_chunk(ci, s));
-      cpu::gemm(CblasNoTrans, CblasTrans, c, c, d, 1.0, qk + q0 * d, d, khat + k0 * d, d, 0.0, s_tile + s * c,
+      cpu::gemm(CblasNoTrans, CblasTrans, c, c, d, 1.0, qk + q0 * d, d, khat + s * c * d, d, 0.0, s_tile + s * c,
                 w);
       for (int64_t e = 0; e < c; ++e) {
         kpos[s * c + e] = pos[k0 + e];
@@ -130,6 +133,25 @@ void softmax_rows(T* tile, int64_t rows, int64_t w, T* lse) {
   }
 }
 
+// One task's scratch: the [C, W] tiles, the window's keys and their masks.
+template <typename T>
+struct TaskBuffers {
+  std::vector<T> p, dp, khat, rho, dk;
+  std::vector<int64_t> kpos;
+  std::vector<char> kmask, replaced;
+  TaskBuffers(const Chunks<T>& a, bool backward)
+      : p(static_cast<size_t>(a.c * a.w)),
+        dp(backward ? static_cast<size_t>(a.c * a.w) : 0),
+        khat(static_cast<size_t>(a.w * a.d)),
+        rho(static_cast<size_t>(a.w)),
+        dk(backward ? static_cast<size_t>(a.c * a.d) : 0),
+        kpos(static_cast<size_t>(a.w)),
+        kmask(static_cast<size_t>(a.w)),
+        replaced(backward ? static_cast<size_t>(a.c * a.w) : 0) {}
+  bool* mask() { return reinterpret_cast<bool*>(kmask.data()); }
+  bool* replaced_mask() { return replaced.empty() ? nullptr : reinterpret_cast<bool*>(replaced.data()); }
+};
+
 template <typename T>
 void forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
              const Tensor& bias, const Backend::LshChunks& ch, const Tensor& out_t, const Tensor& lse_t) {
@@ -138,21 +160,70 @@ void forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tens
   T* out = out_t.data<T>();
   T* lse = lse_t.data<T>();
   parallel_for(0, a.bh * a.n_ch, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<T> tile(static_cast<size_t>(a.c * a.w));
-    std::vector<int64_t> kpos(static_cast<size_t>(a.w));
-    std::vector<char> kmask_store(static_cast<size_t>(a.w));
-    bool* kmask = reinterpret_cast<bool*>(kmask_store.data());
+    TaskBuffers<T> buf(a, false);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g = t / a.n_ch, ci = t % a.n_ch, q0 = a.row(g, ci);
-      a.logits(g, ci, tile.data(), kpos.data(), kmask);
-      softmax_rows(tile.data(), a.c, a.w, lse + q0);
+      a.window_keys(g, ci, buf.khat.data(), buf.rho.data());
+      a.logits(g, ci, buf.khat.data(), buf.p.data(), buf.kpos.data(), buf.mask());
+      softmax_rows(buf.p.data(), a.c, a.w, lse + q0);
       for (int64_t s = 0; s < a.span; ++s) {
         const int64_t k0 = a.row(g, a.window_chunk(ci, s));
-        cpu::gemm(CblasNoTrans, CblasNoTrans, a.c, a.dv, a.c, 1.0, tile.data() + s * a.c, a.w,
+        cpu::gemm(CblasNoTrans, CblasNoTrans, a.c, a.dv, a.c, 1.0, buf.p.data() + s * a.c, a.w,
                   a.v + k0 * a.dv, a.dv, s == 0 ? 0.0 : 1.0, out + q0 * a.dv, a.dv);
       }
     }
   });
+}
+
+// The backward of chunk ci of (b, h) g, added into gq and gv (see the top of the file).
+template <typename T>
+void backward_task(const Chunks<T>& a, int64_t g, int64_t ci, const T* go, const T* gl, const T* out, T* gq,
+                   T* gv, TaskBuffers<T>& buf) {
+  const int64_t q0 = a.row(g, ci);
+  T* p = buf.p.data();
+  T* dp = buf.dp.data();
+  a.window_keys(g, ci, buf.khat.data(), buf.rho.data());
+  a.logits(g, ci, buf.khat.data(), p, buf.kpos.data(), buf.mask(), buf.replaced_mask());
+  softmax_rows<T>(p, a.c, a.w, nullptr);
+  for (int64_t s = 0; s < a.span; ++s) {
+    const int64_t k0 = a.row(g, a.window_chunk(ci, s));
+    cpu::gemm(CblasNoTrans, CblasTrans, a.c, a.c, a.dv, 1.0, go + q0 * a.dv, a.dv, a.v + k0 * a.dv, a.dv, 0.0,
+              dp + s * a.c, a.w);
+    cpu::gemm(CblasTrans, CblasNoTrans, a.c, a.dv, a.c, 1.0, p + s * a.c, a.w, go + q0 * a.dv, a.dv, 1.0,
+              gv + k0 * a.dv, a.dv);
+  }
+  const bool* replaced = buf.replaced_mask();
+  for (int64_t r = 0; r < a.c; ++r) {
+    const T* o = out + (q0 + r) * a.dv;
+    const T* g_o = go + (q0 + r) * a.dv;
+    T row = 0;
+    for (int64_t k = 0; k < a.dv; ++k) row += g_o[k] * o[k];
+    if (gl) row -= gl[q0 + r];
+    T* pr = p + r * a.w;
+    const T* dpr = dp + r * a.w;
+    const bool* mr = replaced + r * a.w;
+    for (int64_t e = 0; e < a.w; ++e) pr[e] = mr[e] ? T(0) : pr[e] * (dpr[e] - row);  // p now holds dS
+  }
+  // Key path: dK = dS^T Q, then the normalisation's derivative, k = q rho / sqrt(d), rho = (mean(q^2) +
+  // eps)^(-1/2)  =>  dq += rho / sqrt(d) (dk - q rho^2 (dk . q) / d).
+  const T inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(a.d)));
+  for (int64_t s = 0; s < a.span; ++s) {
+    const int64_t k0 = a.row(g, a.window_chunk(ci, s));
+    cpu::gemm(CblasNoTrans, CblasNoTrans, a.c, a.d, a.c, 1.0, p + s * a.c, a.w, buf.khat.data() + s * a.c * a.d,
+              a.d, 1.0, gq + q0 * a.d, a.d);
+    cpu::gemm(CblasTrans, CblasNoTrans, a.c, a.d, a.c, 1.0, p + s * a.c, a.w, a.qk + q0 * a.d, a.d, 0.0,
+              buf.dk.data(), a.d);
+    for (int64_t r = 0; r < a.c; ++r) {
+      const T* q = a.qk + (k0 + r) * a.d;
+      const T* dkr = buf.dk.data() + r * a.d;
+      T* gqr = gq + (k0 + r) * a.d;
+      const T rho = buf.rho[static_cast<size_t>(s * a.c + r)];
+      T dot = 0;
+      for (int64_t k = 0; k < a.d; ++k) dot += dkr[k] * q[k];
+      const T coef = rho * rho * dot / static_cast<T>(a.d), scale = rho * inv_sqrt_d;
+      for (int64_t k = 0; k < a.d; ++k) gqr[k] += scale * (dkr[k] - q[k] * coef);
+    }
+  }
 }
 
 template <typename T>
@@ -166,81 +237,19 @@ void backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor& sqk,
   const T* out = out_t.data<T>();
   T* gq = grad_qk.data<T>();
   T* gv = grad_v.data<T>();
-  // Per (chunk, window slot): that slot's [C, d] share of dK and [C, dv] share of dV.
-  Tensor dkw_t = Tensor::empty({a.bh * a.n_ch * a.span * a.c, a.d}, sqk.options());
-  Tensor dvw_t = Tensor::empty({a.bh * a.n_ch * a.span * a.c, a.dv}, sqk.options());
-  T* dkw = dkw_t.data<T>();
-  T* dvw = dvw_t.data<T>();
-  parallel_for(0, a.bh * a.n_ch, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<T> p(static_cast<size_t>(a.c * a.w)), dp(static_cast<size_t>(a.c * a.w));
-    std::vector<int64_t> kpos(static_cast<size_t>(a.w));
-    std::vector<char> kmask_store(static_cast<size_t>(a.w)), replaced_store(static_cast<size_t>(a.c * a.w));
-    bool* kmask = reinterpret_cast<bool*>(kmask_store.data());
-    bool* replaced = reinterpret_cast<bool*>(replaced_store.data());
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / a.n_ch, ci = t % a.n_ch, q0 = a.row(g, ci);
-      a.logits(g, ci, p.data(), kpos.data(), kmask, replaced);
-      softmax_rows<T>(p.data(), a.c, a.w, nullptr);
-      for (int64_t s = 0; s < a.span; ++s) {
-        const int64_t k0 = a.row(g, a.window_chunk(ci, s));
-        cpu::gemm(CblasNoTrans, CblasTrans, a.c, a.c, a.dv, 1.0, go + q0 * a.dv, a.dv, a.v + k0 * a.dv, a.dv,
-                  0.0, dp.data() + s * a.c, a.w);
-        T* dvs = dvw + (t * a.span + s) * a.c * a.dv;
-        cpu::gemm(CblasTrans, CblasNoTrans, a.c, a.dv, a.c, 1.0, p.data() + s * a.c, a.w, go + q0 * a.dv,
-                  a.dv, 0.0, dvs, a.dv);
-      }
-      for (int64_t r = 0; r < a.c; ++r) {
-        const T* o = out + (q0 + r) * a.dv;
-        const T* g_o = go + (q0 + r) * a.dv;
-        T row = 0;
-        for (int64_t k = 0; k < a.dv; ++k) row += g_o[k] * o[k];
-        if (gl) row -= gl[q0 + r];
-        T* pr = p.data() + r * a.w;
-        const T* dpr = dp.data() + r * a.w;
-        const bool* mr = replaced + r * a.w;
-        for (int64_t e = 0; e < a.w; ++e) pr[e] = mr[e] ? T(0) : pr[e] * (dpr[e] - row);  // p now holds dS
-      }
-      for (int64_t s = 0; s < a.span; ++s) {
-        const int64_t k0 = a.row(g, a.window_chunk(ci, s));
-        cpu::gemm(CblasNoTrans, CblasNoTrans, a.c, a.d, a.c, 1.0, p.data() + s * a.c, a.w, a.khat + k0 * a.d,
-                  a.d, s == 0 ? 0.0 : 1.0, gq + q0 * a.d, a.d);
-        cpu::gemm(CblasTrans, CblasNoTrans, a.c, a.d, a.c, 1.0, p.data() + s * a.c, a.w, a.qk + q0 * a.d, a.d,
-                  0.0, dkw + (t * a.span + s) * a.c * a.d, a.d);
-      }
-    }
-  });
-  // Gather each chunk's key/value gradient from the windows that held it, then the normalisation's
-  // derivative: k = q rho / sqrt(d), rho = (mean(q^2) + eps)^(-1/2)  =>  dq += rho / sqrt(d) (dk - q rho^2
-  // (dk . q) / d).
-  const T inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(a.d)));
-  parallel_for(0, a.bh * a.n_ch, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<T> dk(static_cast<size_t>(a.c * a.d));
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / a.n_ch, cj = t % a.n_ch, k0 = a.row(g, cj);
-      std::fill(dk.begin(), dk.end(), T(0));
-      T* gvc = gv + k0 * a.dv;
-      std::fill(gvc, gvc + a.c * a.dv, T(0));
-      for (int64_t s = 0; s < a.span; ++s) {
-        // The chunk whose window slot s is cj.
-        const int64_t ci = ((cj - (s - a.before)) % a.n_ch + a.n_ch) % a.n_ch;
-        const int64_t src = (g * a.n_ch + ci) * a.span + s;
-        const T* k_src = dkw + src * a.c * a.d;
-        const T* v_src = dvw + src * a.c * a.dv;
-        for (int64_t i = 0; i < a.c * a.d; ++i) dk[static_cast<size_t>(i)] += k_src[i];
-        for (int64_t i = 0; i < a.c * a.dv; ++i) gvc[i] += v_src[i];
-      }
-      for (int64_t r = 0; r < a.c; ++r) {
-        const T* q = a.qk + (k0 + r) * a.d;
-        const T* dkr = dk.data() + r * a.d;
-        T* gqr = gq + (k0 + r) * a.d;
-        const T rho = a.rho[k0 + r];
-        T dot = 0;
-        for (int64_t k = 0; k < a.d; ++k) dot += dkr[k] * q[k];
-        const T coef = rho * rho * dot / static_cast<T>(a.d), scale = rho * inv_sqrt_d;
-        for (int64_t k = 0; k < a.d; ++k) gqr[k] += scale * (dkr[k] - q[k] * coef);
-      }
-    }
-  });
+  std::fill(gq, gq + a.bh * a.n * a.d, T(0));
+  std::fill(gv, gv + a.bh * a.n * a.dv, T(0));
+  // Chunks ci and ci + k span have disjoint windows when span divides the chunk count (the windows tile the
+  // circle); otherwise one chunk per (b, h) and pass.
+  const int64_t passes = a.n_ch % a.span == 0 ? a.span : a.n_ch;
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    const int64_t per_g = (a.n_ch - pass + passes - 1) / passes;
+    parallel_for(0, a.bh * per_g, 1, [&](int64_t t0, int64_t t1) {
+      TaskBuffers<T> buf(a, true);
+      for (int64_t t = t0; t < t1; ++t)
+        backward_task(a, t / per_g, pass + (t % per_g) * passes, go, gl, out, gq, gv, buf);
+    });
+  }
 }
 
 }  // namespace
