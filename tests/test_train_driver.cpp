@@ -97,3 +97,40 @@ TEST(TransformerLmDriver, ResumingWithAnotherConfigurationIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("heads=4"), std::string::npos) << e.what();
   }
 }
+
+// --time-budget: a spent budget stops the run after the step that spent it, which is checkpointed, validated and
+// followed by the final test; the spent minutes travel in the checkpoint, so resuming under the same budget
+// trains no further, and resuming without one continues to --steps with the clock carried on.
+TEST(TransformerLmDriver, TimeBudgetStopsCheckpointsAndCarriesAcrossResume) {
+  fs::path base = scratch("budget");
+  std::string data = write_corpus(base);
+  fs::path out = base / "run";
+  models::TransformerLmTrainOptions o = tiny_options(data, out);
+  o.time_budget = 1e-9;  // minutes: spent by the first step
+  ASSERT_EQ(models::train_transformer_lm(o), 0);
+  const fs::path ckpt = out / "checkpoint.safetensors", metrics = out / "metrics.jsonl";
+  auto saved = [&] { return load_safetensors_with_metadata(ckpt.string()).metadata; };
+  EXPECT_EQ(saved().at("step"), "1");
+  const double spent = std::stod(saved().at("train_minutes"));
+  EXPECT_GT(spent, 0);
+  std::vector<std::string> tests = test::lines_with(metrics, "\"split\":\"test\"");
+  ASSERT_EQ(tests.size(), 1u);
+  EXPECT_EQ(test::json_field(tests[0], "step"), 1);
+  EXPECT_DOUBLE_EQ(test::json_field(tests[0], "train_minutes"), spent);
+  ASSERT_EQ(test::lines_with(metrics, "\"split\":\"valid\"").size(), 1u);  // the stop validates too
+
+  o.resume = true;  // the same budget: nothing left to train
+  ASSERT_EQ(models::train_transformer_lm(o), 0);
+  EXPECT_EQ(saved().at("step"), "1");
+  tests = test::lines_with(metrics, "\"split\":\"test\"");
+  ASSERT_EQ(tests.size(), 2u);
+  EXPECT_EQ(test::json_field(tests[1], "step"), 1);
+
+  o.time_budget = 0;  // no limit: on to --steps, the clock carried on from the first run
+  ASSERT_EQ(models::train_transformer_lm(o), 0);
+  EXPECT_EQ(saved().at("step"), std::to_string(o.steps));
+  EXPECT_GT(std::stod(saved().at("train_minutes")), spent);
+  tests = test::lines_with(metrics, "\"split\":\"test\"");
+  ASSERT_EQ(tests.size(), 3u);
+  EXPECT_EQ(test::json_field(tests[2], "step"), o.steps);
+}

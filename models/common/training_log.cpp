@@ -57,4 +57,10 @@ void MetricsWriter::write(int64_t step, const std::string& split, const std::map
   out_.flush();
 }
 
+std::string TrainingClock::minutes_text() const {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", carried_);
+  return buf;
+}
+
 }  // namespace loom::train

@@ -27,6 +27,28 @@ inline double minutes_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
 }
 
+// Wall-clock time spent in training steps alone (periodic evaluation and checkpoint writes excluded), carried
+// across --resume through the checkpoint's metadata, and the --time-budget it is held to: a run whose budget is
+// spent stops, checkpoints and runs its final evaluation as if it had reached --steps. This is what "trained for
+// two hours" means when two models are compared in equal time.
+class TrainingClock {
+ public:
+  // budget_minutes <= 0: no budget. carried_minutes: what the checkpoint a run resumes from had spent.
+  explicit TrainingClock(double budget_minutes = 0, double carried_minutes = 0)
+      : budget_(budget_minutes), carried_(carried_minutes) {}
+  void begin_step() { step_start_ = std::chrono::steady_clock::now(); }
+  void end_step() { carried_ += minutes_since(step_start_); }
+  double minutes() const { return carried_; }
+  // minutes() for a checkpoint's metadata, exact when read back with std::stod.
+  std::string minutes_text() const;
+  double budget() const { return budget_; }
+  bool spent() const { return budget_ > 0 && carried_ >= budget_; }
+
+ private:
+  double budget_, carried_;
+  std::chrono::steady_clock::time_point step_start_;
+};
+
 // Appends one JSON object per line: {"step": 10, "split": "train", "loss": 2.1, ...}.
 class MetricsWriter {
  public:

@@ -237,6 +237,7 @@ int train_reformer(const ReformerTrainOptions& opt) {
   const std::string arch = model.config().str();
   const std::string vocab_hex = lm ? hex_of(corpus.vocab) : "";
   int64_t start_step = 0;
+  train::TrainingClock clock(opt.time_budget);
   if (opt.resume) {
     LOOM_CHECK(std::filesystem::exists(ckpt), kTrain, ": --resume but there is no checkpoint at '", ckpt, "'");
     // The architecture and task are checked before anything is loaded: the same shapes can be another model.
@@ -250,6 +251,8 @@ int train_reformer(const ReformerTrainOptions& opt) {
                "' was trained on another vocabulary (different --data)");
     auto meta = nn::load_checkpoint(ckpt, model, &optimizer);
     start_step = std::stoll(meta.at("step"));
+    if (meta.count("train_minutes"))  // checkpoints written before the clock existed have none
+      clock = train::TrainingClock(opt.time_budget, std::stod(meta.at("train_minutes")));
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start_step));
   }
   train::MetricsWriter metrics((std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
@@ -261,7 +264,8 @@ int train_reformer(const ReformerTrainOptions& opt) {
                          {"config", arch},
                          {"config_json", config_to_json(model.config()).dump()},
                          {"vocab", vocab_hex},
-                         {"step", std::to_string(step)}});
+                         {"step", std::to_string(step)},
+                         {"train_minutes", clock.minutes_text()}});
   };
   // Evaluation may use more hash rounds than training (the paper's advice); training resumes with its own.
   auto with_eval_hashes = [&](auto&& fn) {
@@ -274,7 +278,10 @@ int train_reformer(const ReformerTrainOptions& opt) {
 
   model.train();
   double smoothed = NAN;
+  int64_t last_step = start_step;
   for (int64_t step = start_step; step < opt.steps; ++step) {
+    if (clock.spent()) break;  // --time-budget used up (possibly by the run this one resumes)
+    clock.begin_step();
     const double lr = nn::apply_lr(optimizer, schedule, step + 1);
     Tensor x, y;
     if (lm) {
@@ -291,8 +298,10 @@ int train_reformer(const ReformerTrainOptions& opt) {
     loss.backward();
     const double grad_norm = opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
     optimizer.step();
+    clock.end_step();
     smoothed = std::isnan(smoothed) ? loss_value : 0.95 * smoothed + 0.05 * loss_value;
     const int64_t done = step + 1;
+    last_step = done;
     if (done % 10 == 0) {
       std::map<std::string, double> m{{"loss", loss_value}, {"lr", lr}, {"grad_norm", grad_norm}};
       if (lm) m["bpc"] = loss_value / kLn2;
@@ -301,20 +310,21 @@ int train_reformer(const ReformerTrainOptions& opt) {
     bar.update(done, (done - start_step) * opt.batch * seq,
                lm ? detail::concat("train bpc ", std::round(smoothed / kLn2 * 1000) / 1000)
                   : detail::concat("train loss ", std::round(smoothed * 1000) / 1000));
-    if (done % opt.eval_every == 0 || done == opt.steps) {
+    if (done % opt.eval_every == 0 || done == opt.steps || clock.spent()) {
       const double minutes = train::minutes_since(t0);
       if (lm) {
         double bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.valid, seq, opt.eval_tokens, device); });
-        metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}});
+        metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
         std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
       } else {
         double acc = duplication_accuracy(model, opt, device);
-        metrics.write(done, "valid", {{"accuracy", acc}, {"minutes", minutes}});
+        metrics.write(done, "valid", {{"accuracy", acc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
         std::fprintf(stderr, "\nstep %lld: accuracy on the second copy %.4f (%.1f min)\n",
                      static_cast<long long>(done), acc, minutes);
       }
     }
-    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after) save(done);
+    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after || clock.spent())
+      save(done);
     if (done == opt.stop_after && done < opt.steps) {
       bar.finish();
       std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
@@ -322,6 +332,9 @@ int train_reformer(const ReformerTrainOptions& opt) {
     }
   }
   bar.finish();
+  if (last_step < opt.steps)
+    std::fprintf(stderr, "time budget of %g min spent after step %lld; the final evaluation follows\n",
+                 opt.time_budget, static_cast<long long>(last_step));
 
   if (!lm) {
     auto row = duplication_row(model, opt, device);
@@ -334,13 +347,14 @@ int train_reformer(const ReformerTrainOptions& opt) {
     }
     std::printf(" (%.1f min)\n", train::minutes_since(t0));
     m["minutes"] = train::minutes_since(t0);
-    metrics.write(opt.steps, "test", m);
+    m["train_minutes"] = clock.minutes();
+    metrics.write(last_step, "test", m);
     return 0;
   }
   const double test_bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.test, seq, 0, device); });
   const double minutes = train::minutes_since(t0);
-  metrics.write(opt.steps, "test", {{"bpc", test_bpc}, {"minutes", minutes}});
-  std::printf("test bpc %.4f after %lld steps (%.1f min)\n", test_bpc, static_cast<long long>(opt.steps), minutes);
+  metrics.write(last_step, "test", {{"bpc", test_bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+  std::printf("test bpc %.4f after %lld steps (%.1f min)\n", test_bpc, static_cast<long long>(last_step), minutes);
   if (opt.sample_chars > 0) {
     std::string prompt = opt.prompt;
     if (prompt.empty()) {  // the first line of the test split

@@ -93,6 +93,7 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   std::filesystem::create_directories(opt.out_dir);
   std::string ckpt = (std::filesystem::path(opt.out_dir) / "checkpoint.safetensors").string();
   int64_t start_step = 0;
+  train::TrainingClock clock(opt.time_budget);
   if (opt.resume) {
     // The configuration is checked before anything is loaded: same shapes can still mean another model.
     auto saved = load_safetensors_with_metadata(ckpt).metadata;
@@ -100,17 +101,24 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
                " but this run asks for ", cfg.str());
     auto meta = nn::load_checkpoint(ckpt, model, &optimizer);
     start_step = std::stoll(meta.at("step"));
+    if (meta.count("train_minutes"))  // checkpoints written before the clock existed have none
+      clock = train::TrainingClock(opt.time_budget, std::stod(meta.at("train_minutes")));
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start_step));
   }
   train::MetricsWriter metrics((std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
   train::ProgressBar bar(opt.steps);
   auto save = [&](int64_t step) {
-    nn::save_checkpoint(ckpt, model, &optimizer, {{"config", cfg.str()}, {"step", std::to_string(step)}});
+    nn::save_checkpoint(ckpt, model, &optimizer, {{"config", cfg.str()},
+                         {"step", std::to_string(step)},
+                         {"train_minutes", clock.minutes_text()}});
   };
 
   model.train();
   double smoothed = NAN;
+  int64_t last_step = start_step;
   for (int64_t step = start_step; step < opt.steps; ++step) {
+    if (clock.spent()) break;  // --time-budget used up (possibly by the run this one resumes)
+    clock.begin_step();
     double lr = nn::apply_lr(optimizer, schedule, step + 1);
     auto [x, y] = sample_batch(corpus.train, opt.batch, opt.seq, device);
     Tensor loss = model.loss(x, y);
@@ -121,21 +129,24 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
     loss.backward();
     double grad_norm = opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
     optimizer.step();
+    clock.end_step();
     smoothed = std::isnan(smoothed) ? loss_value : 0.95 * smoothed + 0.05 * loss_value;
     int64_t done = step + 1;
+    last_step = done;
     if (done % 10 == 0) {
       metrics.write(done, "train",
                     {{"loss", loss_value}, {"bpc", loss_value / kLn2}, {"lr", lr}, {"grad_norm", grad_norm}});
     }
     bar.update(done, (done - start_step) * opt.batch * opt.seq,
                detail::concat("train bpc ", std::round(smoothed / kLn2 * 1000) / 1000));
-    if (done % opt.eval_every == 0 || done == opt.steps) {
+    if (done % opt.eval_every == 0 || done == opt.steps || clock.spent()) {
       double bpc = evaluate_bpc(model, corpus.valid, opt.seq, opt.eval_tokens, device);
       double minutes = train::minutes_since(t0);
-      metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}});
+      metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
       std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
     }
-    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after) save(done);
+    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after || clock.spent())
+      save(done);
     if (done == opt.stop_after && done < opt.steps) {
       bar.finish();
       std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
@@ -143,10 +154,13 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
     }
   }
   bar.finish();
+  if (last_step < opt.steps)
+    std::fprintf(stderr, "time budget of %g min spent after step %lld; the final evaluation follows\n",
+                 opt.time_budget, static_cast<long long>(last_step));
   double test_bpc = evaluate_bpc(model, corpus.test, opt.seq, 0, device);
   double minutes = train::minutes_since(t0);
-  metrics.write(opt.steps, "test", {{"bpc", test_bpc}, {"minutes", minutes}});
-  std::printf("test bpc %.4f after %lld steps (%.1f min)%s\n", test_bpc, static_cast<long long>(opt.steps), minutes,
+  metrics.write(last_step, "test", {{"bpc", test_bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+  std::printf("test bpc %.4f after %lld steps (%.1f min)%s\n", test_bpc, static_cast<long long>(last_step), minutes,
               opt.data == "kjv" ? "; gzip -9 on the whole KJV text: 2.334 bpc" : "");
   return 0;
 }

@@ -303,6 +303,7 @@ int train_ut(const UTTrainOptions& opt) {
   const std::string ckpt = (std::filesystem::path(opt.out_dir) / "checkpoint.safetensors").string();
   const std::string arch = model.config().str();
   int64_t start_step = 0;
+  train::TrainingClock clock(opt.time_budget);
   if (opt.resume) {
     LOOM_CHECK(std::filesystem::exists(ckpt), kTrain, ": --resume but there is no checkpoint at '", ckpt,
                "'");
@@ -314,6 +315,8 @@ int train_ut(const UTTrainOptions& opt) {
                " but this run asks for ", arch);
     auto meta = nn::load_checkpoint(ckpt, model, &optimizer);
     start_step = std::stoll(meta.at("step"));
+    if (meta.count("train_minutes"))  // checkpoints written before the clock existed have none
+      clock = train::TrainingClock(opt.time_budget, std::stod(meta.at("train_minutes")));
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start_step));
   }
   auto save = [&](int64_t step) {
@@ -322,7 +325,8 @@ int train_ut(const UTTrainOptions& opt) {
                          {"task", opt.task},
                          {"config", arch},
                          {"config_json", config_to_json(model.config()).dump()},
-                         {"step", std::to_string(step)}});
+                         {"step", std::to_string(step)},
+                         {"train_minutes", clock.minutes_text()}});
   };
   train::MetricsWriter metrics((std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
   train::ProgressBar bar(opt.steps);
@@ -330,7 +334,10 @@ int train_ut(const UTTrainOptions& opt) {
   model.train();
   double smoothed = NAN;
   int64_t tokens_done = 0;
+  int64_t last_step = start_step;
   for (int64_t step = start_step; step < opt.steps; ++step) {
+    if (clock.spent()) break;  // --time-budget used up (possibly by the run this one resumes)
+    clock.begin_step();
     const double lr = nn::apply_lr(optimizer, schedule, step + 1);
     // The batch and its offsets are functions of (seed, step): a resumed run sees the same data.
     data::SplitMix64 pick(opt.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step));
@@ -356,10 +363,12 @@ int train_ut(const UTTrainOptions& opt) {
     const double grad_norm =
         opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
     optimizer.step();
+    clock.end_step();
     const double ce = l.cross_entropy.item<double>();
     smoothed = std::isnan(smoothed) ? ce : 0.95 * smoothed + 0.05 * ce;
     for (size_t k = 0; k < rows.size(); ++k) tokens_done += b.src_lengths[k] + b.tgt_lengths[k];
     const int64_t done = step + 1;
+    last_step = done;
     if (done % 10 == 0) {
       data::SequenceAccuracy acc = data::padded_accuracy(l.logits.detach(), b.tgt);
       metrics.write(done, "train",
@@ -376,7 +385,7 @@ int train_ut(const UTTrainOptions& opt) {
                detail::concat("ce ", std::round(smoothed * 1000) / 1000, " ponder ",
                               std::round(mean_ponder(l.encoder) * 100) / 100, "/",
                               std::round(mean_ponder(l.decoder) * 100) / 100));
-    if (done % opt.eval_every == 0 || done == opt.steps) {
+    if (done % opt.eval_every == 0 || done == opt.steps || clock.spent()) {
       Evaluation ev = evaluate(model, task.eval, 0, device);
       const double minutes = train::minutes_since(t0);
       metrics.write(done, "valid",
@@ -384,14 +393,15 @@ int train_ut(const UTTrainOptions& opt) {
                      {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
                      {"ponder_encoder", ev.ponder_encoder},
                      {"ponder_decoder", ev.ponder_decoder},
-                     {"minutes", minutes}});
+                     {"minutes", minutes}, {"train_minutes", clock.minutes()}});
       std::fprintf(stderr,
                    "\nstep %lld: evaluation char-accuracy %.4f, sequence-accuracy %.4f, ponder %.2f / %.2f "
                    "(%.1f min)\n",
                    static_cast<long long>(done), ev.teacher_forced.char_accuracy(),
                    ev.teacher_forced.sequence_accuracy(), ev.ponder_encoder, ev.ponder_decoder, minutes);
     }
-    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after) save(done);
+    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after || clock.spent())
+      save(done);
     if (done == opt.stop_after && done < opt.steps) {
       bar.finish();
       std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n",
@@ -400,6 +410,9 @@ int train_ut(const UTTrainOptions& opt) {
     }
   }
   bar.finish();
+  if (last_step < opt.steps)
+    std::fprintf(stderr, "time budget of %g min spent after step %lld; the final evaluation follows\n",
+                 opt.time_budget, static_cast<long long>(last_step));
 
   Evaluation ev = evaluate(model, task.eval, opt.decode_examples, device);
   const double minutes = train::minutes_since(t0);
@@ -407,13 +420,13 @@ int train_ut(const UTTrainOptions& opt) {
                                   {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
                                   {"ponder_encoder", ev.ponder_encoder},
                                   {"ponder_decoder", ev.ponder_decoder},
-                                  {"minutes", minutes}};
+                                  {"minutes", minutes}, {"train_minutes", clock.minutes()}};
   if (opt.decode_examples > 0) {
     m["decoded_char_accuracy"] = ev.decoded.char_accuracy();
     m["decoded_seq_accuracy"] = ev.decoded.sequence_accuracy();
     m["decoded_examples"] = static_cast<double>(ev.decoded.sequences);
   }
-  metrics.write(opt.steps, "test", m);
+  metrics.write(last_step, "test", m);
   std::printf("%s on %s: char-accuracy %.4f, sequence-accuracy %.4f (teacher-forced, %lld examples)",
               arch.c_str(), opt.task.c_str(), ev.teacher_forced.char_accuracy(),
               ev.teacher_forced.sequence_accuracy(), static_cast<long long>(ev.teacher_forced.sequences));

@@ -38,6 +38,7 @@ struct UTTrainOptions {
   uint64_t data_seed = 0;  // the generated datasets
   bool resume = false;
   int64_t stop_after = 0;  // > 0: checkpoint and exit after this step, as if preempted
+  double time_budget = 0;  // > 0: minutes of training steps, then checkpoint and the final evaluation
   // Algorithmic tasks.
   int64_t train_size = 100000;
   int64_t train_length = 40;
