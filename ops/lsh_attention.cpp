@@ -295,8 +295,9 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
       const Tensor &q_ = saved.qk.get(), &v_ = saved.v.get();
       const Tensor grad = g[0].contiguous();
       const int64_t ll = grad.size(2), dvv = grad.size(3);
-      Tensor d_qk = need_qk ? zeros(q_.shape(), q_.options()) : Tensor();
-      Tensor d_v = need_v ? zeros(v_.shape(), v_.options()) : Tensor();
+      // The results are allocated after the first block's kernel, when its sorted copies are gone: with one
+      // block (short sequences) they never coexist.
+      Tensor d_qk, d_v;
       Backend& backend = backend_for(grad.device());
       for (const Block& blk : saved.parts) {
         Sorting s(blk.part(saved.spos.get()), blk.part(saved.slot.get()), blk.part(saved.undo.get()),
@@ -327,12 +328,16 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
                                        blk.optional_part(saved.bias.get()), saved.chunks, sout_, dsqk, dsv);
         dso = dslse = sqk_ = sv_ = Tensor();
         // Each position's rows of all rounds summed back (a gather's backward), in place in the block's part.
-        if (need_qk)
+        if (need_qk) {
+          if (!d_qk.defined()) d_qk = zeros(q_.shape(), q_.options());
           backend.index_add(blk.part(d_qk).view({rows * ll, q_.size(3)}), 0, s.fpos,
                             dsqk.view({rows * nn, q_.size(3)}));
+        }
         dsqk = Tensor();
-        if (need_v)
+        if (need_v) {
+          if (!d_v.defined()) d_v = zeros(v_.shape(), v_.options());
           backend.index_add(blk.part(d_v).view({rows * ll, dvv}), 0, s.fpos, dsv.view({rows * nn, dvv}));
+        }
       }
       return std::vector<Tensor>{std::move(d_qk), std::move(d_v)};
     });
