@@ -57,6 +57,11 @@ void MetricsWriter::write(int64_t step, const std::string& split, const std::map
   out_.flush();
 }
 
+TrainingClock TrainingClock::resumed(double budget_minutes, const std::map<std::string, std::string>& metadata) {
+  auto it = metadata.find(kMetadataKey);
+  return TrainingClock(budget_minutes, it == metadata.end() ? 0.0 : std::stod(it->second));
+}
+
 std::string TrainingClock::minutes_text() const {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.17g", carried_);

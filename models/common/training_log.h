@@ -36,12 +36,16 @@ class TrainingClock {
   // budget_minutes <= 0: no budget. carried_minutes: what the checkpoint a run resumes from had spent.
   explicit TrainingClock(double budget_minutes = 0, double carried_minutes = 0)
       : budget_(budget_minutes), carried_(carried_minutes) {}
+  // The checkpoint metadata key that carries minutes() across --resume.
+  static constexpr const char* kMetadataKey = "train_minutes";
+  // The clock of a resumed run: the minutes its checkpoint's metadata records (none in checkpoints written
+  // before the clock existed: 0).
+  static TrainingClock resumed(double budget_minutes, const std::map<std::string, std::string>& metadata);
   void begin_step() { step_start_ = std::chrono::steady_clock::now(); }
   void end_step() { carried_ += minutes_since(step_start_); }
   double minutes() const { return carried_; }
   // minutes() for a checkpoint's metadata, exact when read back with std::stod.
   std::string minutes_text() const;
-  double budget() const { return budget_; }
   bool spent() const { return budget_ > 0 && carried_ >= budget_; }
 
  private:

@@ -251,8 +251,7 @@ int train_reformer(const ReformerTrainOptions& opt) {
                "' was trained on another vocabulary (different --data)");
     auto meta = nn::load_checkpoint(ckpt, model, &optimizer);
     start_step = std::stoll(meta.at("step"));
-    if (meta.count("train_minutes"))  // checkpoints written before the clock existed have none
-      clock = train::TrainingClock(opt.time_budget, std::stod(meta.at("train_minutes")));
+    clock = train::TrainingClock::resumed(opt.time_budget, meta);
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start_step));
   }
   train::MetricsWriter metrics((std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
@@ -265,7 +264,7 @@ int train_reformer(const ReformerTrainOptions& opt) {
                          {"config_json", config_to_json(model.config()).dump()},
                          {"vocab", vocab_hex},
                          {"step", std::to_string(step)},
-                         {"train_minutes", clock.minutes_text()}});
+                         {train::TrainingClock::kMetadataKey, clock.minutes_text()}});
   };
   // Evaluation may use more hash rounds than training (the paper's advice); training resumes with its own.
   auto with_eval_hashes = [&](auto&& fn) {

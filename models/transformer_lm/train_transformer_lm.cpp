@@ -101,8 +101,7 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
                " but this run asks for ", cfg.str());
     auto meta = nn::load_checkpoint(ckpt, model, &optimizer);
     start_step = std::stoll(meta.at("step"));
-    if (meta.count("train_minutes"))  // checkpoints written before the clock existed have none
-      clock = train::TrainingClock(opt.time_budget, std::stod(meta.at("train_minutes")));
+    clock = train::TrainingClock::resumed(opt.time_budget, meta);
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start_step));
   }
   train::MetricsWriter metrics((std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
@@ -110,7 +109,7 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   auto save = [&](int64_t step) {
     nn::save_checkpoint(ckpt, model, &optimizer, {{"config", cfg.str()},
                          {"step", std::to_string(step)},
-                         {"train_minutes", clock.minutes_text()}});
+                         {train::TrainingClock::kMetadataKey, clock.minutes_text()}});
   };
 
   model.train();

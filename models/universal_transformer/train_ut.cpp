@@ -315,8 +315,7 @@ int train_ut(const UTTrainOptions& opt) {
                " but this run asks for ", arch);
     auto meta = nn::load_checkpoint(ckpt, model, &optimizer);
     start_step = std::stoll(meta.at("step"));
-    if (meta.count("train_minutes"))  // checkpoints written before the clock existed have none
-      clock = train::TrainingClock(opt.time_budget, std::stod(meta.at("train_minutes")));
+    clock = train::TrainingClock::resumed(opt.time_budget, meta);
     std::fprintf(stderr, "resumed from %s at step %lld\n", ckpt.c_str(), static_cast<long long>(start_step));
   }
   auto save = [&](int64_t step) {
@@ -326,7 +325,7 @@ int train_ut(const UTTrainOptions& opt) {
                          {"config", arch},
                          {"config_json", config_to_json(model.config()).dump()},
                          {"step", std::to_string(step)},
-                         {"train_minutes", clock.minutes_text()}});
+                         {train::TrainingClock::kMetadataKey, clock.minutes_text()}});
   };
   train::MetricsWriter metrics((std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
   train::ProgressBar bar(opt.steps);
