@@ -20,6 +20,21 @@ namespace {
 
 std::atomic<uint64_t> next_epoch{1};
 
+// Set while an entry's backward runs; restored afterwards, since an entry may run a nested backward (reversible
+// stacks and checkpoints rerun their blocks) whose own setting must not leak into the rest of its closure.
+thread_local bool frees_graph = false;
+
+class FreesGraphScope {
+ public:
+  explicit FreesGraphScope(bool value) : previous_(frees_graph) { frees_graph = value; }
+  ~FreesGraphScope() { frees_graph = previous_; }
+  FreesGraphScope(const FreesGraphScope&) = delete;
+  FreesGraphScope& operator=(const FreesGraphScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 struct LaterFirst {
   bool operator()(const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) const {
     return a->sequence_nr < b->sequence_nr;
@@ -27,14 +42,8 @@ struct LaterFirst {
 };
 using ReadyQueue = std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, LaterFirst>;
 
-// A gradient that nothing else references: contiguous, alone in its storage. A leaf may keep such a tensor as
-// its grad and later accumulate into it in place; anything else (the caller's tensor, a broadcast view, a
-// tensor a backward closure also returned elsewhere) is copied first.
-bool exclusively_owned(const Tensor& g) {
-  return g.use_count() == 1 && g.storage().use_count() == 1 && g.is_contiguous() && g.offset() == 0 &&
-         g.storage()->nbytes() == g.nbytes();
-}
-
+// A leaf may keep an exclusively owned gradient as its grad and later accumulate into it in place; anything
+// else (the caller's tensor, a broadcast view, a tensor a backward closure also returned elsewhere) is copied.
 void accumulate_into_leaf(AutogradMeta& leaf, const Tensor& g) {
   if (!leaf.grad.defined()) {
     leaf.grad = exclusively_owned(g) ? g : g.clone();
@@ -52,10 +61,16 @@ void check_not_freed(const Node& node) {
              "the first time to replay a graph twice");
 }
 
-// Stores g as the grad of output slot `slot` of `node`, adding to what is there.
+// Stores g as the grad of output slot `slot` of `node`, adding to what is there (in place when the buffer is
+// the engine's alone, so a tensor consumed twice costs no third gradient-sized buffer).
 void accumulate_into_node(Node& node, int slot, const Tensor& g) {
   Tensor& buffer = node.grad_buffer[static_cast<size_t>(slot)];
-  buffer = buffer.defined() ? add(buffer, g) : g;
+  if (!buffer.defined())
+    buffer = g;
+  else if (exclusively_owned(buffer))
+    add_(buffer, g);
+  else
+    buffer = add(buffer, g);
 }
 
 void check_grad_matches(const Node& node, size_t i, const Tensor& g) {
@@ -131,7 +146,11 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
       }
       node->grad_buffer.clear();
       LOOM_CHECK(node->backward, node->name, " backward: the entry has no backward function");
-      std::vector<Tensor> input_grads = node->backward(grads);
+      std::vector<Tensor> input_grads;
+      {
+        FreesGraphScope scope(!retain_graph);
+        input_grads = node->backward(grads);
+      }
       grads.clear();
       LOOM_CHECK(input_grads.size() == node->next.size(), node->name, " backward: returned ", input_grads.size(),
                  " gradients for ", node->next.size(), " inputs");
@@ -156,6 +175,13 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
     drain(queue);
     throw;
   }
+}
+
+bool backward_frees_graph() { return frees_graph; }
+
+bool exclusively_owned(const Tensor& t) {
+  return t.defined() && t.use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous() &&
+         t.offset() == 0 && t.storage()->nbytes() == t.nbytes();
 }
 
 }  // namespace loom::autograd

@@ -37,8 +37,10 @@ struct Edge {
 };
 
 // Maps the gradients of the outputs (one per output, never undefined: an output that received nothing gets
-// zeros) to the gradients of the inputs (one per input; undefined where an input needs none).
-using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
+// zeros) to the gradients of the inputs (one per input; undefined where an input needs none). The engine hands
+// the output gradients over: a backward may move them out of the vector (and, when it holds the only
+// reference, update them in place) instead of keeping the engine's copies alive for as long as it runs.
+using BackwardFn = std::function<std::vector<Tensor>(std::vector<Tensor>& grad_outputs)>;
 
 // What an output looked like, to make zeros for a slot that received no gradient.
 struct OutputInfo {

@@ -91,22 +91,34 @@ ReversibleOutput reversible_sequence(const std::vector<ReversibleBlock>& blocks,
   if (!recording) return {y1, y2};
 
   bool need1 = x1.requires_grad(), need2 = x2.requires_grad();
+  // Backward keeps four stream-sized tensors: (y1, y2) turn into (x1, x2) and (dy1, dy2) into (dx1, dx2) in
+  // place, block after block, whenever the pass frees the graph and nothing else holds them (the saved outputs
+  // are taken out of their slots, the engine hands over the incoming gradients). Otherwise (retain_graph, an
+  // output still held by the caller) each update allocates a fresh tensor, as the graph must stay replayable.
   auto backward = [blocks, s1 = autograd::SavedTensor(y1, op), s2 = autograd::SavedTensor(y2, op),
-                   f_rng = tr.f_rng, g_rng = tr.g_rng, need1, need2](const std::vector<Tensor>& grads) {
+                   f_rng = tr.f_rng, g_rng = tr.g_rng, need1,
+                   need2](std::vector<Tensor>& grads) mutable {
     GeneratorStateGuard restore;
-    Tensor y1 = s1.get(), y2 = s2.get(), dy1 = grads[0], dy2 = grads[1];
+    const bool consume = autograd::backward_frees_graph();
+    Tensor y1 = consume ? s1.take() : s1.get(), y2 = consume ? s2.take() : s2.get();
+    Tensor dy1 = std::move(grads[0]), dy2 = std::move(grads[1]);
+    // t += d or t -= d, in place when t is ours alone.
+    auto update = [consume](Tensor& t, const Tensor& d, bool subtract) {
+      if (consume && autograd::exclusively_owned(t))
+        subtract ? sub_(t, d) : add_(t, d);
+      else
+        t = subtract ? sub(t, d) : add(t, d);
+    };
     for (size_t l = blocks.size(); l-- > 0;) {
-      // y2 = x2 + G(y1): dy2 reaches y1 through G; then x2 = y2 - G(y1).
+      // y2 = x2 + G(y1): dy2 reaches y1 through G, so dx1 = dy1 + dG; then x2 = y2 - G(y1).
       Rerun g = rerun_and_backward(blocks[l].g, y1, g_rng[l], dy2, "G", l);
-      Tensor dx1 = g.grad_in.defined() ? add(dy1, g.grad_in) : dy1;
-      Tensor x2 = sub(y2, g.out);
+      if (g.grad_in.defined()) update(dy1, g.grad_in, false);
+      update(y2, g.out, true);
       g = Rerun();
-      // y1 = x1 + F(x2): dx1 reaches x2 through F; then x1 = y1 - F(x2).
-      Rerun f = rerun_and_backward(blocks[l].f, x2, f_rng[l], dx1, "F", l);
-      Tensor dx2 = f.grad_in.defined() ? add(dy2, f.grad_in) : dy2;
-      Tensor x1 = sub(y1, f.out);
-      f = Rerun();
-      y1 = std::move(x1), y2 = std::move(x2), dy1 = std::move(dx1), dy2 = std::move(dx2);
+      // y1 = x1 + F(x2): dx1 reaches x2 through F, so dx2 = dy2 + dF; then x1 = y1 - F(x2).
+      Rerun f = rerun_and_backward(blocks[l].f, y2, f_rng[l], dy1, "F", l);
+      if (f.grad_in.defined()) update(dy2, f.grad_in, false);
+      update(y1, f.out, true);
     }
     return std::vector<Tensor>{need1 ? dy1 : Tensor(), need2 ? dy2 : Tensor()};
   };

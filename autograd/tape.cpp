@@ -100,6 +100,11 @@ const Tensor& SavedTensor::get() const {
   return data_;
 }
 
+Tensor SavedTensor::take() {
+  get();  // the version check
+  return std::move(data_);
+}
+
 bool any_requires_grad(std::initializer_list<const Tensor*> tensors) {
   if (!GradMode::is_enabled()) return false;
   for (const Tensor* t : tensors) {

@@ -66,6 +66,9 @@ class SavedTensor {
   SavedTensor() = default;
   SavedTensor(const Tensor& t, const char* op);
   const Tensor& get() const;
+  // get(), leaving the slot empty: for a backward that runs once (backward_frees_graph()) and wants to be the
+  // tensor's only holder, to release it early or update it in place.
+  Tensor take();
   bool defined() const { return data_.defined(); }
 
  private:

@@ -190,7 +190,10 @@ std::vector<Block> blocks(int64_t b, int64_t h, int64_t n, int64_t block_rows) {
   return out;
 }
 
-// What the backward pass keeps: the inputs, the sorted layout and the kernel's sorted outputs.
+// What the backward pass keeps: the inputs, the sorted layout and, when the call ran as one block, the kernel's
+// sorted outputs. With several blocks the outputs ([B, H, n_hashes L, dv], as large as all rounds' attention
+// results) are not kept: backward reruns each block's forward kernel (deterministic, so bit for bit the same)
+// and holds one block's outputs at a time. With one block that would save nothing, so they are kept.
 struct Saved {
   autograd::SavedTensor qk, v, padding, bias, spos, slot, undo, sout, slse;
   Backend::LshChunks chunks;
@@ -200,6 +203,21 @@ struct Saved {
 
 // Rounds combined: out [B, H, L, dv] = Σ_r w_r o_r with w = softmax over r of lse; o [B, H, nr, L, dv],
 // lse [B, H, nr, L] are the un-sorted round outputs.
+// One block's sorted kernel outputs: [nb, nh, n_hashes L, dv] and their log-sum-exps [nb, nh, n_hashes L].
+struct SortedOutputs {
+  Tensor out, lse;
+};
+
+SortedOutputs run_block(Backend& be, const Sorting& s, const Block& blk, const Tensor& q, const Tensor& v,
+                        const Tensor& padding, const Tensor& bias, const Backend::LshChunks& chunks) {
+  const int64_t nn = s.spos.size(2);
+  SortedOutputs so{Tensor::empty({blk.nb, blk.nh, nn, v.size(3)}, q.options()),
+                   Tensor::empty({blk.nb, blk.nh, nn}, q.options())};
+  be.lsh_attention_forward(s.sort_from_positions(blk.part(q)), s.sort_from_positions(blk.part(v)), s.spos,
+                           blk.padding(padding), blk.optional_part(bias), chunks, so.out, so.lse);
+  return so;
+}
+
 struct Rounds {
   Tensor o, w, out;
   Rounds(const Sorting& s, const Tensor& sout, const Tensor& slse) {
@@ -265,14 +283,14 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
 
   Backend& be = backend_for(q.device());
   const std::vector<Block> parts = blocks(b, h, n, o.block_rows);
-  Tensor sout = Tensor::empty({b, h, n, dv}, q.options()), slse = Tensor::empty({b, h, n}, q.options());
+  const bool keep_outputs = parts.size() == 1;
+  Tensor sout, slse;
   result.out = Tensor::empty({b, h, l, dv}, q.options());
   for (const Block& blk : parts) {
     Sorting s = blk.sorting(sorting);
-    Tensor part_out = blk.part(sout), part_lse = blk.part(slse);
-    be.lsh_attention_forward(s.sort_from_positions(blk.part(q)), s.sort_from_positions(blk.part(vv)), s.spos,
-                             blk.padding(padding), blk.optional_part(bias), chunks, part_out, part_lse);
-    blk.part(result.out).copy_(Rounds(s, part_out, part_lse).out);
+    SortedOutputs so = run_block(be, s, blk, q, vv, padding, bias, chunks);
+    blk.part(result.out).copy_(Rounds(s, so.out, so.lse).out);
+    if (keep_outputs) sout = std::move(so.out), slse = std::move(so.lse);
   }
 
   if (scope.recording()) {
@@ -290,10 +308,14 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
                 l,
                 parts};
     scope.record({result.out}, [saved = std::move(saved), need_qk = scope.needs_grad(0),
-                                need_v = scope.needs_grad(1)](const std::vector<Tensor>& g) {
+                                need_v = scope.needs_grad(1)](std::vector<Tensor>& g) {
       NoGradGuard no_grad;
       const Tensor &q_ = saved.qk.get(), &v_ = saved.v.get();
-      const Tensor grad = g[0].contiguous();
+      // Taken from the engine, so that a strided incoming gradient is not kept beside its contiguous copy.
+      const Tensor grad = [&g] {
+        Tensor incoming = std::move(g[0]);
+        return incoming.contiguous();
+      }();
       const int64_t ll = grad.size(2), dvv = grad.size(3);
       // The results are allocated after the first block's kernel, when its sorted copies are gone: with one
       // block (short sequences) they never coexist.
@@ -302,7 +324,11 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
       for (const Block& blk : saved.parts) {
         Sorting s(blk.part(saved.spos.get()), blk.part(saved.slot.get()), blk.part(saved.undo.get()),
                   saved.n_hashes, saved.l);
-        const Tensor sout_ = blk.part(saved.sout.get()), slse_ = blk.part(saved.slse.get());
+        SortedOutputs so = saved.sout.defined()
+                               ? SortedOutputs{saved.sout.get(), saved.slse.get()}
+                               : run_block(backend, s, blk, q_, v_, saved.padding.get(), saved.bias.get(),
+                                           saved.chunks);
+        const Tensor &sout_ = so.out, &slse_ = so.lse;
         const Tensor grad_ = blk.part(grad);
         const int64_t rows = blk.nb * blk.nh, nn = s.spos.size(2);
         // The sorted output gradients; the un-sorted round outputs they come from are dropped before the

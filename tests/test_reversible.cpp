@@ -70,8 +70,12 @@ StepResult run_step(nn::ReversibleSequence& stack, const Tensor& x1_data, const 
   ReversibleOutput y = reversible ? stack.forward(x1, x2) : explicit_two_stream(stack, x1, x2);
   (void)rand({37});  // move the generator: the recompute must rewind to the forward's states regardless
   Tensor loss = sum(y.y1 * c1) + sum(y.y2 * c2);
+  // Dropped before backward, as a training step does: the reversible entry then rebuilds the inputs in its
+  // saved outputs' buffers (GradientsDoNotDependOnWhetherBackwardMayReuseItsBuffers covers the other path).
+  StepResult r{y.y1.clone(), y.y2.clone(), Tensor(), Tensor(), {}};
+  y = ReversibleOutput();
   loss.backward();
-  StepResult r{y.y1.detach(), y.y2.detach(), x1.grad(), x2.grad(), {}};
+  r.dx1 = x1.grad(), r.dx2 = x2.grad();
   for (const Tensor& p : stack.parameters()) r.param_grads.push_back(p.grad());
   return r;
 }
@@ -162,6 +166,50 @@ TEST(Reversible, DropoutReplayReproducesTheOutputsAndFreshStatesDiffer) {
   EXPECT_FALSE(allclose(fresh.y1, a.y1, 1e-6, 1e-6));
   // Distinct states per branch: no two F/G branches share masks.
   for (size_t i = 0; i < 3; ++i) EXPECT_NE(trace.f_rng[i].offset, trace.g_rng[i].offset);
+}
+
+TEST(Reversible, GradientsDoNotDependOnWhetherBackwardMayReuseItsBuffers) {
+  // The entry's backward turns its saved outputs and incoming gradients into the inputs and their gradients in
+  // place when the pass frees the graph and nothing else holds them; when the caller still holds an output, or
+  // under retain_graph, it allocates instead. All paths must give the same gradients bit for bit, and a
+  // retained graph must replay.
+  manual_seed(3);
+  const int64_t d = 16;
+  auto stack = make_stack(4, d, 32, 0.2, kFloat64);
+  Tensor x1d = randn({2, 5, d}, kFloat64), x2d = randn({2, 5, d}, kFloat64);
+  Tensor c1 = randn({2, 5, d}, kFloat64), c2 = randn({2, 5, d}, kFloat64);
+  enum class Mode { kDropped, kHeld, kRetainedThenReplayed };
+  auto grads_of = [&](Mode mode) {
+    stack->zero_grad();
+    Tensor x1 = x1d.clone().requires_grad_(), x2 = x2d.clone().requires_grad_();
+    manual_seed(11);
+    ReversibleOutput y = stack->forward(x1, x2);
+    Tensor loss = sum(y.y1 * c1) + sum(y.y2 * c2);
+    if (mode != Mode::kHeld) y = ReversibleOutput();
+    if (mode == Mode::kRetainedThenReplayed) {
+      loss.backward(Tensor(), /*retain_graph=*/true);
+      stack->zero_grad();
+      x1.set_grad(Tensor()), x2.set_grad(Tensor());
+    }
+    loss.backward();
+    std::vector<Tensor> out{x1.grad(), x2.grad()};
+    for (const Tensor& p : stack->parameters()) out.push_back(p.grad());
+    if (mode == Mode::kHeld) {  // the outputs the caller held are untouched by the backward
+      manual_seed(11);
+      ReversibleOutput again = stack->forward(x1d, x2d);
+      EXPECT_TRUE(allclose(y.y1, again.y1, 0, 0));
+      EXPECT_TRUE(allclose(y.y2, again.y2, 0, 0));
+    }
+    return out;
+  };
+  std::vector<Tensor> dropped = grads_of(Mode::kDropped), held = grads_of(Mode::kHeld),
+                      replayed = grads_of(Mode::kRetainedThenReplayed);
+  ASSERT_EQ(dropped.size(), held.size());
+  ASSERT_EQ(dropped.size(), replayed.size());
+  for (size_t i = 0; i < dropped.size(); ++i) {
+    EXPECT_TRUE(allclose(held[i], dropped[i], 0, 0)) << "gradient " << i;
+    EXPECT_TRUE(allclose(replayed[i], dropped[i], 0, 0)) << "gradient " << i;
+  }
 }
 
 TEST(Reversible, ParametersGetGradientsWhenTheInputsDoNotRequireGrad) {
@@ -275,6 +323,11 @@ TEST(Reversible, PeakTrainingMemoryIsFlatInDepthWhileThePlainStackGrows) {
                 static_cast<long long>(depths[i]), rev[i] / 1048576.0, plain[i] / 1048576.0);
   }
   EXPECT_LE(static_cast<double>(rev[2]), 1.10 * static_cast<double>(rev[0]));
+  // Backward holds the two streams and their two gradients (rebuilt in place, block after block) plus one
+  // branch's rerun: 9 stream-sized tensors at the peak here (14 when each block's inputs and gradients were
+  // fresh tensors beside the saved outputs and the engine's copies of the incoming gradients).
+  const int64_t stream_bytes = len * d * 4;
+  for (int i = 0; i < 3; ++i) EXPECT_LE(rev[i], 10 * stream_bytes) << "depth " << depths[i];
   EXPECT_GT(plain[1], plain[0]);
   EXPECT_GT(static_cast<double>(plain[2]), 3.0 * static_cast<double>(plain[0]));
   EXPECT_GT(plain[2], 4 * rev[2]);
