@@ -92,12 +92,12 @@ ReversibleOutput reversible_sequence(const std::vector<ReversibleBlock>& blocks,
 
   bool need1 = x1.requires_grad(), need2 = x2.requires_grad();
   // Backward keeps four stream-sized tensors: (y1, y2) turn into (x1, x2) and (dy1, dy2) into (dx1, dx2) in
-  // place, block after block, whenever the pass frees the graph and nothing else holds them (the saved outputs
-  // are taken out of their slots, the engine hands over the incoming gradients). Otherwise (retain_graph, an
-  // output still held by the caller) each update allocates a fresh tensor, as the graph must stay replayable.
+  // place, block after block, whenever the pass frees the graph and nothing else holds them (the saved
+  // outputs are taken out of their slots, the engine hands over the incoming gradients). Otherwise
+  // (retain_graph, an output still held by the caller) each update allocates a fresh tensor, as the graph
+  // must stay replayable.
   auto backward = [blocks, s1 = autograd::SavedTensor(y1, op), s2 = autograd::SavedTensor(y2, op),
-                   f_rng = tr.f_rng, g_rng = tr.g_rng, need1,
-                   need2](std::vector<Tensor>& grads) mutable {
+                   f_rng = tr.f_rng, g_rng = tr.g_rng, need1, need2](std::vector<Tensor>& grads) mutable {
     GeneratorStateGuard restore;
     const bool consume = autograd::backward_frees_graph();
     Tensor y1 = consume ? s1.take() : s1.get(), y2 = consume ? s2.take() : s2.get();

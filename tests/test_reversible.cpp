@@ -169,10 +169,10 @@ TEST(Reversible, DropoutReplayReproducesTheOutputsAndFreshStatesDiffer) {
 }
 
 TEST(Reversible, GradientsDoNotDependOnWhetherBackwardMayReuseItsBuffers) {
-  // The entry's backward turns its saved outputs and incoming gradients into the inputs and their gradients in
-  // place when the pass frees the graph and nothing else holds them; when the caller still holds an output, or
-  // under retain_graph, it allocates instead. All paths must give the same gradients bit for bit, and a
-  // retained graph must replay.
+  // The entry's backward turns its saved outputs and incoming gradients into the inputs and their gradients
+  // in place when the pass frees the graph and nothing else holds them; when the caller still holds an
+  // output, or under retain_graph, it allocates instead. All paths must give the same gradients bit for bit,
+  // and a retained graph must replay.
   manual_seed(3);
   const int64_t d = 16;
   auto stack = make_stack(4, d, 32, 0.2, kFloat64);

@@ -1,12 +1,15 @@
 // The Transformer LM driver end to end on a small text: it learns, and a run stopped and resumed from its
-// checkpoint continues exactly as an uninterrupted run (parameters, optimizer state, data order, dropout).
+// checkpoint continues exactly as an uninterrupted run (parameters, optimizer state, data order, dropout);
+// and the step loop that driver shares with the Reformer and UT drivers, hook by hook.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "loom/loom.h"
+#include "loom/models/common/training_loop.h"
 #include "loom/models/transformer_lm/train_transformer_lm.h"
 #include "support/driver_fixture.h"
 
@@ -57,7 +60,7 @@ TEST(TransformerLmDriver, ResumedRunEqualsUninterruptedRun) {
 
   // More than 20 tensors: the parameters and both Adam moments of each.
   ASSERT_NO_FATAL_FAILURE(test::expect_identical_checkpoints(straight / "checkpoint.safetensors",
-                                                           interrupted / "checkpoint.safetensors", 20));
+                                                             interrupted / "checkpoint.safetensors", 20));
 }
 
 TEST(TransformerLmDriver, ValidationBitsPerCharacterGoDown) {
@@ -98,9 +101,9 @@ TEST(TransformerLmDriver, ResumingWithAnotherConfigurationIsAClearError) {
   }
 }
 
-// --time-budget: a spent budget stops the run after the step that spent it, which is checkpointed, validated and
-// followed by the final test; the spent minutes travel in the checkpoint, so resuming under the same budget
-// trains no further, and resuming without one continues to --steps with the clock carried on.
+// --time-budget: a spent budget stops the run after the step that spent it, which is checkpointed, validated
+// and followed by the final test; the spent minutes travel in the checkpoint, so resuming under the same
+// budget trains no further, and resuming without one continues to --steps with the clock carried on.
 TEST(TransformerLmDriver, TimeBudgetStopsCheckpointsAndCarriesAcrossResume) {
   fs::path base = scratch("budget");
   std::string data = write_corpus(base);
@@ -133,4 +136,70 @@ TEST(TransformerLmDriver, TimeBudgetStopsCheckpointsAndCarriesAcrossResume) {
   tests = test::lines_with(metrics, "\"split\":\"test\"");
   ASSERT_EQ(tests.size(), 3u);
   EXPECT_EQ(test::json_field(tests[2], "step"), o.steps);
+}
+
+// The loop every step-based driver runs (models/common/training_loop.h): which steps validate and checkpoint,
+// where --stop-after and a spent budget end it, and that a resumed run starts at its checkpoint's step.
+namespace {
+
+struct LoopTrace {
+  std::vector<int64_t> trained, validated, saved;
+  train::LoopOutcome outcome;
+};
+
+LoopTrace trace_loop(const train::LoopSchedule& schedule, double budget_minutes = 0, double carried = 0) {
+  LoopTrace t;
+  train::TrainingClock clock(budget_minutes, carried);
+  train::ProgressBar bar(schedule.steps);
+  train::LoopHooks hooks;
+  hooks.train_step = [&](int64_t step) { t.trained.push_back(step); };
+  hooks.validate = [&](int64_t done) { t.validated.push_back(done); };
+  hooks.save = [&](int64_t done) { t.saved.push_back(done); };
+  t.outcome = train::run_training_loop(schedule, clock, bar, hooks);
+  return t;
+}
+
+using Steps = std::vector<int64_t>;
+
+}  // namespace
+
+TEST(TrainingLoop, ValidatesAndCheckpointsOnTheirCadenceAndAfterTheLastStep) {
+  LoopTrace t = trace_loop({/*start_step=*/0, /*steps=*/7, /*eval_every=*/3, /*checkpoint_every=*/2, 0});
+  EXPECT_EQ(t.trained, (Steps{0, 1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(t.validated, (Steps{3, 6, 7}));
+  EXPECT_EQ(t.saved, (Steps{2, 4, 6, 7}));
+  EXPECT_EQ(t.outcome.last_step, 7);
+  EXPECT_EQ(t.outcome.end, train::LoopEnd::kReachedSteps);
+}
+
+TEST(TrainingLoop, StopAfterCheckpointsAndReturnsWithoutTheFinalEvaluation) {
+  LoopTrace t = trace_loop({0, 7, 3, 4, /*stop_after=*/5});
+  EXPECT_EQ(t.trained, (Steps{0, 1, 2, 3, 4}));
+  EXPECT_EQ(t.validated, (Steps{3}));
+  EXPECT_EQ(t.saved, (Steps{4, 5}));
+  EXPECT_EQ(t.outcome.last_step, 5);
+  EXPECT_EQ(t.outcome.end, train::LoopEnd::kStoppedAfter);
+  // Resumed from step 5: trains 5 and 6 and ends like an uninterrupted run; a --stop-after at the last step
+  // is just the end.
+  LoopTrace resumed = trace_loop({5, 7, 3, 4, 7});
+  EXPECT_EQ(resumed.trained, (Steps{5, 6}));
+  EXPECT_EQ(resumed.validated, (Steps{6, 7}));
+  EXPECT_EQ(resumed.saved, (Steps{7}));
+  EXPECT_EQ(resumed.outcome.end, train::LoopEnd::kReachedSteps);
+}
+
+TEST(TrainingLoop, ASpentBudgetEndsAfterTheStepThatSpentItOrBeforeTheFirst) {
+  LoopTrace t = trace_loop({0, 7, 3, 4, 0}, /*budget_minutes=*/1e-12);
+  EXPECT_EQ(t.trained, (Steps{0}));
+  EXPECT_EQ(t.validated, (Steps{1}));
+  EXPECT_EQ(t.saved, (Steps{1}));
+  EXPECT_EQ(t.outcome.last_step, 1);
+  EXPECT_EQ(t.outcome.end, train::LoopEnd::kBudgetSpent);
+  // A resumed run whose checkpoint already spent the budget trains nothing and goes to its final evaluation.
+  LoopTrace spent = trace_loop({3, 7, 3, 4, 0}, /*budget_minutes=*/1, /*carried=*/1);
+  EXPECT_TRUE(spent.trained.empty());
+  EXPECT_TRUE(spent.validated.empty());
+  EXPECT_TRUE(spent.saved.empty());
+  EXPECT_EQ(spent.outcome.last_step, 3);
+  EXPECT_EQ(spent.outcome.end, train::LoopEnd::kBudgetSpent);
 }

@@ -47,6 +47,7 @@ class TrainingClock {
   // minutes() for a checkpoint's metadata, exact when read back with std::stod.
   std::string minutes_text() const;
   bool spent() const { return budget_ > 0 && carried_ >= budget_; }
+  double budget_minutes() const { return budget_; }
 
  private:
   double budget_, carried_;

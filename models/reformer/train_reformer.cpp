@@ -10,6 +10,7 @@
 #include "loom/autograd/grad_mode.h"
 #include "loom/core/parallel.h"
 #include "loom/models/common/training_log.h"
+#include "loom/models/common/training_loop.h"
 #include "loom/models/data/duplication_task.h"
 #include "loom/models/data/text_corpus.h"
 #include "loom/nn/checkpoint_io.h"
@@ -277,10 +278,8 @@ int train_reformer(const ReformerTrainOptions& opt) {
 
   model.train();
   double smoothed = NAN;
-  int64_t last_step = start_step;
-  for (int64_t step = start_step; step < opt.steps; ++step) {
-    if (clock.spent()) break;  // --time-budget used up (possibly by the run this one resumes)
-    clock.begin_step();
+  train::LoopHooks hooks;
+  hooks.train_step = [&](int64_t step) {
     const double lr = nn::apply_lr(optimizer, schedule, step + 1);
     Tensor x, y;
     if (lm) {
@@ -297,10 +296,8 @@ int train_reformer(const ReformerTrainOptions& opt) {
     loss.backward();
     const double grad_norm = opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
     optimizer.step();
-    clock.end_step();
     smoothed = std::isnan(smoothed) ? loss_value : 0.95 * smoothed + 0.05 * loss_value;
     const int64_t done = step + 1;
-    last_step = done;
     if (done % 10 == 0) {
       std::map<std::string, double> m{{"loss", loss_value}, {"lr", lr}, {"grad_norm", grad_norm}};
       if (lm) m["bpc"] = loss_value / kLn2;
@@ -309,31 +306,25 @@ int train_reformer(const ReformerTrainOptions& opt) {
     bar.update(done, (done - start_step) * opt.batch * seq,
                lm ? detail::concat("train bpc ", std::round(smoothed / kLn2 * 1000) / 1000)
                   : detail::concat("train loss ", std::round(smoothed * 1000) / 1000));
-    if (done % opt.eval_every == 0 || done == opt.steps || clock.spent()) {
-      const double minutes = train::minutes_since(t0);
-      if (lm) {
-        double bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.valid, seq, opt.eval_tokens, device); });
-        metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-        std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
-      } else {
-        double acc = duplication_accuracy(model, opt, device);
-        metrics.write(done, "valid", {{"accuracy", acc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-        std::fprintf(stderr, "\nstep %lld: accuracy on the second copy %.4f (%.1f min)\n",
-                     static_cast<long long>(done), acc, minutes);
-      }
+  };
+  hooks.validate = [&](int64_t done) {
+    const double minutes = train::minutes_since(t0);
+    if (lm) {
+      double bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.valid, seq, opt.eval_tokens, device); });
+      metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+      std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
+    } else {
+      double acc = duplication_accuracy(model, opt, device);
+      metrics.write(done, "valid", {{"accuracy", acc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+      std::fprintf(stderr, "\nstep %lld: accuracy on the second copy %.4f (%.1f min)\n",
+                   static_cast<long long>(done), acc, minutes);
     }
-    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after || clock.spent())
-      save(done);
-    if (done == opt.stop_after && done < opt.steps) {
-      bar.finish();
-      std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
-      return 0;
-    }
-  }
-  bar.finish();
-  if (last_step < opt.steps)
-    std::fprintf(stderr, "time budget of %g min spent after step %lld; the final evaluation follows\n",
-                 opt.time_budget, static_cast<long long>(last_step));
+  };
+  hooks.save = save;
+  const train::LoopOutcome outcome = train::run_training_loop(
+      {start_step, opt.steps, opt.eval_every, opt.checkpoint_every, opt.stop_after}, clock, bar, hooks);
+  if (outcome.end == train::LoopEnd::kStoppedAfter) return 0;
+  const int64_t last_step = outcome.last_step;
 
   if (!lm) {
     auto row = duplication_row(model, opt, device);

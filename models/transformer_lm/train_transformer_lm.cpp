@@ -9,6 +9,7 @@
 #include "loom/autograd/grad_mode.h"
 #include "loom/core/parallel.h"
 #include "loom/models/common/training_log.h"
+#include "loom/models/common/training_loop.h"
 #include "loom/models/data/text_corpus.h"
 #include "loom/nn/checkpoint_io.h"
 #include "loom/nn/clip_grad.h"
@@ -114,10 +115,8 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
 
   model.train();
   double smoothed = NAN;
-  int64_t last_step = start_step;
-  for (int64_t step = start_step; step < opt.steps; ++step) {
-    if (clock.spent()) break;  // --time-budget used up (possibly by the run this one resumes)
-    clock.begin_step();
+  train::LoopHooks hooks;
+  hooks.train_step = [&](int64_t step) {
     double lr = nn::apply_lr(optimizer, schedule, step + 1);
     auto [x, y] = sample_batch(corpus.train, opt.batch, opt.seq, device);
     Tensor loss = model.loss(x, y);
@@ -128,34 +127,26 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
     loss.backward();
     double grad_norm = opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
     optimizer.step();
-    clock.end_step();
     smoothed = std::isnan(smoothed) ? loss_value : 0.95 * smoothed + 0.05 * loss_value;
-    int64_t done = step + 1;
-    last_step = done;
+    const int64_t done = step + 1;
     if (done % 10 == 0) {
       metrics.write(done, "train",
                     {{"loss", loss_value}, {"bpc", loss_value / kLn2}, {"lr", lr}, {"grad_norm", grad_norm}});
     }
     bar.update(done, (done - start_step) * opt.batch * opt.seq,
                detail::concat("train bpc ", std::round(smoothed / kLn2 * 1000) / 1000));
-    if (done % opt.eval_every == 0 || done == opt.steps || clock.spent()) {
-      double bpc = evaluate_bpc(model, corpus.valid, opt.seq, opt.eval_tokens, device);
-      double minutes = train::minutes_since(t0);
-      metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-      std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
-    }
-    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after || clock.spent())
-      save(done);
-    if (done == opt.stop_after && done < opt.steps) {
-      bar.finish();
-      std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
-      return 0;
-    }
-  }
-  bar.finish();
-  if (last_step < opt.steps)
-    std::fprintf(stderr, "time budget of %g min spent after step %lld; the final evaluation follows\n",
-                 opt.time_budget, static_cast<long long>(last_step));
+  };
+  hooks.validate = [&](int64_t done) {
+    double bpc = evaluate_bpc(model, corpus.valid, opt.seq, opt.eval_tokens, device);
+    double minutes = train::minutes_since(t0);
+    metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+    std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
+  };
+  hooks.save = save;
+  const train::LoopOutcome outcome = train::run_training_loop(
+      {start_step, opt.steps, opt.eval_every, opt.checkpoint_every, opt.stop_after}, clock, bar, hooks);
+  if (outcome.end == train::LoopEnd::kStoppedAfter) return 0;
+  const int64_t last_step = outcome.last_step;
   double test_bpc = evaluate_bpc(model, corpus.test, opt.seq, 0, device);
   double minutes = train::minutes_since(t0);
   metrics.write(last_step, "test", {{"bpc", test_bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});

@@ -12,6 +12,7 @@
 #include "loom/core/parallel.h"
 #include "loom/models/common/heatmap_svg.h"
 #include "loom/models/common/training_log.h"
+#include "loom/models/common/training_loop.h"
 #include "loom/models/data/algorithmic_tasks.h"
 #include "loom/models/data/babi_generator.h"
 #include "loom/models/data/word_vocab.h"
@@ -333,10 +334,8 @@ int train_ut(const UTTrainOptions& opt) {
   model.train();
   double smoothed = NAN;
   int64_t tokens_done = 0;
-  int64_t last_step = start_step;
-  for (int64_t step = start_step; step < opt.steps; ++step) {
-    if (clock.spent()) break;  // --time-budget used up (possibly by the run this one resumes)
-    clock.begin_step();
+  train::LoopHooks hooks;
+  hooks.train_step = [&](int64_t step) {
     const double lr = nn::apply_lr(optimizer, schedule, step + 1);
     // The batch and its offsets are functions of (seed, step): a resumed run sees the same data.
     data::SplitMix64 pick(opt.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step));
@@ -362,12 +361,10 @@ int train_ut(const UTTrainOptions& opt) {
     const double grad_norm =
         opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
     optimizer.step();
-    clock.end_step();
     const double ce = l.cross_entropy.item<double>();
     smoothed = std::isnan(smoothed) ? ce : 0.95 * smoothed + 0.05 * ce;
     for (size_t k = 0; k < rows.size(); ++k) tokens_done += b.src_lengths[k] + b.tgt_lengths[k];
     const int64_t done = step + 1;
-    last_step = done;
     if (done % 10 == 0) {
       data::SequenceAccuracy acc = data::padded_accuracy(l.logits.detach(), b.tgt);
       metrics.write(done, "train",
@@ -384,34 +381,28 @@ int train_ut(const UTTrainOptions& opt) {
                detail::concat("ce ", std::round(smoothed * 1000) / 1000, " ponder ",
                               std::round(mean_ponder(l.encoder) * 100) / 100, "/",
                               std::round(mean_ponder(l.decoder) * 100) / 100));
-    if (done % opt.eval_every == 0 || done == opt.steps || clock.spent()) {
-      Evaluation ev = evaluate(model, task.eval, 0, device);
-      const double minutes = train::minutes_since(t0);
-      metrics.write(done, "valid",
-                    {{"char_accuracy", ev.teacher_forced.char_accuracy()},
-                     {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
-                     {"ponder_encoder", ev.ponder_encoder},
-                     {"ponder_decoder", ev.ponder_decoder},
-                     {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-      std::fprintf(stderr,
-                   "\nstep %lld: evaluation char-accuracy %.4f, sequence-accuracy %.4f, ponder %.2f / %.2f "
-                   "(%.1f min)\n",
-                   static_cast<long long>(done), ev.teacher_forced.char_accuracy(),
-                   ev.teacher_forced.sequence_accuracy(), ev.ponder_encoder, ev.ponder_decoder, minutes);
-    }
-    if (done % opt.checkpoint_every == 0 || done == opt.steps || done == opt.stop_after || clock.spent())
-      save(done);
-    if (done == opt.stop_after && done < opt.steps) {
-      bar.finish();
-      std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n",
-                   static_cast<long long>(done));
-      return 0;
-    }
-  }
-  bar.finish();
-  if (last_step < opt.steps)
-    std::fprintf(stderr, "time budget of %g min spent after step %lld; the final evaluation follows\n",
-                 opt.time_budget, static_cast<long long>(last_step));
+  };
+  hooks.validate = [&](int64_t done) {
+    Evaluation ev = evaluate(model, task.eval, 0, device);
+    const double minutes = train::minutes_since(t0);
+    metrics.write(done, "valid",
+                  {{"char_accuracy", ev.teacher_forced.char_accuracy()},
+                   {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
+                   {"ponder_encoder", ev.ponder_encoder},
+                   {"ponder_decoder", ev.ponder_decoder},
+                   {"minutes", minutes},
+                   {"train_minutes", clock.minutes()}});
+    std::fprintf(stderr,
+                 "\nstep %lld: evaluation char-accuracy %.4f, sequence-accuracy %.4f, ponder %.2f / %.2f "
+                 "(%.1f min)\n",
+                 static_cast<long long>(done), ev.teacher_forced.char_accuracy(),
+                 ev.teacher_forced.sequence_accuracy(), ev.ponder_encoder, ev.ponder_decoder, minutes);
+  };
+  hooks.save = save;
+  const train::LoopOutcome outcome = train::run_training_loop(
+      {start_step, opt.steps, opt.eval_every, opt.checkpoint_every, opt.stop_after}, clock, bar, hooks);
+  if (outcome.end == train::LoopEnd::kStoppedAfter) return 0;
+  const int64_t last_step = outcome.last_step;
 
   Evaluation ev = evaluate(model, task.eval, opt.decode_examples, device);
   const double minutes = train::minutes_since(t0);
@@ -419,7 +410,8 @@ int train_ut(const UTTrainOptions& opt) {
                                   {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
                                   {"ponder_encoder", ev.ponder_encoder},
                                   {"ponder_decoder", ev.ponder_decoder},
-                                  {"minutes", minutes}, {"train_minutes", clock.minutes()}};
+                                  {"minutes", minutes},
+                                  {"train_minutes", clock.minutes()}};
   if (opt.decode_examples > 0) {
     m["decoded_char_accuracy"] = ev.decoded.char_accuracy();
     m["decoded_seq_accuracy"] = ev.decoded.sequence_accuracy();
