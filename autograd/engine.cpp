@@ -88,52 +88,26 @@ void drain(ReadyQueue& queue) {
   }
 }
 
-}  // namespace
+// One backward pass: the entries reached so far, replayed latest first.
+class Pass {
+ public:
+  explicit Pass(bool retain_graph)
+      : retain_graph_(retain_graph), epoch_(next_epoch.fetch_add(1, std::memory_order_relaxed)) {}
+  Pass(const Pass&) = delete;
+  Pass& operator=(const Pass&) = delete;
+  ~Pass() { drain(queue_); }  // after an error: the entries reached but not run hold no gradients
 
-void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph) {
-  LOOM_CHECK(grad_outputs.empty() || grad_outputs.size() == outputs.size(), "backward: got ", outputs.size(),
-             " outputs but ", grad_outputs.size(), " gradients");
-  GradModeGuard no_grad(false);
-  uint64_t epoch = next_epoch.fetch_add(1, std::memory_order_relaxed);
-  ReadyQueue queue;
+  // g flows into output slot `slot` of `node`.
+  void seed(const std::shared_ptr<Node>& node, int slot, const Tensor& g) {
+    enqueue(node);
+    accumulate_into_node(*node, slot, g);
+  }
 
-  auto enqueue = [&](const std::shared_ptr<Node>& node) {
-    check_not_freed(*node);
-    if (node->visit_epoch != epoch) {
-      node->visit_epoch = epoch;
-      node->grad_buffer.assign(node->outputs.size(), Tensor());
-      queue.push(node);
-    }
-  };
-
-  try {
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      const Tensor& out = outputs[i];
-      LOOM_CHECK(out.defined(), "backward: output ", i, " is undefined");
-      AutogradMeta* m = meta_if(out);
-      LOOM_CHECK(m && m->requires_grad, "backward: ", describe(out),
-                 " does not require grad and has no grad_fn: nothing recorded it (was it computed under "
-                 "NoGradGuard, or from tensors without requires_grad_()?)");
-      Tensor g = grad_outputs.empty() ? Tensor() : grad_outputs[i];  // a second handle: never stolen
-      if (!g.defined()) {
-        LOOM_CHECK(out.numel() == 1, "backward: a gradient can be created implicitly only for one-element outputs, "
-                   "got ", describe(out), "; pass the gradient explicitly");
-        g = ones(out.shape(), out.options());
-      }
-      LOOM_CHECK(g.shape() == out.shape() && g.dtype() == out.dtype() && g.device() == out.device(),
-                 "backward: gradient ", describe(g), " does not match output ", describe(out));
-      if (m->grad_fn) {
-        enqueue(m->grad_fn);
-        accumulate_into_node(*m->grad_fn, m->output_nr, g);
-      } else {
-        accumulate_into_leaf(*m, g);
-      }
-    }
-
+  void run() {
     std::vector<Tensor> grads;
-    while (!queue.empty()) {
-      std::shared_ptr<Node> node = queue.top();
-      queue.pop();
+    while (!queue_.empty()) {
+      std::shared_ptr<Node> node = queue_.top();
+      queue_.pop();
       grads.clear();
       for (size_t s = 0; s < node->outputs.size(); ++s) {
         Tensor& b = node->grad_buffer[s];
@@ -148,33 +122,91 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
       LOOM_CHECK(node->backward, node->name, " backward: the entry has no backward function");
       std::vector<Tensor> input_grads;
       {
-        FreesGraphScope scope(!retain_graph);
+        FreesGraphScope scope(!retain_graph_);
         input_grads = node->backward(grads);
       }
       grads.clear();
       LOOM_CHECK(input_grads.size() == node->next.size(), node->name, " backward: returned ", input_grads.size(),
                  " gradients for ", node->next.size(), " inputs");
       // Keep the edges alive past release(): the entries they point to are about to be enqueued.
-      std::vector<Edge> edges = retain_graph ? node->next : std::move(node->next);
-      if (!retain_graph) node->release();
+      std::vector<Edge> edges = retain_graph_ ? node->next : std::move(node->next);
+      if (!retain_graph_) node->release();
       for (size_t i = 0; i < edges.size(); ++i) {
         Edge& e = edges[i];
         Tensor& g = input_grads[i];
         if (!e.defined() || !g.defined()) continue;
         check_grad_matches(*node, i, g);
-        if (e.leaf) {
+        if (e.leaf)
           accumulate_into_leaf(*e.leaf, g);
-        } else {
-          enqueue(e.node);
-          accumulate_into_node(*e.node, e.output_nr, g);
-        }
+        else
+          seed(e.node, e.output_nr, g);
         g = Tensor();
       }
     }
-  } catch (...) {
-    drain(queue);
-    throw;
   }
+
+ private:
+  void enqueue(const std::shared_ptr<Node>& node) {
+    check_not_freed(*node);
+    if (node->visit_epoch != epoch_) {
+      node->visit_epoch = epoch_;
+      node->grad_buffer.assign(node->outputs.size(), Tensor());
+      queue_.push(node);
+    }
+  }
+
+  bool retain_graph_;
+  uint64_t epoch_;
+  ReadyQueue queue_;
+};
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, bool retain_graph) {
+  LOOM_CHECK(grad_outputs.empty() || grad_outputs.size() == outputs.size(), "backward: got ", outputs.size(),
+             " outputs but ", grad_outputs.size(), " gradients");
+  GradModeGuard no_grad(false);
+  Pass pass(retain_graph);
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    LOOM_CHECK(out.defined(), "backward: output ", i, " is undefined");
+    AutogradMeta* m = meta_if(out);
+    LOOM_CHECK(m && m->requires_grad, "backward: ", describe(out),
+               " does not require grad and has no grad_fn: nothing recorded it (was it computed under "
+               "NoGradGuard, or from tensors without requires_grad_()?)");
+    Tensor g = grad_outputs.empty() ? Tensor() : grad_outputs[i];  // a second handle: never stolen
+    if (!g.defined()) {
+      LOOM_CHECK(out.numel() == 1, "backward: a gradient can be created implicitly only for one-element outputs, "
+                 "got ", describe(out), "; pass the gradient explicitly");
+      g = ones(out.shape(), out.options());
+    }
+    LOOM_CHECK(g.shape() == out.shape() && g.dtype() == out.dtype() && g.device() == out.device(),
+               "backward: gradient ", describe(g), " does not match output ", describe(out));
+    if (m->grad_fn)
+      pass.seed(m->grad_fn, m->output_nr, g);
+    else
+      accumulate_into_leaf(*m, g);
+  }
+  pass.run();
+}
+
+GradRoot grad_root(const Tensor& t) {
+  AutogradMeta* m = t.defined() ? meta_if(t) : nullptr;
+  LOOM_CHECK(m && m->grad_fn, "grad_root: ", t.defined() ? describe(t) : std::string("an undefined tensor"),
+             " was not computed by a recorded op (a leaf or a tensor without grad has no entry to start from)");
+  return {m->grad_fn, m->output_nr, t.shape(), t.dtype(), t.device()};
+}
+
+void backward(const GradRoot& root, const Tensor& grad) {
+  LOOM_CHECK(root.node, "backward: an empty GradRoot");
+  LOOM_CHECK(grad.defined() && grad.shape() == root.shape && grad.dtype() == root.dtype &&
+                 grad.device() == root.device,
+             "backward: gradient ", grad.defined() ? describe(grad) : std::string("(undefined)"),
+             " does not match the root ", dtype_name(root.dtype), shape_str(root.shape), " on ", root.device.str());
+  GradModeGuard no_grad(false);
+  Pass pass(/*retain_graph=*/false);
+  pass.seed(root.node, root.output_nr, grad);
+  pass.run();
 }
 
 bool backward_frees_graph() { return frees_graph; }

@@ -1,6 +1,8 @@
 // reversible_sequence: one tape entry for a whole reversible stack; backward rebuilds each block's inputs.
 #include "loom/autograd/reversible.h"
 
+#include <functional>
+
 #include "loom/autograd/engine.h"
 #include "loom/autograd/grad_mode.h"
 #include "loom/autograd/tape.h"
@@ -33,15 +35,13 @@ void check_streams(const Tensor& a, const Tensor& b, const char* op) {
   LOOM_CHECK(is_floating(a.dtype()), op, ": streams must be floating point, got ", describe(a));
 }
 
-// Reruns `fn` on a fresh leaf copy of `in` on a nested tape, with the generator at `rng`, and backpropagates
-// `grad_out` through it. Parameters fn reads accumulate their grads; returns fn's output (data only) and the
-// gradient reaching `in` (undefined when fn does not depend on it).
-struct Rerun {
-  Tensor out, grad_in;
-};
-
-Rerun rerun_and_backward(const ReversibleFn& fn, const Tensor& in, PhiloxState rng, const Tensor& grad_out,
-                         const char* which, size_t block) {
+// Reruns `fn` on a fresh leaf view of `in` on a nested tape, with the generator at `rng`; hands fn's output to
+// `use_output` (which rebuilds a stream from it), frees it, and backpropagates `grad_out` through the rerun.
+// Parameters fn reads accumulate their grads; returns the gradient reaching `in` (undefined when fn does not
+// depend on it). The output is released before the backward so that it never coexists with the rerun's
+// gradients: one stream-sized tensor less at the peak of the step.
+Tensor rerun_and_backward(const ReversibleFn& fn, const Tensor& in, PhiloxState rng, const Tensor& grad_out,
+                          const char* which, size_t block, const std::function<void(const Tensor&)>& use_output) {
   Tensor leaf = in.detach().requires_grad_();
   Tensor out;
   {
@@ -50,8 +50,12 @@ Rerun rerun_and_backward(const ReversibleFn& fn, const Tensor& in, PhiloxState r
     autograd::TapeGuard nested;
     out = run_branch(fn, leaf, in, which, block);
   }
-  if (out.requires_grad()) autograd::backward({out}, {grad_out});  // frees the nested entries as it goes
-  return {out.detach(), leaf.grad()};
+  use_output(out.detach());
+  if (!out.requires_grad()) return leaf.grad();
+  autograd::GradRoot root = autograd::grad_root(out);
+  out = Tensor();
+  autograd::backward(root, grad_out);  // frees the nested entries as it goes
+  return leaf.grad();
 }
 
 }  // namespace
@@ -110,15 +114,15 @@ ReversibleOutput reversible_sequence(const std::vector<ReversibleBlock>& blocks,
         t = subtract ? sub(t, d) : add(t, d);
     };
     for (size_t l = blocks.size(); l-- > 0;) {
-      // y2 = x2 + G(y1): dy2 reaches y1 through G, so dx1 = dy1 + dG; then x2 = y2 - G(y1).
-      Rerun g = rerun_and_backward(blocks[l].g, y1, g_rng[l], dy2, "G", l);
-      if (g.grad_in.defined()) update(dy1, g.grad_in, false);
-      update(y2, g.out, true);
-      g = Rerun();
-      // y1 = x1 + F(x2): dx1 reaches x2 through F, so dx2 = dy2 + dF; then x1 = y1 - F(x2).
-      Rerun f = rerun_and_backward(blocks[l].f, y2, f_rng[l], dy1, "F", l);
-      if (f.grad_in.defined()) update(dy2, f.grad_in, false);
-      update(y1, f.out, true);
+      // y2 = x2 + G(y1): x2 = y2 - G(y1); dy2 reaches y1 through G, so dx1 = dy1 + dG.
+      Tensor dg = rerun_and_backward(blocks[l].g, y1, g_rng[l], dy2, "G", l,
+                                     [&](const Tensor& g_out) { update(y2, g_out, true); });
+      if (dg.defined()) update(dy1, dg, false);
+      dg = Tensor();
+      // y1 = x1 + F(x2): x1 = y1 - F(x2); dx1 reaches x2 through F, so dx2 = dy2 + dF.
+      Tensor df = rerun_and_backward(blocks[l].f, y2, f_rng[l], dy1, "F", l,
+                                     [&](const Tensor& f_out) { update(y1, f_out, true); });
+      if (df.defined()) update(dy2, df, false);
     }
     return std::vector<Tensor>{need1 ? dy1 : Tensor(), need2 ? dy2 : Tensor()};
   };

@@ -2,6 +2,7 @@
 // factor.
 #include "loom/ops/lsh.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "loom/autograd/grad_mode.h"
@@ -74,20 +75,39 @@ Tensor lsh_hash(const Tensor& x, const Tensor& rotations, const std::vector<int6
 
   NoGradGuard no_grad;
   Tensor r = per_head ? rotations.reshape({rotations.size(0), d, nr * k}) : rotations.reshape({d, nr * k});
-  Shape rot_shape = x.shape();  // [..., L, d] -> [..., L, nr, K]
-  rot_shape[rot_shape.size() - 1] = nr;
-  rot_shape.push_back(k);
-  Tensor rot = matmul(x, r).view(rot_shape);  // [..., L, nr, K]
-  Tensor bucket;
-  int64_t col = 0, stride = 1;
-  for (int64_t f : n_buckets) {
-    Tensor part = rot.narrow(-1, col, f / 2);
-    Tensor b = argmax(cat({part, neg(part)}, -1), -1);  // [..., L, nr], in [0, f)
-    bucket = bucket.defined() ? add(bucket, mul(b, static_cast<double>(stride))) : b;
-    col += f / 2;
-    stride *= f;
+  // The projections of all rows at once would be [..., L, nr, K] floats, and the argmax's [part, -part] twice
+  // that: at a million positions with 128 x 128 buckets, 10 KB per position, more than the rest of an LSH
+  // layer's training step. Rows are hashed in slices of about kSliceValues projected values instead (the same
+  // buckets: each row's projection and argmax do not depend on the other rows).
+  constexpr int64_t kSliceValues = int64_t{1} << 22;
+  const int64_t l = x.size(-2), others = x.numel() / std::max<int64_t>(1, l * d);
+  const int64_t rows = std::max<int64_t>(1, kSliceValues / std::max<int64_t>(1, others * nr * k));
+  auto hash_rows = [&](const Tensor& xs) {
+    Shape rot_shape = xs.shape();  // [..., n, d] -> [..., n, nr, K]
+    rot_shape[rot_shape.size() - 1] = nr;
+    rot_shape.push_back(k);
+    Tensor rot = matmul(xs, r).view(rot_shape);  // [..., n, nr, K]
+    Tensor bucket;
+    int64_t col = 0, stride = 1;
+    for (int64_t f : n_buckets) {
+      Tensor part = rot.narrow(-1, col, f / 2);
+      Tensor b = argmax(cat({part, neg(part)}, -1), -1);  // [..., n, nr], in [0, f)
+      bucket = bucket.defined() ? add(bucket, mul(b, static_cast<double>(stride))) : b;
+      col += f / 2;
+      stride *= f;
+    }
+    return bucket.transpose(-2, -1);  // [..., nr, n]
+  };
+  if (rows >= l) return hash_rows(x).contiguous();
+  Shape out_shape = x.shape();  // [..., nr, L]
+  out_shape[out_shape.size() - 2] = nr;
+  out_shape[out_shape.size() - 1] = l;
+  Tensor out = Tensor::empty(out_shape, {DType::Int64, x.device()});
+  for (int64_t start = 0; start < l; start += rows) {
+    const int64_t n = std::min(rows, l - start);
+    out.narrow(-1, start, n).copy_(hash_rows(x.narrow(-2, start, n)));
   }
-  return bucket.transpose(-2, -1).contiguous();  // [..., nr, L]
+  return out;
 }
 
 std::vector<int64_t> lsh_default_buckets(int64_t seq_len, int64_t chunk_len) {

@@ -79,6 +79,19 @@ TEST(LshHash, AgreesWithExplicitArgmax) {
       }
 }
 
+TEST(LshHash, LongSequencesHashedInSlicesGiveTheSameBuckets) {
+  // 2 heads x 2 rounds x 64 columns: slices of 2^22 / 256 = 16,384 rows, so 20,000 rows take two slices, while
+  // each half of 10,000 rows is hashed in one pass. Each row's bucket depends on that row alone.
+  const int64_t h = 2, l = 20000, d = 8, nr = 2;
+  const std::vector<int64_t> nb{128};
+  Tensor x = normal({h, l, d}, 1, kFloat64);
+  Tensor r = lsh_rotations(d, nr, nb, 3, 0, kFloat64, h);
+  Tensor whole = lsh_hash(x, r, nb);
+  ASSERT_EQ(whole.shape(), Shape({h, nr, l}));
+  Tensor halves = cat({lsh_hash(x.narrow(1, 0, l / 2), r, nb), lsh_hash(x.narrow(1, l / 2, l / 2), r, nb)}, -1);
+  EXPECT_EQ(values(whole), values(halves));
+}
+
 TEST(LshHash, FactorisedBucketsCoverTheProduct) {
   Tensor x = normal({20000, 8}, 4);
   Tensor r = lsh_rotations(8, 1, {4, 2, 6}, 2, 0, kFloat64);
