@@ -201,8 +201,6 @@ struct Saved {
   std::vector<Block> parts;
 };
 
-// Rounds combined: out [B, H, L, dv] = Σ_r w_r o_r with w = softmax over r of lse; o [B, H, nr, L, dv],
-// lse [B, H, nr, L] are the un-sorted round outputs.
 // One block's sorted kernel outputs: [nb, nh, n_hashes L, dv] and their log-sum-exps [nb, nh, n_hashes L].
 struct SortedOutputs {
   Tensor out, lse;
@@ -218,6 +216,8 @@ SortedOutputs run_block(Backend& be, const Sorting& s, const Block& blk, const T
   return so;
 }
 
+// Rounds combined: out [B, H, L, dv] = Σ_r w_r o_r with w = softmax over r of lse; o [B, H, nr, L, dv],
+// lse [B, H, nr, L] are the un-sorted round outputs.
 struct Rounds {
   Tensor o, w, out;
   Rounds(const Sorting& s, const Tensor& sout, const Tensor& slse) {

@@ -441,7 +441,8 @@ TEST(LshAttentionKernels, FusedCpuMatchesBackendDefault) {
 
 // Blocks of (batch, head) pairs bound the op's transient memory and change nothing: one pair per block, two
 // heads then one of each batch, and whole batches give the outputs and gradients of one block for all, with
-// padding that differs between the batches, causal masks and 2 rounds.
+// padding that differs between the batches, causal masks and 2 rounds. (With several blocks the backward reruns
+// each block's forward kernel instead of reading saved outputs: the gradients must still match bit for bit.)
 TEST(LshAttention, BlocksOfHeadsChangeNothing) {
   const int64_t b = 2, h = 3, l = 32, nr = 2;
   Tensor qk = normal({b, h, l, 6}, 111), v = normal({b, h, l, 5}, 112), probe = normal({b, h, l, 5}, 113);
