@@ -232,8 +232,8 @@ BENCHMARK(BM_DenseLength)->Name("Dense/Length")->Arg(1024)->Arg(2048)->Arg(4096)
 BENCHMARK(BM_DenseLength)->Name("Dense/Length")->Arg(8192)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 // Very long sequences: one step each, for the peak (and the time of that one step). Run them one per process
 // (--benchmark_filter=Reformer/Long/262144/) so that peak_rss is that length's alone, under a memory limit
-// (ulimit -v): the step needs about 25 KB per token, so 2^19 fits (13 GB) and 2^20 (about 27 GB) exceeds a 23 GB
-// machine.
+// (ulimit -v): the step needs about 15 KB per token, so 2^20 fits in 16 GB (15.7 GB above the footprint, 16.7 GB
+// resident).
 BENCHMARK(BM_ReformerLong)
     ->Name("Reformer/Long")
     ->Arg(1 << 17)->Arg(1 << 18)->Arg(3 << 17)->Arg(1 << 19)->Arg(1 << 20)
