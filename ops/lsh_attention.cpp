@@ -347,6 +347,9 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
                       .view({blk.nb, blk.nh, nn})
                       .contiguous();
         }
+        // Sorted here again although a rerun of the forward kernel (several blocks) sorted them too: held through
+        // the round combination's backward above, they would raise the op's peak, which sets the longest
+        // trainable sequence.
         Tensor sqk_ = s.sort_from_positions(blk.part(q_)), sv_ = s.sort_from_positions(blk.part(v_));
         Tensor dsqk = Tensor::empty(sqk_.shape(), sqk_.options());
         Tensor dsv = Tensor::empty(sv_.shape(), sv_.options());
