@@ -122,23 +122,38 @@ TEST(UTDriver, ResumedRunEqualsUninterruptedRun) {
   test::expect_error([&] { models::train_ut(other); }, {"recurrence=act", "recurrence=fixed"});
 }
 
-// The generated bAbI-like task 1 and the vanilla Transformer baseline run through the same driver.
+// The generated bAbI-like task 1 (the fact-level model and the flat token layout) and the vanilla Transformer
+// baseline run through the same driver.
 TEST(UTDriver, GeneratedBabiAndTheTransformerBaseline) {
   fs::path base = scratch("babi");
-  models::UTTrainOptions o = tiny_options(base / "babi");
-  o.task = "babi1";
-  o.steps = 10;
-  o.eval_every = 10;
-  o.babi_train = 100;
-  o.babi_test = 20;
-  o.ponder_maps = 1;
-  ASSERT_EQ(models::train_ut(o), 0);
-  auto final_line = test::lines_with(base / "babi" / "metrics.jsonl", "\"test\"");
-  ASSERT_EQ(final_line.size(), 1u);
-  // One answer word per question: the token and sequence accuracies are the same number.
-  EXPECT_EQ(test::json_field(final_line[0], "char_accuracy"), test::json_field(final_line[0], "seq_accuracy"));
-  const std::string svg = read_file(base / "babi" / "ponder_0.svg");
-  EXPECT_NE(svg.find("&lt;sep&gt;"), std::string::npos) << "story sentences are separated by <sep>";
+  for (const std::string encoding : {"facts", "flat"}) {
+    SCOPED_TRACE(encoding);
+    models::UTTrainOptions o = tiny_options(base / encoding);
+    o.task = "babi1";
+    o.babi_encoding = encoding;
+    o.steps = 10;
+    o.eval_every = 10;
+    o.babi_train = 100;
+    o.babi_test = 20;
+    o.ponder_maps = 1;
+    ASSERT_EQ(models::train_ut(o), 0);
+    auto final_line = test::lines_with(base / encoding / "metrics.jsonl", "\"test\"");
+    ASSERT_EQ(final_line.size(), 1u);
+    // One answer word per question: the token and sequence accuracies are the same number.
+    EXPECT_EQ(test::json_field(final_line[0], "char_accuracy"), test::json_field(final_line[0], "seq_accuracy"));
+    EXPECT_GT(test::json_field(final_line[0], "ponder_encoder"), 0.0);
+    const std::string svg = read_file(base / encoding / "ponder_0.svg");
+    if (encoding == "flat") {
+      EXPECT_NE(svg.find("&lt;sep&gt;"), std::string::npos) << "story sentences are separated by <sep>";
+      EXPECT_GT(test::json_field(final_line[0], "ponder_decoder"), 0.0);
+    } else {
+      // One column per fact (its words) and one for the question; the fact model has no decoder.
+      EXPECT_NE(svg.find("moved to the"), std::string::npos) << "a fact's column is labelled with its words";
+      EXPECT_NE(svg.find("where is"), std::string::npos) << "the question has its own column";
+      EXPECT_EQ(svg.find("&lt;sep&gt;"), std::string::npos);
+      EXPECT_EQ(test::json_field(final_line[0], "ponder_decoder"), 0.0);
+    }
+  }
 
   models::UTTrainOptions t = tiny_options(base / "transformer");
   t.model.model = "transformer";
@@ -150,6 +165,34 @@ TEST(UTDriver, GeneratedBabiAndTheTransformerBaseline) {
   ASSERT_EQ(line.size(), 1u);
   EXPECT_EQ(test::json_field(line[0], "ponder_encoder"), 2.0) << "every position of a 2-layer Transformer takes 2 steps";
   EXPECT_FALSE(fs::exists(base / "transformer" / "ponder_0.svg")) << "ponder maps are drawn for ACT only";
+}
+
+// The fact-level bAbI model's checkpoint (its position masks and classifier included) resumes bit for bit.
+TEST(UTDriver, BabiFactModelResumesBitForBit) {
+  fs::path base = scratch("babi_resume");
+  auto options = [&](const std::string& name) {
+    models::UTTrainOptions o = tiny_options(base / name);
+    o.task = "babi1";
+    o.steps = 16;
+    o.eval_every = 16;
+    o.babi_train = 100;
+    o.babi_test = 20;
+    o.ponder_maps = 0;
+    return o;
+  };
+  ASSERT_EQ(models::train_ut(options("straight")), 0);
+  models::UTTrainOptions first = options("interrupted");
+  first.stop_after = 7;
+  ASSERT_EQ(models::train_ut(first), 0);
+  models::UTTrainOptions second = options("interrupted");
+  second.resume = true;
+  ASSERT_EQ(models::train_ut(second), 0);
+  ASSERT_NO_FATAL_FAILURE(test::expect_identical_checkpoints(base / "straight" / "checkpoint.safetensors",
+                                                           base / "interrupted" / "checkpoint.safetensors", 16));
+  // The flat model cannot resume from the fact model's checkpoint.
+  models::UTTrainOptions flat = second;
+  flat.babi_encoding = "flat";
+  test::expect_error([&] { models::train_ut(flat); }, {"babi_facts", "but this run asks for"});
 }
 
 TEST(UTDriver, BadInputsAreClearErrors) {
@@ -166,6 +209,10 @@ TEST(UTDriver, BadInputsAreClearErrors) {
   o = tiny_options(base / "run");
   o.model.heads = 5;  // 32 is not a multiple of 5
   test::expect_error([&] { models::train_ut(o); }, "heads");
+  o = tiny_options(base / "run");
+  o.task = "babi1";
+  o.babi_encoding = "words";
+  test::expect_error([&] { models::train_ut(o); }, {"--babi-encoding", "words"});
 }
 
 TEST(HeatmapSvg, DrawsOneCellPerTokenAndRejectsMismatches) {

@@ -235,6 +235,11 @@ void add_ut(CLI::App& train, Runners& runners, loom::models::UTTrainOptions& o) 
       ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--babi-train", o.babi_train, "bAbI: training questions")->capture_default_str()->check(kPositive);
   cmd->add_option("--babi-test", o.babi_test, "bAbI: test questions")->capture_default_str()->check(kPositive);
+  cmd->add_option("--babi-encoding", o.babi_encoding,
+                  "bAbI: facts (the paper's: one vector per fact, encoder only, the answer as a class) or flat "
+                  "(story and question as one token sequence, the answer from the decoder)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"facts", "flat"}));
   cmd->add_option("--ponder-maps", o.ponder_maps, "Examples drawn as ponder maps at the end (ACT only)")
       ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--model", m.model, "ut (Universal Transformer) or transformer (vanilla baseline)")

@@ -16,6 +16,7 @@
 #include "loom/models/data/algorithmic_tasks.h"
 #include "loom/models/data/babi_generator.h"
 #include "loom/models/data/word_vocab.h"
+#include "loom/models/universal_transformer/babi_model.h"
 #include "loom/nn/checkpoint_io.h"
 #include "loom/nn/clip_grad.h"
 #include "loom/nn/lr_schedule.h"
@@ -46,7 +47,8 @@ nlohmann::json config_to_json(const UniversalTransformerConfig& c) {
           {"transition", c.transition},
           {"layers", c.layers},
           {"dropout", c.dropout},
-          {"eps", c.eps}};
+          {"eps", c.eps},
+          {"encoder_only", c.encoder_only}};
 }
 
 // Source and target token lists of one task split.
@@ -62,6 +64,9 @@ struct Task {
   Pairs train, eval, maps;
   std::function<std::string(int64_t)> token_name;
   bool babi = false;
+  // bAbI: the questions in ids (fact-level layout), parallel to train / eval, and the longest fact or question.
+  std::vector<data::BabiEncoded> babi_train, babi_eval;
+  int64_t babi_max_words = 0;
 };
 
 Pairs from_dataset(const data::AlgorithmicDataset& d) {
@@ -73,10 +78,16 @@ Pairs from_dataset(const data::AlgorithmicDataset& d) {
   return p;
 }
 
-Pairs from_babi(const data::BabiDataset& d, const data::BabiVocab& vocab) {
+std::vector<data::BabiEncoded> encode_all(const data::BabiDataset& d, const data::BabiVocab& vocab) {
+  std::vector<data::BabiEncoded> out;
+  for (const auto& q : d.questions) out.push_back(data::encode_babi(q, vocab));
+  return out;
+}
+
+// The flat layout (also what the fact model's batches count and score against: tgt is the answer word).
+Pairs from_babi(const std::vector<data::BabiEncoded>& questions) {
   Pairs p;
-  for (const auto& q : d.questions) {
-    data::BabiEncoded e = data::encode_babi(q, vocab);
+  for (const auto& e : questions) {
     std::vector<int64_t> src = e.story;  // each fact followed by <sep>
     src.insert(src.end(), e.question.begin(), e.question.end());
     p.src.push_back(std::move(src));
@@ -85,14 +96,26 @@ Pairs from_babi(const data::BabiDataset& d, const data::BabiVocab& vocab) {
   return p;
 }
 
+int64_t longest_sentence(const std::vector<data::BabiEncoded>& questions) {
+  size_t n = 0;
+  for (const auto& e : questions) {
+    n = std::max(n, e.question.size());
+    for (const auto& f : e.facts) n = std::max(n, f.size());
+  }
+  return static_cast<int64_t>(n);
+}
+
 Task make_task(const UTTrainOptions& o) {
   Task t;
   if (o.task == "babi1" || o.task == "babi2") {
     const int id = o.task == "babi1" ? 1 : 2;
     data::BabiSplits splits = data::babi_1k(id, o.data_seed, o.babi_train, o.babi_test);
     auto vocab = std::make_shared<data::BabiVocab>(data::BabiVocab::for_babi());
-    t.train = from_babi(splits.train, *vocab);
-    t.eval = from_babi(splits.test, *vocab);
+    t.babi_train = encode_all(splits.train, *vocab);
+    t.babi_eval = encode_all(splits.test, *vocab);
+    t.babi_max_words = std::max(longest_sentence(t.babi_train), longest_sentence(t.babi_eval));
+    t.train = from_babi(t.babi_train);
+    t.eval = from_babi(t.babi_eval);
     t.maps = t.eval;
     t.vocab_size = vocab->size();
     t.token_name = [vocab](int64_t id) { return vocab->word(id); };
@@ -155,8 +178,29 @@ Batch make_batch(const Pairs& p, const std::vector<int64_t>& rows, Device device
   return b;
 }
 
-// Mean ponder time N + R over real positions (times are 0 at padding).
+// What the driver trains: the seq2seq model (algorithmic tasks, flat bAbI) or the bAbI fact model.
+struct Network {
+  std::shared_ptr<UniversalTransformer> seq2seq;
+  std::shared_ptr<BabiFactModel> facts;
+  nn::Module& module() { return facts ? static_cast<nn::Module&>(*facts) : *seq2seq; }
+  const UniversalTransformerConfig& config() const { return facts ? facts->config() : seq2seq->config(); }
+  std::string arch() const { return facts ? facts->str() : seq2seq->config().str(); }
+};
+
+// The loss on rows of a split: the seq2seq model's teacher-forced loss on the batch b made of them, or the fact
+// model's answer loss on the same questions (b.tgt then holds their answer words).
+UTLoss batch_loss(Network& net, const Batch& b, const std::vector<data::BabiEncoded>& questions,
+                  const std::vector<int64_t>& rows, const Tensor& src_offsets = Tensor(),
+                  const Tensor& tgt_offsets = Tensor()) {
+  if (!net.facts) return net.seq2seq->loss(b.src, b.tgt, src_offsets, tgt_offsets);
+  std::vector<const data::BabiEncoded*> examples;
+  for (int64_t i : rows) examples.push_back(&questions[static_cast<size_t>(i)]);
+  return net.facts->loss(data::collate_babi(examples));
+}
+
+// Mean ponder time N + R over real positions (times are 0 at padding); 0 for a side the model does not have.
 double mean_ponder(const UTPonder& p) {
+  if (!p.times.defined()) return 0.0;
   Tensor real = gt(p.times, 0.0).to(kFloat64).sum();
   const double n = real.item<double>();
   return n > 0 ? p.times.to(kFloat64).sum().item<double>() / n : 0.0;
@@ -168,9 +212,13 @@ struct Evaluation {
 };
 
 // Teacher-forced accuracy (and ponder times) over every evaluation pair, in length-sorted batches;
-// greedy-decoded accuracy over the first decode_examples pairs.
-Evaluation evaluate(UniversalTransformer& model, const Pairs& pairs, int64_t decode_examples, Device device) {
+// greedy-decoded accuracy over the first decode_examples pairs (the seq2seq model only: the fact model's answer
+// is its argmax, which the teacher-forced accuracy already scores). questions: the pairs' bAbI questions (fact
+// model).
+Evaluation evaluate(Network& net, const Pairs& pairs, const std::vector<data::BabiEncoded>& questions,
+                    int64_t decode_examples, Device device) {
   NoGradGuard no_grad;
+  nn::Module& model = net.module();
   const bool was_training = model.is_training();
   model.eval();
   std::vector<int64_t> order(static_cast<size_t>(pairs.size()));
@@ -185,9 +233,10 @@ Evaluation evaluate(UniversalTransformer& model, const Pairs& pairs, int64_t dec
         order.begin() + static_cast<std::ptrdiff_t>(start),
         order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), start + kEvalBatch)));
     Batch b = make_batch(pairs, rows, device);
-    UTLoss l = model.loss(b.src, b.tgt);
+    UTLoss l = batch_loss(net, b, questions, rows);
     ev.teacher_forced += data::padded_accuracy(l.logits, b.tgt);
     auto add = [](const UTPonder& p, double& sum, double& n) {
+      if (!p.times.defined()) return;
       sum += p.times.to(kFloat64).sum().item<double>();
       n += gt(p.times, 0.0).to(kFloat64).sum().item<double>();
     };
@@ -196,13 +245,13 @@ Evaluation evaluate(UniversalTransformer& model, const Pairs& pairs, int64_t dec
   }
   ev.ponder_encoder = enc_n > 0 ? enc_sum / enc_n : 0;
   ev.ponder_decoder = dec_n > 0 ? dec_sum / dec_n : 0;
-  const int64_t n_decode = std::min(decode_examples, pairs.size());
+  const int64_t n_decode = net.seq2seq ? std::min(decode_examples, pairs.size()) : 0;
   for (int64_t start = 0; start < n_decode; start += kEvalBatch) {
     std::vector<int64_t> rows;
     for (int64_t i = start; i < std::min(n_decode, start + kEvalBatch); ++i) rows.push_back(i);
     Batch b = make_batch(pairs, rows, device);
     const int64_t T = b.tgt.size(1);
-    Tensor decoded = model.greedy_decode(b.src, T).to(Device("cpu")).contiguous();
+    Tensor decoded = net.seq2seq->greedy_decode(b.src, T).to(Device("cpu")).contiguous();
     // Decoded tokens laid over the targets' width: missing positions stay PAD, which never matches a target.
     Tensor predicted = zeros({b.tgt.size(0), T}, kInt64);
     const int64_t width = std::min(T, decoded.size(1));
@@ -216,36 +265,56 @@ Evaluation evaluate(UniversalTransformer& model, const Pairs& pairs, int64_t dec
 }
 
 // One SVG per example: the encoder's ponder time per source token and the decoder's per target token (decoder
-// position t reads target t - 1 and predicts target t, so its column is labelled with target t).
-void write_ponder_maps(UniversalTransformer& model, const Task& task, int64_t count, const std::string& dir,
-                       Device device) {
+// position t reads target t - 1 and predicts target t, so its column is labelled with target t); the fact
+// model's per fact and for the question.
+void write_ponder_maps(Network& net, const Task& task, int64_t count, const std::string& dir, Device device) {
   NoGradGuard no_grad;
+  nn::Module& model = net.module();
   const bool was_training = model.is_training();
   model.eval();
-  const double max_steps = static_cast<double>(model.config().steps());
+  const double max_steps = static_cast<double>(net.config().steps());
+  auto names = [&](const std::vector<int64_t>& ids) {
+    std::vector<std::string> out;
+    for (int64_t id : ids) out.push_back(task.token_name(id));
+    return out;
+  };
+  auto sentence = [&](const std::vector<int64_t>& ids) {
+    std::string out;
+    for (int64_t id : ids) {
+      if (!out.empty()) out += ' ';
+      out += task.token_name(id);
+    }
+    return out;
+  };
   for (int64_t i = 0; i < std::min(count, task.maps.size()); ++i) {
     Batch b = make_batch(task.maps, {i}, device);
-    UTLoss l = model.loss(b.src, b.tgt);
+    UTLoss l = batch_loss(net, b, task.babi_eval, {i});
     train::Heatmap map;
     map.title = "ponder time per position, example " + std::to_string(i) + " (max " +
                 std::to_string(static_cast<int64_t>(max_steps)) + " steps)";
     map.value_label = "steps (N + R)";
     map.min_value = 0;
     map.max_value = max_steps + 1;  // N + R with N <= M and R <= 1
-    auto row = [&](const char* label, const UTPonder& p, const std::vector<int64_t>& tokens) {
+    // Column k of a row: position k of that side, labelled tokens[k].
+    auto row = [&](const char* label, const UTPonder& p, std::vector<std::string> tokens) {
       Tensor times = p.times.to(Device("cpu")).to(kFloat64).contiguous();
-      std::vector<std::string> names;
       std::vector<double> values;
-      for (size_t k = 0; k < tokens.size(); ++k) {
-        names.push_back(task.token_name(tokens[k]));
-        values.push_back(times.data<double>()[k]);
-      }
+      for (size_t k = 0; k < tokens.size(); ++k) values.push_back(times.data<double>()[k]);
       map.row_labels.push_back(label);
-      map.tokens.push_back(std::move(names));
+      map.tokens.push_back(std::move(tokens));
       map.values.push_back(std::move(values));
     };
-    row("encoder", l.encoder, task.maps.src[static_cast<size_t>(i)]);
-    row("decoder", l.decoder, task.maps.tgt[static_cast<size_t>(i)]);
+    if (net.facts) {
+      // Positions: the facts in story order, then the question.
+      const data::BabiEncoded& q = task.babi_eval[static_cast<size_t>(i)];
+      std::vector<std::string> labels;
+      for (const auto& fact : q.facts) labels.push_back(sentence(fact));
+      labels.push_back(sentence(q.question));
+      row("encoder", l.encoder, std::move(labels));
+    } else {
+      row("encoder", l.encoder, names(task.maps.src[static_cast<size_t>(i)]));
+      row("decoder", l.decoder, names(task.maps.tgt[static_cast<size_t>(i)]));
+    }
     train::write_heatmap_svg((std::filesystem::path(dir) / ("ponder_" + std::to_string(i) + ".svg")).string(),
                              map);
   }
@@ -267,6 +336,8 @@ int train_ut(const UTTrainOptions& opt) {
              kTrain,
              ": --max-offset must be -1 or more, --decode-examples and --ponder-maps non-negative, "
              "--babi-train and --babi-test positive");
+  LOOM_CHECK(opt.babi_encoding == "facts" || opt.babi_encoding == "flat", kTrain,
+             ": --babi-encoding must be facts or flat, got '", opt.babi_encoding, "'");
   Device device(opt.device);
   if (opt.threads > 0) set_num_threads(opt.threads);
   manual_seed(opt.seed);
@@ -284,8 +355,13 @@ int train_ut(const UTTrainOptions& opt) {
   }
   UniversalTransformerConfig cfg = opt.model;
   cfg.vocab_size = task.vocab_size;
-  UniversalTransformer model(cfg, {kFloat32, device});
-  std::fprintf(stderr, "model: %s, %lld parameters%s\n", model.config().str().c_str(),
+  Network net;
+  if (task.babi && opt.babi_encoding == "facts")
+    net.facts = std::make_shared<BabiFactModel>(cfg, task.babi_max_words, TensorOptions{kFloat32, device});
+  else
+    net.seq2seq = std::make_shared<UniversalTransformer>(cfg, TensorOptions{kFloat32, device});
+  nn::Module& model = net.module();
+  std::fprintf(stderr, "model: %s, %lld parameters%s\n", net.arch().c_str(),
                static_cast<long long>(model.num_parameters()),
                max_offset > 0
                    ? detail::concat("; training positions at random offsets below ", max_offset).c_str()
@@ -302,7 +378,7 @@ int train_ut(const UTTrainOptions& opt) {
 
   std::filesystem::create_directories(opt.out_dir);
   const std::string ckpt = (std::filesystem::path(opt.out_dir) / "checkpoint.safetensors").string();
-  const std::string arch = model.config().str();
+  const std::string arch = net.arch();
   int64_t start_step = 0;
   train::TrainingClock clock(opt.time_budget);
   if (opt.resume) {
@@ -324,7 +400,7 @@ int train_ut(const UTTrainOptions& opt) {
                         {{"model", "ut"},
                          {"task", opt.task},
                          {"config", arch},
-                         {"config_json", config_to_json(model.config()).dump()},
+                         {"config_json", config_to_json(net.config()).dump()},
                          {"step", std::to_string(step)},
                          {train::TrainingClock::kMetadataKey, clock.minutes_text()}});
   };
@@ -352,7 +428,7 @@ int train_ut(const UTTrainOptions& opt) {
                                                   2 * static_cast<uint64_t>(step) + 1)
                         .to(device);
     }
-    UTLoss l = model.loss(b.src, b.tgt, src_offsets, tgt_offsets);
+    UTLoss l = batch_loss(net, b, task.babi_train, rows, src_offsets, tgt_offsets);
     const double loss_value = l.total.item<double>();
     LOOM_CHECK(std::isfinite(loss_value), kTrain, ": loss became ", loss_value, " at step ", step,
                "; lower --lr");
@@ -383,7 +459,7 @@ int train_ut(const UTTrainOptions& opt) {
                               std::round(mean_ponder(l.decoder) * 100) / 100));
   };
   hooks.validate = [&](int64_t done) {
-    Evaluation ev = evaluate(model, task.eval, 0, device);
+    Evaluation ev = evaluate(net, task.eval, task.babi_eval, 0, device);
     const double minutes = train::minutes_since(t0);
     metrics.write(done, "valid",
                   {{"char_accuracy", ev.teacher_forced.char_accuracy()},
@@ -404,7 +480,7 @@ int train_ut(const UTTrainOptions& opt) {
   if (outcome.end == train::LoopEnd::kStoppedAfter) return 0;
   const int64_t last_step = outcome.last_step;
 
-  Evaluation ev = evaluate(model, task.eval, opt.decode_examples, device);
+  Evaluation ev = evaluate(net, task.eval, task.babi_eval, opt.decode_examples, device);
   const double minutes = train::minutes_since(t0);
   std::map<std::string, double> m{{"char_accuracy", ev.teacher_forced.char_accuracy()},
                                   {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
@@ -412,7 +488,7 @@ int train_ut(const UTTrainOptions& opt) {
                                   {"ponder_decoder", ev.ponder_decoder},
                                   {"minutes", minutes},
                                   {"train_minutes", clock.minutes()}};
-  if (opt.decode_examples > 0) {
+  if (opt.decode_examples > 0 && net.seq2seq) {
     m["decoded_char_accuracy"] = ev.decoded.char_accuracy();
     m["decoded_seq_accuracy"] = ev.decoded.sequence_accuracy();
     m["decoded_examples"] = static_cast<double>(ev.decoded.sequences);
@@ -421,13 +497,13 @@ int train_ut(const UTTrainOptions& opt) {
   std::printf("%s on %s: char-accuracy %.4f, sequence-accuracy %.4f (teacher-forced, %lld examples)",
               arch.c_str(), opt.task.c_str(), ev.teacher_forced.char_accuracy(),
               ev.teacher_forced.sequence_accuracy(), static_cast<long long>(ev.teacher_forced.sequences));
-  if (opt.decode_examples > 0)
+  if (opt.decode_examples > 0 && net.seq2seq)
     std::printf("; greedy-decoded %.4f / %.4f (%lld examples)", ev.decoded.char_accuracy(),
                 ev.decoded.sequence_accuracy(), static_cast<long long>(ev.decoded.sequences));
   if (task.babi) std::printf("; error %.1f%%", 100 * (1 - ev.teacher_forced.sequence_accuracy()));
   std::printf("; mean ponder %.2f / %.2f (%.1f min)\n", ev.ponder_encoder, ev.ponder_decoder, minutes);
-  if (opt.ponder_maps > 0 && model.config().model == "ut" && model.config().recurrence == "act") {
-    write_ponder_maps(model, task, opt.ponder_maps, opt.out_dir, device);
+  if (opt.ponder_maps > 0 && net.config().model == "ut" && net.config().recurrence == "act") {
+    write_ponder_maps(net, task, opt.ponder_maps, opt.out_dir, device);
     std::fprintf(stderr, "ponder maps: %s/ponder_<i>.svg\n", opt.out_dir.c_str());
   }
   return 0;

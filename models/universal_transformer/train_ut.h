@@ -7,7 +7,9 @@
 //                                     up to 400; training positions start at random offsets so that positions
 //                                     up to the evaluation length are seen (the paper's "randomized offsets")
 //   --task babi1 | babi2              GENERATED bAbI-like stories (models/data/babi_generator.h; not the
-//                                     released set) in the 1K setting: story + question in, the answer out
+//                                     released set) in the 1K setting: by default the paper's fact-level
+//                                     model (babi_model.h), or story + question as tokens in, the answer out
+//                                     of the decoder (--babi-encoding flat)
 // Evaluation: char- and sequence-accuracy teacher-forced (tensor2tensor's default metric) every --eval-every
 // steps, and at the end also greedy-decoded on a few examples; the mean ponder time of encoder and decoder in
 // the metrics; ponder maps (per-token ponder times as SVG heat maps, like the paper's figures) of a few
@@ -49,6 +51,9 @@ struct UTTrainOptions {
   // bAbI-like tasks: the 1K setting.
   int64_t babi_train = 1000;
   int64_t babi_test = 1000;
+  // "facts": the paper's encoding (babi_model.h: a vector per fact, the encoder only, the answer a class);
+  // "flat": story and question as one token sequence into the encoder, the answer word out of the decoder.
+  std::string babi_encoding = "facts";
   int64_t ponder_maps = 3;           // evaluation examples drawn as ponder maps at the end (0: none)
   UniversalTransformerConfig model;  // vocab_size comes from the task
 };

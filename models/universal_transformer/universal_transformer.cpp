@@ -100,6 +100,7 @@ UniversalTransformerConfig UniversalTransformerConfig::resolved() const {
 std::string UniversalTransformerConfig::str() const {
   std::string s = detail::concat("model=", model, " vocab=", vocab_size, " d_model=", d_model,
                                  " heads=", heads, " d_ff=", d_ff, " transition=", transition);
+  if (encoder_only) s += " encoder_only=1";
   if (model == "transformer") return s + detail::concat(" layers=", layers);
   s += detail::concat(" recurrence=", recurrence, " step_signal=", step_signal);
   if (recurrence == "fixed") return s + detail::concat(" fixed_steps=", fixed_steps);
@@ -120,6 +121,7 @@ UniversalTransformer::UniversalTransformer(const UniversalTransformerConfig& con
   }
   embedding_dropout_ = register_module("embedding_dropout", std::make_shared<nn::Dropout>(c.dropout));
   for (bool dec : {false, true}) {
+    if (dec && c.encoder_only) break;
     auto side = register_module(dec ? "decoder" : "encoder", std::make_shared<nn::Module>("UTSide"));
     UTBlockOptions bo;
     bo.d_model = d;
@@ -193,23 +195,23 @@ Tensor UniversalTransformer::add_step_signals(const Tensor& state, const Tensor&
   return x + timing_signal_1d(steps, d, state.options()).select(0, step).view({1, 1, d});
 }
 
-UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, const Tensor& tokens,
+UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, const Tensor& input,
                                                                 const Tensor& padding, const Tensor& offsets,
                                                                 const UTBlockContext& context) {
   const UniversalTransformerConfig& c = config_;
-  const int64_t B = tokens.size(0), L = tokens.size(1);
+  const int64_t B = input.size(0), L = input.size(1);
   const TensorOptions fopts = embedding.options();
   Tensor position = position_signal(B, L, offsets);
   SideOutput out;
   if (c.model == "transformer") {
     // T2T transformer: the timing signal once, then dropout, then the layers.
-    Tensor x = embedding_dropout_->forward(embed(tokens) + position);
+    Tensor x = embedding_dropout_->forward(input + position);
     for (auto& layer : decoder ? decoder_layers : encoder_layers) x = layer->forward(x, context);
     out.output = (decoder ? decoder_ln : encoder_ln)->forward(x);
     out.ponder = uniform_ponder(c.layers, B, L, padding, fopts);
     return out;
   }
-  Tensor x = embedding_dropout_->forward(embed(tokens));
+  Tensor x = embedding_dropout_->forward(input);
   const bool act = c.recurrence == "act";
   ActOptions o = act && c.act_variant == "t2t" ? ActOptions::t2t(c.max_steps, c.act_epsilon) : ActOptions{};
   o.max_steps = c.max_steps;
@@ -253,7 +255,21 @@ UTEncoderOutput UniversalTransformer::encode(const Tensor& src, const Tensor& sr
   Tensor padding = src_padding.defined() ? src_padding : eq(src, static_cast<double>(kPad));
   UTBlockContext context;
   context.padding = padding;
-  SideOutput s = run_side(false, src, padding, position_offsets, context);
+  SideOutput s = run_side(false, embed(src), padding, position_offsets, context);
+  return {s.output, s.ponder};
+}
+
+UTEncoderOutput UniversalTransformer::encode_vectors(const Tensor& x, const Tensor& padding,
+                                                     const Tensor& position_offsets) {
+  constexpr const char* op = "UniversalTransformer::encode_vectors";
+  LOOM_CHECK(x.defined() && x.dim() == 3 && x.size(1) >= 1 && x.size(2) == config_.d_model &&
+                 x.dtype() == embedding.dtype() && x.device() == embedding.device(),
+             op, ": x must be ", dtype_name(embedding.dtype()), " [B, S >= 1, ", config_.d_model, "] on ",
+             embedding.device().str(), ", got ", describe_or_undefined(x));
+  check_mask(op, "padding", padding, x.size(0), x.size(1));
+  UTBlockContext context;
+  context.padding = padding;
+  SideOutput s = run_side(false, x, padding, position_offsets, context);
   return {s.output, s.ponder};
 }
 
@@ -261,6 +277,7 @@ UTDecoderOutput UniversalTransformer::decode(const Tensor& tgt_in, const Tensor&
                                              const Tensor& src_padding, const Tensor& tgt_padding,
                                              const Tensor& position_offsets) {
   constexpr const char* op = "UniversalTransformer::decode";
+  LOOM_CHECK(!config_.encoder_only, op, ": this model is encoder_only (", config_.str(), "); it has no decoder");
   check_tokens(op, "tgt_in", tgt_in);
   const int64_t B = tgt_in.size(0), T = tgt_in.size(1);
   LOOM_CHECK(enc_out.defined() && enc_out.dim() == 3 && enc_out.size(0) == B &&
@@ -274,7 +291,7 @@ UTDecoderOutput UniversalTransformer::decode(const Tensor& tgt_in, const Tensor&
   context.padding = tgt_padding;
   context.memory = enc_out;
   context.memory_padding = src_padding;
-  SideOutput s = run_side(true, tgt_in, tgt_padding, position_offsets, context);
+  SideOutput s = run_side(true, embed(tgt_in), tgt_padding, position_offsets, context);
   // Shared embedding and softmax weights: logits = h E^T.
   return {linear(s.output, embedding), s.ponder};
 }

@@ -64,6 +64,9 @@ struct UniversalTransformerConfig {
   int64_t layers = 6;              // "transformer": layers per side
   double dropout = 0.1;            // embeddings, residual branches, attention weights, transition hidden
   double eps = 1e-6;               // layer norms (T2T)
+  // No decoder side (its blocks, LayerNorm, halting unit and step table are not built): the encoder alone,
+  // fed token embeddings (encode) or vectors of the caller's (encode_vectors), as the bAbI model uses it.
+  bool encoder_only = false;
 
   static UniversalTransformerConfig tiny(int64_t vocab_size);  // d 128, d_ff 512, 4 heads
   static UniversalTransformerConfig base(int64_t vocab_size);  // d 1024, d_ff 4096, 16 heads, dropout 0.3
@@ -115,7 +118,12 @@ class UniversalTransformer : public nn::Module {
   // position_offsets[b] (the paper's randomized offsets; data::random_position_offsets draws them).
   UTEncoderOutput encode(const Tensor& src, const Tensor& src_padding = Tensor(),
                          const Tensor& position_offsets = Tensor());
-  // tgt_in int64 [B, T]: the decoder inputs (targets shifted right). tgt_padding bool [B, T] (true = padding;
+  // The encoder on input vectors x [B, S, d] of the model's dtype in place of embedded tokens (one vector per
+  // bAbI fact, say): the same signals, dropout, loop and final LayerNorm. padding bool [B, S] (true = padding)
+  // or undefined (none).
+  UTEncoderOutput encode_vectors(const Tensor& x, const Tensor& padding = Tensor(),
+                                 const Tensor& position_offsets = Tensor());
+  // tgt_in int64 [B, T]: the decoder inputs (targets shifted right); throws for an encoder_only model. tgt_padding bool [B, T] (true = padding;
   // decoder input t is real exactly when target t is); undefined: none. enc_out [B, S, d] from encode().
   UTDecoderOutput decode(const Tensor& tgt_in, const Tensor& enc_out, const Tensor& src_padding,
                          const Tensor& tgt_padding = Tensor(), const Tensor& position_offsets = Tensor());
@@ -166,7 +174,8 @@ class UniversalTransformer : public nn::Module {
   };
   UTLoss loss_impl(const Tensor& src, const Tensor& src_padding, const Tensor& tgt_in, const Tensor& tgt,
                    const Tensor& tgt_padding, const Tensor& src_offsets, const Tensor& tgt_offsets);
-  SideOutput run_side(bool decoder, const Tensor& tokens, const Tensor& padding, const Tensor& offsets,
+  // One side's loop over x [B, L, d]: embedded tokens or the caller's vectors, before dropout.
+  SideOutput run_side(bool decoder, const Tensor& x, const Tensor& padding, const Tensor& offsets,
                       const UTBlockContext& context);
 
   UniversalTransformerConfig config_;
