@@ -69,6 +69,17 @@ void BM_LayerNorm(benchmark::State& state) {
   set_bytes(state, 2 * n * 4);
 }
 
+// Training-mode dropout, p = 0.1: a Philox block per 4 elements on top of the traffic (read n, write n).
+void BM_Dropout(benchmark::State& state) {
+  int64_t n = state.range(0);
+  loom::Tensor x = loom::randn({n});
+  for (auto _ : state) {
+    loom::Tensor y = loom::dropout(x, 0.1, true);
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  set_bytes(state, 2 * n * 4);
+}
+
 }  // namespace
 
 // 16M floats = 64 MiB per operand: far beyond the caches, so these measure DRAM bandwidth.
@@ -78,3 +89,4 @@ LOOM_BANDWIDTH_BENCH(BM_Clone);
 LOOM_BANDWIDTH_BENCH(BM_Add);
 LOOM_BANDWIDTH_BENCH(BM_Softmax);
 LOOM_BANDWIDTH_BENCH(BM_LayerNorm);
+LOOM_BANDWIDTH_BENCH(BM_Dropout);

@@ -258,6 +258,28 @@ TEST(Random, UniformFollowsThePhiloxContract) {
   EXPECT_EQ(view.contiguous().to_vector<float>(), rand({3, 4}, st).to_vector<float>());
 }
 
+TEST(Random, LongDrawsFollowThePhiloxContractAcrossTheCounterCarry) {
+  // Thousands of elements (every vector lane and chunk position of the kernels) from a counter just below 2^32,
+  // so the blocks' counters carry into their second word mid-draw; odd lengths leave partial chunks.
+  PhiloxState st{0x0123456789abcdefULL, (uint64_t{1} << 32) - 37};
+  const int64_t n = 4099;
+  std::vector<float> u = rand({n}, st).to_vector<float>();
+  Tensor x = randn({n}, PhiloxState{5, 5});
+  std::vector<float> xv = x.to_vector<float>();
+  std::vector<float> y = dropout(x, 0.25, st).to_vector<float>();
+  std::vector<double> y64 = dropout(x.to(kFloat64), 0.25, st).to_vector<double>();
+  int64_t mismatches = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t w = philox_block(st.seed, st.offset + static_cast<uint64_t>(i / 4)).v[i % 4];
+    const bool keep = philox_uniform(w) >= 0.25f;
+    mismatches += u[static_cast<size_t>(i)] != philox_uniform(w);
+    mismatches += y[static_cast<size_t>(i)] != (keep ? xv[static_cast<size_t>(i)] * (1.0f / 0.75f) : 0.0f);
+    mismatches +=
+        y64[static_cast<size_t>(i)] != (keep ? static_cast<double>(xv[static_cast<size_t>(i)]) * (1.0 / 0.75) : 0.0);
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
 TEST(Random, NormalFollowsThePhiloxContract) {
   PhiloxState st{99, 7};
   std::vector<double> z = randn({5}, st, kFloat64).to_vector<double>();

@@ -30,6 +30,10 @@
 #include "loom/ops/cpu/cpu_backend.h"
 #include "loom/ops/cpu/vec_math.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace loom {
 namespace {
 
@@ -45,6 +49,70 @@ struct Chunk {
   uint32_t words[4 * kChunkBlocks];
 };
 
+#if defined(__AVX2__)
+// Eight blocks at once, one per 32-bit lane: the rounds of philox4x32_10 on vectors (the 32 x 32 -> 64-bit
+// products of even and odd lanes taken separately), then a 4 x 8 transpose into block order. Left to itself GCC
+// vectorised the scalar rounds poorly (about 17 ns per block here; this runs at about a tenth of that).
+void philox_8_blocks(uint64_t seed, uint64_t first_counter, uint32_t* words) {
+  alignas(32) uint32_t lo32[8], hi32[8];
+  for (int j = 0; j < 8; ++j) {
+    const uint64_t counter = first_counter + static_cast<uint64_t>(j);
+    lo32[j] = static_cast<uint32_t>(counter);
+    hi32[j] = static_cast<uint32_t>(counter >> 32);
+  }
+  __m256i v0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo32));
+  __m256i v1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi32));
+  __m256i v2 = _mm256_setzero_si256(), v3 = _mm256_setzero_si256();
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  // hi and lo words of m * a in every lane.
+  auto mulhilo = [](__m256i m, __m256i a, __m256i& hi, __m256i& lo) {
+    const __m256i even = _mm256_mul_epu32(m, a);                              // lanes 0, 2, ... as 64 bits
+    const __m256i odd = _mm256_mul_epu32(m, _mm256_srli_epi64(a, 32));        // lanes 1, 3, ... as 64 bits
+    lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  };
+  for (int round = 0; round < 10; ++round) {
+    __m256i hi0, lo0, hi1, lo1;
+    mulhilo(m0, v0, hi0, lo0);
+    mulhilo(m1, v2, hi1, lo1);
+    const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, v1), _mm256_set1_epi32(static_cast<int>(k0)));
+    const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, v3), _mm256_set1_epi32(static_cast<int>(k1)));
+    v0 = n0;
+    v1 = lo1;
+    v2 = n2;
+    v3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  const __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
+  const __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // blocks 0 1 | 4 5
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);  // blocks 2 3 | 6 7
+  __m256i* out = reinterpret_cast<__m256i*>(words);
+  _mm256_storeu_si256(out + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
+  _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+  _mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+  _mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+}
+#endif
+
+// chunk.words = the kChunkBlocks blocks from counter offset + first on.
+void fill_chunk(PhiloxState state, int64_t first, Chunk& chunk) {
+  const uint64_t counter = state.offset + static_cast<uint64_t>(first);
+#if defined(__AVX2__)
+  static_assert(kChunkBlocks % 8 == 0);
+  for (int64_t j = 0; j < kChunkBlocks; j += 8)
+    philox_8_blocks(state.seed, counter + static_cast<uint64_t>(j), chunk.words + 4 * j);
+#else
+  for (int64_t j = 0; j < kChunkBlocks; ++j) {
+    Philox4x32 b = philox_block(state.seed, counter + static_cast<uint64_t>(j));
+    for (int k = 0; k < 4; ++k) chunk.words[4 * j + k] = b.v[k];
+  }
+#endif
+}
+
 // Calls emit(chunk, first_block) for each chunk of Philox blocks covering blocks [0, blocks).
 template <typename Emit>
 void for_each_chunk(PhiloxState state, int64_t blocks, Emit emit) {
@@ -53,11 +121,7 @@ void for_each_chunk(PhiloxState state, int64_t blocks, Emit emit) {
     Chunk chunk;
     for (int64_t c = lo; c < hi; ++c) {
       const int64_t first = c * kChunkBlocks;
-      // GCC vectorises this loop across blocks (each lane runs one block's rounds).
-      for (int64_t j = 0; j < kChunkBlocks; ++j) {
-        Philox4x32 b = philox_block(state.seed, state.offset + static_cast<uint64_t>(first + j));
-        for (int k = 0; k < 4; ++k) chunk.words[4 * j + k] = b.v[k];
-      }
+      fill_chunk(state, first, chunk);
       emit(chunk, first);
     }
   });
@@ -156,13 +220,28 @@ void CpuBackend::dropout(const Tensor& in, double p, PhiloxState state, const Te
       const T* x = src.data<T>();
       T* o = t.data<T>();
       const T scale = p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
-      for_each_chunk(state, (n + 3) / 4, [x, o, n, scale, threshold](const Chunk& c, int64_t block) {
+      // (w >> 8) and the threshold are below 2^25, so a signed comparison, which AVX2 has, decides the same.
+      const int32_t limit = static_cast<int32_t>(threshold);
+      for_each_chunk(state, (n + 3) / 4, [x, o, n, scale, limit](const Chunk& c, int64_t block) {
         const int64_t first = 4 * block;
         const int64_t count = std::min<int64_t>(4 * kChunkBlocks, n - first);
-        for (int64_t e = 0; e < count; ++e) {
-          T v = x[first + e] * scale;  // computed outside the select so that the loop vectorises
-          o[first + e] = (c.words[e] >> 8) >= threshold ? v : T(0);
+        const T* in = x + first;
+        T* out = o + first;
+        // Whole vectors by hand: GCC left this select scalar and branching (a mispredicted branch per dropped
+        // element).
+        using V = cpu::vec::Vec<T>;
+        using I = typename cpu::vec::Simd<T>::I;
+        constexpr int64_t L = cpu::vec::kLanes<T>;
+        int64_t e = 0;
+        for (; e + L <= count; e += L) {
+          V v;
+          std::memcpy(&v, in + e, sizeof(v));
+          I w;
+          for (int64_t k = 0; k < L; ++k) w[k] = static_cast<int32_t>(c.words[e + k] >> 8);
+          V r = w >= limit ? v * scale : V{};
+          std::memcpy(out + e, &r, sizeof(r));
         }
+        for (; e < count; ++e) out[e] = static_cast<int32_t>(c.words[e] >> 8) >= limit ? in[e] * scale : T(0);
       });
     });
   });
