@@ -13,6 +13,13 @@ namespace loom::train {
 namespace {
 
 constexpr int kCell = 22, kLabelWidth = 120, kTop = 40, kRowGap = 26, kScaleHeight = 34;
+// Tokens are written in full up to this many characters (a bAbI fact is one token of ~30); longer ones are cut
+// with "...".
+constexpr size_t kMaxTokenChars = 40;
+
+std::string shown(const std::string& token) {
+  return token.size() <= kMaxTokenChars ? token : token.substr(0, kMaxTokenChars - 3) + "...";
+}
 
 std::string escape(const std::string& s) {
   std::string out;
@@ -60,16 +67,18 @@ void write_heatmap_svg(const std::string& path, const Heatmap& map) {
                map.tokens[r].size(), " tokens and ", map.values[r].size(), " values");
     columns = std::max(columns, map.values[r].size());
   }
-  // Wide enough for the title and the scale's caption as well as the cells.
+  // Wide enough for the title (14 px monospace: ~8.5 px a character) and the scale's caption as well as the
+  // cells.
   const int width =
       std::max(kLabelWidth + static_cast<int>(columns) * kCell + 20,
-               20 + 8 * static_cast<int>(std::max(map.title.size(), map.value_label.size() + 30)));
-  // Tokens longer than two characters are written slanted under their cells, so neighbours do not overlap.
+               20 + 9 * static_cast<int>(std::max(map.title.size(), map.value_label.size() + 30)));
+  // Tokens longer than two characters are written slanted (60 degrees) under their cells, so neighbours do not
+  // overlap; the rows leave room for the longest (11 px monospace: ~6.6 px a character, ~5.7 px of it downwards).
   size_t longest = 1;
   for (const auto& row : map.tokens)
-    for (const auto& t : row) longest = std::max(longest, t.size());
+    for (const auto& t : row) longest = std::max(longest, shown(t).size());
   const bool slanted = longest > 2;
-  const int token_height = slanted ? 10 + static_cast<int>(std::min<size_t>(longest, 16)) * 6 : 18;
+  const int token_height = slanted ? 16 + static_cast<int>(longest) * 6 : 18;
   const int row_height = kCell + token_height + kRowGap;
   const int height = kTop + static_cast<int>(map.values.size()) * row_height + kScaleHeight + 10;
   std::ostringstream svg;
@@ -99,7 +108,7 @@ void write_heatmap_svg(const std::string& path, const Heatmap& map) {
         svg << " text-anchor=\"end\" transform=\"rotate(-60 " << tx << " " << ty << ")\"";
       else
         svg << " text-anchor=\"middle\"";
-      svg << ">" << escape(map.tokens[r][c]) << "</text>\n";
+      svg << ">" << escape(shown(map.tokens[r][c])) << "</text>\n";
     }
   }
   // The colour scale.

@@ -1,6 +1,7 @@
 #pragma once
 // A heat map as a standalone SVG file: one row of cells per series, one column per token, the token written
-// under its column and the value in each cell. The Universal Transformer driver draws its ponder maps with it
+// under its column (slanted when longer than two characters, cut with "..." beyond 40) and the value in each
+// cell. The Universal Transformer driver draws its ponder maps with it
 // (the paper's figures 3 and 5: per-position ponder time), and any per-token quantity fits.
 #include <string>
 #include <vector>
