@@ -1,6 +1,6 @@
 // The Universal Transformer's fact-level bAbI model (models/universal_transformer/babi_model.h): its fact
-// vectors against a hand computation, padding invariance, the encoder-only model and encode_vectors, gradients
-// by finite differences, and errors.
+// vectors against a hand computation, padding invariance, the encoder-only model and encode_vectors,
+// gradients by finite differences, and errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -42,7 +42,8 @@ UniversalTransformerConfig tiny(const std::string& recurrence = "act") {
 }
 
 // A model in float64 with random (not all-one) position masks and a halting unit that varies with the state.
-std::shared_ptr<BabiFactModel> make(const UniversalTransformerConfig& c, uint64_t seed, int64_t max_words = 4) {
+std::shared_ptr<BabiFactModel> make(const UniversalTransformerConfig& c, uint64_t seed,
+                                    int64_t max_words = 4) {
   manual_seed(seed);
   auto m = std::make_shared<BabiFactModel>(c, max_words, TensorOptions(kFloat64));
   NoGradGuard no_grad;
@@ -55,7 +56,8 @@ std::shared_ptr<BabiFactModel> make(const UniversalTransformerConfig& c, uint64_
   return m;
 }
 
-data::BabiEncoded example(std::vector<std::vector<int64_t>> facts, std::vector<int64_t> question, int64_t answer) {
+data::BabiEncoded example(std::vector<std::vector<int64_t>> facts, std::vector<int64_t> question,
+                          int64_t answer) {
   data::BabiEncoded e;
   e.facts = std::move(facts);
   for (const auto& f : e.facts) {
@@ -97,7 +99,8 @@ TEST(BabiFactModel, FactVectorsAreMaskedSumsOfWordEmbeddings) {
   for (int64_t i = 0; i < 2; ++i) {
     const auto& e = *ex[i];
     for (size_t f = 0; f < e.facts.size(); ++f)
-      EXPECT_LE(max_abs_diff(in.x.select(0, i).select(0, static_cast<int64_t>(f)), expected(e.facts[f], m->story_mask)),
+      EXPECT_LE(max_abs_diff(in.x.select(0, i).select(0, static_cast<int64_t>(f)),
+                             expected(e.facts[f], m->story_mask)),
                 1e-12)
           << "example " << i << " fact " << f;
     // The question right after the example's facts, with its own mask.
@@ -128,7 +131,8 @@ TEST(BabiFactModel, PaddingChangesNothing) {
     EXPECT_EQ(t_both.select(0, 3).item<double>(), 0.0) << "the missing fact does not ponder";
     if (kind == "act") {
       std::vector<int64_t> n = both.encoder.steps.contiguous().to_vector<int64_t>();
-      ASSERT_GT(*std::max_element(n.begin(), n.end()), 1) << "halting must vary for this test to mean anything";
+      ASSERT_GT(*std::max_element(n.begin(), n.end()), 1)
+          << "halting must vary for this test to mean anything";
       EXPECT_GT(alone.ponder_cost.item<double>(), 0.0);
     } else {
       EXPECT_EQ(alone.ponder_cost.item<double>(), 0.0);
@@ -155,10 +159,15 @@ TEST(BabiFactModel, EncoderOnlyModelAndEncodeVectors) {
   }
   EXPECT_NE(m->str().find("babi_facts max_words=4"), std::string::npos) << m->str();
   EXPECT_NE(m->str().find("encoder_only=1"), std::string::npos) << m->str();
-  EXPECT_EQ(full.config().str().find("encoder_only"), std::string::npos) << "old checkpoints' strings stay as they were";
+  EXPECT_EQ(full.config().str().find("encoder_only"), std::string::npos)
+      << "old checkpoints' strings stay as they were";
   Tensor enc = m->encoder->encode(src).output;
   test::expect_error([&] { m->encoder->decode(src, enc, padding); }, {"decode", "encoder_only"});
-  test::expect_error([&] { m->encoder->encode_vectors(zeros({2, 3, 5}, kFloat64)); }, {"encode_vectors", "[2, 3, 5]"});
+  test::expect_error(
+      [&] {
+        m->encoder->encode_vectors(zeros({2, 3, 5}, kFloat64));
+      },
+      {"encode_vectors", "[2, 3, 5]"});
 }
 
 TEST(BabiFactModel, GradcheckTinyModel) {

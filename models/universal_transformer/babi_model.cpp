@@ -18,7 +18,8 @@ std::string describe_or_undefined(const Tensor& t) { return t.defined() ? descri
 
 }  // namespace
 
-BabiFactModel::BabiFactModel(const UniversalTransformerConfig& config, int64_t max_words, TensorOptions options)
+BabiFactModel::BabiFactModel(const UniversalTransformerConfig& config, int64_t max_words,
+                             TensorOptions options)
     : Module(kOp), max_words_(max_words) {
   LOOM_CHECK(max_words >= 1, kOp, ": max_words must be at least 1, got ", max_words);
   UniversalTransformerConfig c = config;
@@ -27,8 +28,8 @@ BabiFactModel::BabiFactModel(const UniversalTransformerConfig& config, int64_t m
   const int64_t d = encoder->config().d_model;
   story_mask = register_parameter("story_mask", ones({max_words, d}, options));
   question_mask = register_parameter("question_mask", ones({max_words, d}, options));
-  classifier =
-      register_module("classifier", std::make_shared<nn::Linear>(d, encoder->config().vocab_size, true, options));
+  classifier = register_module("classifier",
+                               std::make_shared<nn::Linear>(d, encoder->config().vocab_size, true, options));
 }
 
 std::string BabiFactModel::str() const {
@@ -50,8 +51,9 @@ BabiFactModel::Inputs BabiFactModel::fact_vectors(const data::BabiBatch& batch) 
   LOOM_CHECK(question.defined() && question.dim() == 2 && question.dtype() == DType::Int64 &&
                  question.size(0) == B && question.size(1) >= 1,
              kOp, ": batch.question must be int64 [", B, ", Q >= 1], got ", describe_or_undefined(question));
-  LOOM_CHECK(W <= max_words_ && question.size(1) <= max_words_, kOp, ": facts of ", W, " words and a question of ",
-             question.size(1), " words do not fit the model's position masks of ", max_words_, " words");
+  LOOM_CHECK(W <= max_words_ && question.size(1) <= max_words_, kOp, ": facts of ", W,
+             " words and a question of ", question.size(1),
+             " words do not fit the model's position masks of ", max_words_, " words");
   const Device device = encoder->embedding.device();
   // sum over a row's words of embed(word) * mask[place]: PAD words embed to zero and add nothing.
   auto bag = [&](const Tensor& words, const Tensor& mask) {
@@ -76,20 +78,22 @@ BabiFactModel::Inputs BabiFactModel::fact_vectors(const data::BabiBatch& batch) 
   Tensor stacked = cat({fact_vecs, question_vec}, 1).reshape({B * (F + 1), d});
   Inputs in;
   in.x = index_select(stacked, 0, tensor(order, {B * (F + 1)}).to(device)).view({B, F + 1, d});
-  in.padding = tensor(std::vector<double>(padding.begin(), padding.end()), {B, F + 1}).to(DType::Bool).to(device);
+  in.padding =
+      tensor(std::vector<double>(padding.begin(), padding.end()), {B, F + 1}).to(DType::Bool).to(device);
   return in;
 }
 
 UTLoss BabiFactModel::loss(const data::BabiBatch& batch) {
   Inputs in = fact_vectors(batch);
   const int64_t B = in.x.size(0);
-  LOOM_CHECK(batch.answers.defined() && batch.answers.dtype() == DType::Int64 &&
-                 batch.answers.shape() == Shape({B}),
-             kOp, ": batch.answers must be int64 [", B, "], got ", describe_or_undefined(batch.answers));
+  LOOM_CHECK(
+      batch.answers.defined() && batch.answers.dtype() == DType::Int64 && batch.answers.shape() == Shape({B}),
+      kOp, ": batch.answers must be int64 [", B, "], got ", describe_or_undefined(batch.answers));
   UTEncoderOutput enc = encoder->encode_vectors(in.x, in.padding);
-  // The class-label head of bAbI-T2T: the mean over the real positions (facts and question), then a dense layer.
+  // The class-label head of bAbI-T2T: the mean over the real positions (facts and question), then a dense
+  // layer.
   Tensor real = logical_not(in.padding).to(in.x.dtype()).unsqueeze(2);  // [B, F + 1, 1]
-  Tensor pooled = sum(enc.output * real, {1}) / sum(real, {1});        // [B, d]
+  Tensor pooled = sum(enc.output * real, {1}) / sum(real, {1});         // [B, d]
   Tensor logits = classifier->forward(pooled);                          // [B, V]
   UTLoss r;
   r.logits = logits.unsqueeze(1);

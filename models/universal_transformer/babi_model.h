@@ -4,14 +4,16 @@
 //
 //   fact f of the story  -> sum_w E[word_w] sqrt(d) * M_story[w]      (w = the word's place in the fact)
 //   the question          -> sum_w E[word_w] sqrt(d) * M_question[w]
-//   x = [fact_1, ..., fact_n, question, padding...]                   ([B, F + 1, d]; F the batch's most facts)
-//   h = encoder(x)                      (UniversalTransformer with encoder_only: UT with ACT, fixed steps, or the
+//   x = [fact_1, ..., fact_n, question, padding...]                   ([B, F + 1, d]; F the batch's most
+//   facts) h = encoder(x)                      (UniversalTransformer with encoder_only: UT with ACT, fixed
+//   steps, or the
 //                                        Transformer baseline; position signal over the fact order)
 //   logits = Linear(mean of h over the real positions) -> softmax over the word vocabulary
 //
-// M_story and M_question [max_words, d] are learned multiplicative position masks initialised to 1 (bAbI-T2T);
-// PAD words have a zero embedding, so they add nothing. E is the encoder's embedding table (PAD 0). The loss is
-// cross-entropy of the answer word plus ponder_weight x the encoder's ponder cost ("act" only).
+// M_story and M_question [max_words, d] are learned multiplicative position masks initialised to 1
+// (bAbI-T2T); PAD words have a zero embedding, so they add nothing. E is the encoder's embedding table (PAD
+// 0). The loss is cross-entropy of the answer word plus ponder_weight x the encoder's ponder cost ("act"
+// only).
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -123,8 +123,9 @@ class UniversalTransformer : public nn::Module {
   // or undefined (none).
   UTEncoderOutput encode_vectors(const Tensor& x, const Tensor& padding = Tensor(),
                                  const Tensor& position_offsets = Tensor());
-  // tgt_in int64 [B, T]: the decoder inputs (targets shifted right); throws for an encoder_only model. tgt_padding bool [B, T] (true = padding;
+  // tgt_in int64 [B, T]: the decoder inputs (targets shifted right). tgt_padding bool [B, T] (true = padding;
   // decoder input t is real exactly when target t is); undefined: none. enc_out [B, S, d] from encode().
+  // Throws for an encoder_only model.
   UTDecoderOutput decode(const Tensor& tgt_in, const Tensor& enc_out, const Tensor& src_padding,
                          const Tensor& tgt_padding = Tensor(), const Tensor& position_offsets = Tensor());
   // Teacher-forced loss of targets tgt int64 [B, T] (PAD 0 not scored) given src [B, S]; padding is where the
