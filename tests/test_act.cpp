@@ -15,12 +15,9 @@
 
 using namespace loom;
 using test::error_of;
+using test::max_abs_diff;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  return amax(abs(a.to(kFloat64) - b.to(kFloat64))).item<double>();
-}
 
 // ut_act.md section 8 A: rows = steps, columns = 4 positions (one sequence of length 4).
 const std::vector<double> kP = {0.995, 0.3, 0.5, 0.1,   // step 1

@@ -19,14 +19,11 @@
 using namespace loom;
 using models::BabiFactModel;
 using models::UniversalTransformerConfig;
+using test::max_abs_diff;
 
 namespace {
 
 constexpr int64_t kVocab = 12;
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  return amax(abs(a.to(kFloat64) - b.to(kFloat64))).item<double>();
-}
 
 UniversalTransformerConfig tiny(const std::string& recurrence = "act") {
   UniversalTransformerConfig c;

@@ -26,12 +26,9 @@ using namespace loom;
 using models::UniversalTransformer;
 using models::UniversalTransformerConfig;
 using test::error_of;
+using test::max_abs_diff;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  return amax(abs(a.to(kFloat64) - b.to(kFloat64))).item<double>();
-}
 
 Tensor ids(const std::vector<int64_t>& v, int64_t B, int64_t L) { return tensor(v, {B, L}); }
 

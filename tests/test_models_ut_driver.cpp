@@ -47,6 +47,17 @@ models::UTTrainOptions tiny_options(const fs::path& out) {
   return o;
 }
 
+// The generated bAbI-like task 1 with 100 training and 20 test questions, `steps` steps, evaluated at the end.
+models::UTTrainOptions tiny_babi_options(const fs::path& out, int64_t steps) {
+  models::UTTrainOptions o = tiny_options(out);
+  o.task = "babi1";
+  o.steps = steps;
+  o.eval_every = steps;
+  o.babi_train = 100;
+  o.babi_test = 20;
+  return o;
+}
+
 std::string read_file(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream s;
@@ -128,13 +139,8 @@ TEST(UTDriver, GeneratedBabiAndTheTransformerBaseline) {
   fs::path base = scratch("babi");
   for (const std::string encoding : {"facts", "flat"}) {
     SCOPED_TRACE(encoding);
-    models::UTTrainOptions o = tiny_options(base / encoding);
-    o.task = "babi1";
+    models::UTTrainOptions o = tiny_babi_options(base / encoding, 10);
     o.babi_encoding = encoding;
-    o.steps = 10;
-    o.eval_every = 10;
-    o.babi_train = 100;
-    o.babi_test = 20;
     o.ponder_maps = 1;
     ASSERT_EQ(models::train_ut(o), 0);
     auto final_line = test::lines_with(base / encoding / "metrics.jsonl", "\"test\"");
@@ -171,12 +177,7 @@ TEST(UTDriver, GeneratedBabiAndTheTransformerBaseline) {
 TEST(UTDriver, BabiFactModelResumesBitForBit) {
   fs::path base = scratch("babi_resume");
   auto options = [&](const std::string& name) {
-    models::UTTrainOptions o = tiny_options(base / name);
-    o.task = "babi1";
-    o.steps = 16;
-    o.eval_every = 16;
-    o.babi_train = 100;
-    o.babi_test = 20;
+    models::UTTrainOptions o = tiny_babi_options(base / name, 16);
     o.ponder_maps = 0;
     return o;
   };

@@ -100,14 +100,7 @@ UTLoss BabiFactModel::loss(const data::BabiBatch& batch) {
   r.cross_entropy = cross_entropy(logits, batch.answers.to(in.x.device()));
   r.encoder = enc.ponder;
   r.tokens = B;
-  const UniversalTransformerConfig& c = config();
-  if (c.model == "ut" && c.recurrence == "act") {
-    r.ponder_cost = enc.ponder.cost;
-    r.total = r.cross_entropy + r.ponder_cost * c.ponder_weight;
-  } else {
-    r.ponder_cost = zeros({}, in.x.options());
-    r.total = r.cross_entropy;
-  }
+  add_ponder_cost(r, enc.ponder.cost, config());
   return r;
 }
 

@@ -64,8 +64,10 @@ struct Task {
   Pairs train, eval, maps;
   std::function<std::string(int64_t)> token_name;
   bool babi = false;
-  // bAbI: the questions in ids (fact-level layout), parallel to train / eval, and the longest fact or question.
+  // bAbI: the questions in ids (fact-level layout), parallel to train / eval, the longest fact or question,
+  // and the vocabulary.
   std::vector<data::BabiEncoded> babi_train, babi_eval;
+  std::shared_ptr<const data::BabiVocab> babi_vocab;
   int64_t babi_max_words = 0;
 };
 
@@ -119,6 +121,7 @@ Task make_task(const UTTrainOptions& o) {
     t.maps = t.eval;
     t.vocab_size = vocab->size();
     t.token_name = [vocab](int64_t id) { return vocab->word(id); };
+    t.babi_vocab = vocab;
     t.babi = true;
     t.description = "GENERATED bAbI-like task " + std::to_string(id) +
                     " (not the released set): " + splits.train.summary() + " train, " +
@@ -198,12 +201,23 @@ UTLoss batch_loss(Network& net, const Batch& b, const std::vector<data::BabiEnco
   return net.facts->loss(data::collate_babi(examples));
 }
 
-// Mean ponder time N + R over real positions (times are 0 at padding); 0 for a side the model does not have.
+// The sum of N + R over a side's real positions and their count (times are 0 at padding); zeros for a side the
+// model does not have.
+struct PonderTotal {
+  double sum = 0, positions = 0;
+  void add(const UTPonder& p) {
+    if (!p.times.defined()) return;
+    sum += p.times.to(kFloat64).sum().item<double>();
+    positions += gt(p.times, 0.0).to(kFloat64).sum().item<double>();
+  }
+  double mean() const { return positions > 0 ? sum / positions : 0.0; }
+};
+
+// Mean ponder time N + R over real positions.
 double mean_ponder(const UTPonder& p) {
-  if (!p.times.defined()) return 0.0;
-  Tensor real = gt(p.times, 0.0).to(kFloat64).sum();
-  const double n = real.item<double>();
-  return n > 0 ? p.times.to(kFloat64).sum().item<double>() / n : 0.0;
+  PonderTotal t;
+  t.add(p);
+  return t.mean();
 }
 
 struct Evaluation {
@@ -227,7 +241,7 @@ Evaluation evaluate(Network& net, const Pairs& pairs, const std::vector<data::Ba
     return pairs.src[static_cast<size_t>(a)].size() < pairs.src[static_cast<size_t>(b)].size();
   });
   Evaluation ev;
-  double enc_sum = 0, dec_sum = 0, enc_n = 0, dec_n = 0;
+  PonderTotal encoder_ponder, decoder_ponder;
   for (size_t start = 0; start < order.size(); start += kEvalBatch) {
     std::vector<int64_t> rows(
         order.begin() + static_cast<std::ptrdiff_t>(start),
@@ -235,16 +249,11 @@ Evaluation evaluate(Network& net, const Pairs& pairs, const std::vector<data::Ba
     Batch b = make_batch(pairs, rows, device);
     UTLoss l = batch_loss(net, b, questions, rows);
     ev.teacher_forced += data::padded_accuracy(l.logits, b.tgt);
-    auto add = [](const UTPonder& p, double& sum, double& n) {
-      if (!p.times.defined()) return;
-      sum += p.times.to(kFloat64).sum().item<double>();
-      n += gt(p.times, 0.0).to(kFloat64).sum().item<double>();
-    };
-    add(l.encoder, enc_sum, enc_n);
-    add(l.decoder, dec_sum, dec_n);
+    encoder_ponder.add(l.encoder);
+    decoder_ponder.add(l.decoder);
   }
-  ev.ponder_encoder = enc_n > 0 ? enc_sum / enc_n : 0;
-  ev.ponder_decoder = dec_n > 0 ? dec_sum / dec_n : 0;
+  ev.ponder_encoder = encoder_ponder.mean();
+  ev.ponder_decoder = decoder_ponder.mean();
   const int64_t n_decode = net.seq2seq ? std::min(decode_examples, pairs.size()) : 0;
   for (int64_t start = 0; start < n_decode; start += kEvalBatch) {
     std::vector<int64_t> rows;
@@ -278,14 +287,6 @@ void write_ponder_maps(Network& net, const Task& task, int64_t count, const std:
     for (int64_t id : ids) out.push_back(task.token_name(id));
     return out;
   };
-  auto sentence = [&](const std::vector<int64_t>& ids) {
-    std::string out;
-    for (int64_t id : ids) {
-      if (!out.empty()) out += ' ';
-      out += task.token_name(id);
-    }
-    return out;
-  };
   for (int64_t i = 0; i < std::min(count, task.maps.size()); ++i) {
     Batch b = make_batch(task.maps, {i}, device);
     UTLoss l = batch_loss(net, b, task.babi_eval, {i});
@@ -308,8 +309,8 @@ void write_ponder_maps(Network& net, const Task& task, int64_t count, const std:
       // Positions: the facts in story order, then the question.
       const data::BabiEncoded& q = task.babi_eval[static_cast<size_t>(i)];
       std::vector<std::string> labels;
-      for (const auto& fact : q.facts) labels.push_back(sentence(fact));
-      labels.push_back(sentence(q.question));
+      for (const auto& fact : q.facts) labels.push_back(task.babi_vocab->decode(fact));
+      labels.push_back(task.babi_vocab->decode(q.question));
       row("encoder", l.encoder, std::move(labels));
     } else {
       row("encoder", l.encoder, names(task.maps.src[static_cast<size_t>(i)]));
@@ -502,7 +503,7 @@ int train_ut(const UTTrainOptions& opt) {
                 ev.decoded.sequence_accuracy(), static_cast<long long>(ev.decoded.sequences));
   if (task.babi) std::printf("; error %.1f%%", 100 * (1 - ev.teacher_forced.sequence_accuracy()));
   std::printf("; mean ponder %.2f / %.2f (%.1f min)\n", ev.ponder_encoder, ev.ponder_decoder, minutes);
-  if (opt.ponder_maps > 0 && net.config().model == "ut" && net.config().recurrence == "act") {
+  if (opt.ponder_maps > 0 && net.config().adaptive()) {
     write_ponder_maps(net, task, opt.ponder_maps, opt.out_dir, device);
     std::fprintf(stderr, "ponder maps: %s/ponder_<i>.svg\n", opt.out_dir.c_str());
   }

@@ -142,7 +142,7 @@ UniversalTransformer::UniversalTransformer(const UniversalTransformerConfig& con
     }
     (dec ? decoder_ln : encoder_ln) =
         side->register_module("ln", std::make_shared<nn::LayerNorm>(d, c.eps, true, options));
-    if (c.model == "ut" && c.recurrence == "act") {
+    if (c.adaptive()) {
       auto h = side->register_module("halting", std::make_shared<nn::Linear>(d, 1, true, options));
       NoGradGuard no_grad;
       nn::init::constant_(h->bias, c.halting_bias_init);
@@ -343,15 +343,18 @@ UTLoss UniversalTransformer::loss_impl(const Tensor& src, const Tensor& src_padd
   r.cross_entropy = cross_entropy(dec.logits.reshape({B * T, V}), tgt.reshape({B * T}), kPad);
   r.encoder = enc.ponder;
   r.decoder = dec.ponder;
-  const bool act = config_.model == "ut" && config_.recurrence == "act";
-  if (act) {
-    r.ponder_cost = enc.ponder.cost + dec.ponder.cost;
-    r.total = r.cross_entropy + r.ponder_cost * config_.ponder_weight;
-  } else {
-    r.ponder_cost = zeros({}, embedding.options());
-    r.total = r.cross_entropy;
-  }
+  add_ponder_cost(r, enc.ponder.cost + dec.ponder.cost, config_);
   return r;
+}
+
+void add_ponder_cost(UTLoss& loss, const Tensor& ponder_cost, const UniversalTransformerConfig& config) {
+  if (config.adaptive()) {
+    loss.ponder_cost = ponder_cost;
+    loss.total = loss.cross_entropy + ponder_cost * config.ponder_weight;
+  } else {
+    loss.ponder_cost = zeros({}, loss.cross_entropy.options());
+    loss.total = loss.cross_entropy;
+  }
 }
 
 Tensor UniversalTransformer::greedy_decode(const Tensor& src, int64_t max_len, const Tensor& src_offsets,

@@ -77,6 +77,8 @@ struct UniversalTransformerConfig {
   std::string str() const;
   // Loop iterations per side at most: max_steps ("act"), fixed_steps ("fixed") or layers ("transformer").
   int64_t steps() const;
+  // Dynamic halting: model "ut" with recurrence "act" (halting units, and a ponder cost in the loss).
+  bool adaptive() const { return model == "ut" && recurrence == "act"; }
 };
 
 // One side's pondering. "act": N + R per position with the gradient through R (ops/act.h). "fixed" and
@@ -108,6 +110,11 @@ struct UTLoss {
   UTPonder encoder, decoder;
   int64_t tokens = 0;  // targets scored
 };
+
+// Sets loss.ponder_cost and loss.total once loss.cross_entropy is set: for an adaptive() model the ponder cost
+// given (the sides' costs summed) and total = cross_entropy + ponder_weight * it; otherwise a zero cost and
+// total = cross_entropy.
+void add_ponder_cost(UTLoss& loss, const Tensor& ponder_cost, const UniversalTransformerConfig& config);
 
 class UniversalTransformer : public nn::Module {
  public:

@@ -74,6 +74,10 @@ bool all_finite(const Tensor& t) { return loom::all(lt(abs(t), INFINITY)).item<b
 
 double max_abs(const Tensor& t) { return t.numel() == 0 ? 0.0 : amax(abs(t)).item<double>(); }
 
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  return amax(abs(a.to(kFloat64) - b.to(kFloat64))).item<double>();
+}
+
 ThreadsGuard::ThreadsGuard(int n) : saved_(get_num_threads()) { set_num_threads(n); }
 
 ThreadsGuard::~ThreadsGuard() { set_num_threads(saved_); }

@@ -42,6 +42,8 @@ bool identical(const Tensor& a, const Tensor& b);
 bool all_finite(const Tensor& t);
 // max |t|, 0 for an empty tensor.
 double max_abs(const Tensor& t);
+// max |a - b| with both read as float64 (broadcasting as the subtraction does).
+double max_abs_diff(const Tensor& a, const Tensor& b);
 
 // Sets the CPU pool size for a scope and restores it after: a kernel's work split (and so its summation
 // order) follows the thread count, which the tests pin or vary.
