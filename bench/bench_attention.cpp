@@ -1,8 +1,10 @@
-// Causal self-attention of one layer: the fused scaled_dot_product_attention (tiled, online softmax, no [L, L]
-// scores) against the composed path MultiheadAttention uses for weights (matmul, masked softmax, matmul).
-// Args: batch, sequence length; 4 heads of 64, float32. Forward alone, and forward + backward.
-// Counters: FLOP/s of the causal products (forward 2 B H L^2 D: QK^T and PV, each halved by the mask; forward +
-// backward 3.5 times that, FlashAttention's convention, which does not count the backward's recomputation),
+// Causal self-attention of one layer: the fused scaled_dot_product_attention (tiled, online softmax, no [L,
+// L] scores) against the composed path MultiheadAttention uses for weights (matmul, masked softmax, matmul).
+// Args: batch, sequence length; 4 heads of 64, float32. Forward alone, and forward + backward; and forward +
+// backward with attention dropout 0.1 (the fused op regenerates its mask in the kernels, the composed path
+// drops explicit weights), also at a Universal Transformer training shape (batch 64, length 48).
+// Counters: FLOP/s of the causal products (forward 2 B H L^2 D: QK^T and PV, each halved by the mask; forward
+// + backward 3.5 times that, FlashAttention's convention, which does not count the backward's recomputation),
 // and peak_bytes: the allocator's high-water mark above what was live before the loop.
 #include <benchmark/benchmark.h>
 
@@ -32,19 +34,25 @@ Inputs make_inputs(int64_t batch, int64_t len, bool requires_grad) {
   return in;
 }
 
-loom::Tensor fused(const Inputs& in) { return loom::scaled_dot_product_attention(in.q, in.k, in.v, {}, true); }
+constexpr double kDropout = 0.1;
 
-loom::Tensor unfused(const Inputs& in) {
-  loom::Tensor scores = loom::matmul(loom::div(in.q, std::sqrt(static_cast<double>(kHeadDim))), in.k.transpose(-2, -1));
-  return loom::matmul(loom::softmax(scores, -1, in.causal), in.v);
+loom::Tensor fused(const Inputs& in, double dropout) {
+  return loom::scaled_dot_product_attention(in.q, in.k, in.v, {}, true, 0, dropout);
 }
 
-template <bool kFused, bool kBackward>
+loom::Tensor unfused(const Inputs& in, double dropout) {
+  loom::Tensor scores = loom::matmul(loom::div(in.q, std::sqrt(static_cast<double>(kHeadDim))), in.k.transpose(-2, -1));
+  loom::Tensor weights = loom::softmax(scores, -1, in.causal);
+  return loom::matmul(dropout > 0 ? loom::dropout(weights, dropout) : weights, in.v);
+}
+
+template <bool kFused, bool kBackward, bool kWithDropout = false>
 void BM_CausalAttention(benchmark::State& state) {
   const int64_t batch = state.range(0), len = state.range(1);
   Inputs in = make_inputs(batch, len, kBackward);
+  const double dropout = kWithDropout ? kDropout : 0.0;
   auto step = [&] {
-    loom::Tensor out = kFused ? fused(in) : unfused(in);
+    loom::Tensor out = kFused ? fused(in, dropout) : unfused(in, dropout);
     if (kBackward) {
       for (loom::Tensor* t : {&in.q, &in.k, &in.v}) t->set_grad(loom::Tensor());
       out.backward(in.grad);
@@ -66,9 +74,17 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->Args({8, 512})->Args({1, 2048})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 }
 
+void dropout_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({64, 48})->Args({8, 512})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+}
+
 }  // namespace
 
 BENCHMARK(BM_CausalAttention<true, false>)->Name("Fused/forward")->Apply(shapes);
 BENCHMARK(BM_CausalAttention<false, false>)->Name("Unfused/forward")->Apply(shapes);
 BENCHMARK(BM_CausalAttention<true, true>)->Name("Fused/forward_backward")->Apply(shapes);
 BENCHMARK(BM_CausalAttention<false, true>)->Name("Unfused/forward_backward")->Apply(shapes);
+BENCHMARK(BM_CausalAttention<true, true, true>)->Name("FusedDropout/forward_backward")->Apply(dropout_shapes);
+BENCHMARK(BM_CausalAttention<false, true, true>)
+    ->Name("UnfusedDropout/forward_backward")
+    ->Apply(dropout_shapes);

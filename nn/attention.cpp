@@ -1,5 +1,6 @@
-// nn::MultiheadAttention: projections, head split, attention (the fused op, or masked softmax and dropout when
-// weights, attention dropout or an additive mask are asked for), head merge, output projection.
+// nn::MultiheadAttention: projections, head split, attention (the fused op, attention dropout included, or
+// masked softmax and dropout when the weights or an additive mask are asked for), head merge, output
+// projection.
 #include "loom/nn/attention.h"
 
 #include <cmath>
@@ -150,10 +151,14 @@ MultiheadAttention::Output MultiheadAttention::attend(const Tensor& query, const
   // The fused op computes the same function without the [B, H, L, S] weights. It reads the heads straight out
   // of the projections (strided views, no copies) and writes its output in [B, L, H, D] order, so merging the
   // heads is a view too; from the packed self-attention projection, its backward also writes one packed
-  // gradient. Attention dropout and additive masks take the composed path below.
-  if (!need_weights && !float_mask.defined() && !(is_training() && dropout_ > 0)) {
-    Tensor context = qkv.defined() ? scaled_dot_product_attention_packed(qkv, bool_mask, is_causal)
-                                   : scaled_dot_product_attention(q, k, v, bool_mask, is_causal);  // [B, H, L, D]
+  // gradient. Its attention dropout draws the same mask as the composed path's dropout would; additive masks
+  // take the composed path below.
+  const double attention_dropout = is_training() ? dropout_ : 0.0;
+  if (!need_weights && !float_mask.defined()) {
+    Tensor context =
+        qkv.defined() ? scaled_dot_product_attention_packed(qkv, bool_mask, is_causal, 0, attention_dropout)
+                      : scaled_dot_product_attention(q, k, v, bool_mask, is_causal, 0, attention_dropout);
+    // context: [B, H, L, D]
     return {out_proj->forward(context.permute({0, 2, 1, 3}).reshape({b, l, e})), Tensor()};
   }
   if (qkv.defined()) q = heads(qkv, 0), k = heads(qkv, 1), v = heads(qkv, 2);
@@ -167,7 +172,7 @@ MultiheadAttention::Output MultiheadAttention::attend(const Tensor& query, const
   Tensor scores = matmul(div(q, std::sqrt(static_cast<double>(d))), k.transpose(-2, -1));  // [B, H, L, S]
   if (float_mask.defined()) scores = add(scores, float_mask);
   Tensor weights = softmax(scores, -1, bool_mask);
-  if (is_training() && dropout_ > 0) weights = dropout(weights, dropout_, true);
+  if (attention_dropout > 0) weights = dropout(weights, attention_dropout, true);
   Tensor context = matmul(weights, v);  // [B, H, L, D]
   Tensor merged = context.permute({0, 2, 1, 3}).reshape({b, l, e});
   return {out_proj->forward(merged), weights};

@@ -29,8 +29,9 @@ class MultiheadAttention : public Module {
   // attn_mask: [L, S], [B * H, L, S] or [B | 1, H | 1, L, S]; bool (true = masked) or floating (added).
   // key_padding_mask: bool [B, S], true marks padding keys.
   // is_causal: masks key j for query i when j > i (top-left aligned when L != S), on top of any attn_mask.
-  // forward() runs the fused scaled_dot_product_attention unless attention dropout is active (training with
-  // dropout > 0) or attn_mask is floating; forward_with_weights() always computes the weights explicitly.
+  // forward() runs the fused scaled_dot_product_attention (attention dropout included, with the same mask the
+  // composed path would draw) unless attn_mask is floating; forward_with_weights() always computes the
+  // weights explicitly.
   Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask = Tensor(),
                  const Tensor& key_padding_mask = Tensor(), bool is_causal = false);
   Output forward_with_weights(const Tensor& query, const Tensor& key, const Tensor& value,

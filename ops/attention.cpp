@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "loom/autograd/tape.h"
+#include "loom/core/generator.h"
 #include "loom/ops/attention_checks.h"
 #include "loom/ops/backend.h"
 
@@ -65,13 +66,13 @@ struct Forward {
 };
 
 Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
-                    double scale) {
+                    double scale, const AttentionDropout& dropout) {
   Shape out_shape = q.shape();
   out_shape[out_shape.size() - 1] = v.size(-1);
   Shape lse_shape = q.shape();
   lse_shape.erase(lse_shape.size() - 1);
   Forward f{empty_like_layout(out_shape, q), Tensor::empty(lse_shape, q.options())};
-  backend_for(q.device()).attention_forward(q, k, v, mask, causal, scale, f.out, f.lse);
+  backend_for(q.device()).attention_forward(q, k, v, mask, causal, scale, dropout, f.out, f.lse);
   return f;
 }
 
@@ -80,24 +81,45 @@ struct Saved {
   autograd::SavedTensor q, k, v, out, lse, mask;
   bool causal;
   double scale;
-  Saved(const autograd::OpScope& scope, const Tensor& q_, const Tensor& k_, const Tensor& v_, const Forward& f,
-        const Tensor& mask_, bool causal_, double scale_)
-      : q(scope.save(q_)), k(scope.save(k_)), v(scope.save(v_)), out(scope.save(f.out)), lse(scope.save(f.lse)),
-        mask(scope.save(mask_)), causal(causal_), scale(scale_) {}
+  AttentionDropout dropout;
+  Saved(const autograd::OpScope& scope, const Tensor& q_, const Tensor& k_, const Tensor& v_,
+        const Forward& f, const Tensor& mask_, bool causal_, double scale_, const AttentionDropout& dropout_)
+      : q(scope.save(q_)),
+        k(scope.save(k_)),
+        v(scope.save(v_)),
+        out(scope.save(f.out)),
+        lse(scope.save(f.lse)),
+        mask(scope.save(mask_)),
+        causal(causal_),
+        scale(scale_),
+        dropout(dropout_) {}
   void backward(const Tensor& grad, const Tensor& gq, const Tensor& gk, const Tensor& gv) const {
     backend_for(grad.device())
-        .attention_backward(kernel_operand(grad), q.get(), k.get(), v.get(), out.get(), lse.get(), mask.get(), causal,
-                            scale, gq, gk, gv);
+        .attention_backward(kernel_operand(grad), q.get(), k.get(), v.get(), out.get(), lse.get(), mask.get(),
+                            causal, scale, dropout, gq, gk, gv);
   }
 };
+
+// The dropout of an attention over scores of shape `scores`: none for p = 0, else a draw from the default
+// generator of as many Philox counters as loom::dropout takes for a tensor of that size.
+AttentionDropout draw_dropout(const char* op, double p, const Shape& scores) {
+  LOOM_CHECK(p >= 0 && p <= 1, op, ": dropout_p has to be between 0 and 1, got ", p);
+  AttentionDropout d;
+  if (p == 0) return d;
+  int64_t n = 1;
+  for (int64_t size : scores) n *= size;
+  d.p = p;
+  d.state = default_generator().next(static_cast<uint64_t>((n + 3) / 4) + 1);
+  return d;
+}
 
 // Part 0, 1 or 2 (q, k or v) of a packed projection [..., L, 3, H, D], as a [..., H, L, D] view.
 Tensor packed_part(const Tensor& qkv, int64_t part) { return qkv.select(-3, part).transpose(-3, -2); }
 
 }  // namespace
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
-                                    bool is_causal, double scale) {
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& attn_mask, bool is_causal, double scale, double dropout_p) {
   const char* op = "scaled_dot_product_attention";
   detail::check_attention_operand(op, "q", q, q);
   detail::check_attention_operand(op, "k", k, q);
@@ -114,13 +136,15 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   scores[scores.size() - 1] = k.size(-2);
   Tensor mask = expand_mask(op, attn_mask, scores, q);
   const double sc = resolve_scale(op, scale, q.size(-1));
+  const AttentionDropout dropout = draw_dropout(op, dropout_p, scores);
 
   autograd::OpScope scope(op, {q, k, v});
   Tensor qk = kernel_operand(q), kk = kernel_operand(k), vk = kernel_operand(v);
-  Forward f = run_forward(qk, kk, vk, mask, is_causal, sc);
+  Forward f = run_forward(qk, kk, vk, mask, is_causal, sc, dropout);
   if (scope.recording()) {
-    scope.record({f.out}, [saved = Saved(scope, qk, kk, vk, f, mask, is_causal, sc), need_q = scope.needs_grad(0),
-                           need_k = scope.needs_grad(1), need_v = scope.needs_grad(2)](const std::vector<Tensor>& g) {
+    scope.record({f.out}, [saved = Saved(scope, qk, kk, vk, f, mask, is_causal, sc, dropout),
+                           need_q = scope.needs_grad(0), need_k = scope.needs_grad(1),
+                           need_v = scope.needs_grad(2)](const std::vector<Tensor>& g) {
       // Gradients laid out like their inputs, so that a view's backward copies them in memory order.
       const Tensor &q_ = saved.q.get(), &k_ = saved.k.get(), &v_ = saved.v.get();
       Tensor gq = need_q ? empty_like_layout(q_.shape(), q_) : Tensor();
@@ -134,7 +158,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 }
 
 Tensor scaled_dot_product_attention_packed(const Tensor& qkv, const Tensor& attn_mask, bool is_causal,
-                                           double scale) {
+                                           double scale, double dropout_p) {
   const char* op = "scaled_dot_product_attention_packed";
   detail::check_attention_operand(op, "qkv", qkv, qkv);
   LOOM_CHECK(qkv.dim() >= 4 && qkv.size(-3) == 3, op, ": expected a packed projection qkv [..., L, 3, H, D], got shape ",
@@ -143,13 +167,14 @@ Tensor scaled_dot_product_attention_packed(const Tensor& qkv, const Tensor& attn
   scores[scores.size() - 1] = qkv.size(-4);
   Tensor mask = expand_mask(op, attn_mask, scores, qkv);
   const double sc = resolve_scale(op, scale, qkv.size(-1));
+  const AttentionDropout dropout = draw_dropout(op, dropout_p, scores);
 
   autograd::OpScope scope(op, {qkv});
   Tensor q = kernel_operand(packed_part(qkv, 0)), k = kernel_operand(packed_part(qkv, 1));
   Tensor v = kernel_operand(packed_part(qkv, 2));
-  Forward f = run_forward(q, k, v, mask, is_causal, sc);
+  Forward f = run_forward(q, k, v, mask, is_causal, sc, dropout);
   if (scope.recording()) {
-    scope.record({f.out}, [saved = Saved(scope, q, k, v, f, mask, is_causal, sc),
+    scope.record({f.out}, [saved = Saved(scope, q, k, v, f, mask, is_causal, sc, dropout),
                            shape = qkv.shape()](const std::vector<Tensor>& g) {
       // One gradient for the one input; the kernel writes dq, dk and dv straight into its three parts.
       Tensor gqkv = Tensor::empty(shape, g[0].options());

@@ -133,8 +133,9 @@ Tensor attention_scores(const Tensor& q, const Tensor& k, const Tensor& excluded
 }
 }  // namespace
 
-void Backend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
-                                double scale, const Tensor& out, const Tensor& logsumexp) {
+void Backend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                                bool causal, double scale, const AttentionDropout& drop, const Tensor& out,
+                                const Tensor& logsumexp) {
   NoGradGuard no_grad;
   Tensor excluded = attention_exclusions(mask, causal, q.size(-2), k.size(-2), q.device());
   Tensor scores = attention_scores(q, k, excluded, scale);
@@ -143,22 +144,33 @@ void Backend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
   Tensor lse = loom::logsumexp(scores, {-1});
   lse = masked_fill(lse, eq(lse, -INFINITY), INFINITY);
   copy_into(logsumexp, lse);
-  copy_into(out, matmul(exp(sub(scores, lse.unsqueeze(-1))), v));
+  Tensor p = exp(sub(scores, lse.unsqueeze(-1)));  // contiguous [..., L, S]: element (b * L + i) * S + j
+  if (drop.active()) this->dropout(p, drop.p, drop.state, p);
+  copy_into(out, matmul(p, v));
 }
 
 void Backend::attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                                  const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
-                                 double scale, const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) {
+                                 double scale, const AttentionDropout& drop, const Tensor& grad_q,
+                                 const Tensor& grad_k, const Tensor& grad_v) {
   NoGradGuard no_grad;
   Tensor excluded = attention_exclusions(mask, causal, q.size(-2), k.size(-2), q.device());
   // The probabilities again, from the saved row normalisers: exp(-inf) = 0 at excluded entries and, with
   // logsumexp = +inf, across rows with no allowed key.
   Tensor p = exp(sub(attention_scores(q, k, excluded, scale), logsumexp.unsqueeze(-1)));
-  if (grad_v.defined()) copy_into(grad_v, matmul(p.transpose(-2, -1), grad_out));
+  // With dropout, out = (P * M) V for the regenerated multipliers M, so dV = (P * M)^T dO and the gradient
+  // reaching P is M * (dO V^T).
+  Tensor p_used = p;
+  if (drop.active()) {
+    p_used = Tensor::empty(p.shape(), p.options());
+    this->dropout(p, drop.p, drop.state, p_used);
+  }
+  if (grad_v.defined()) copy_into(grad_v, matmul(p_used.transpose(-2, -1), grad_out));
   if (!grad_q.defined() && !grad_k.defined()) return;
-  // Softmax's backward, dS = P * (dP - rowsum(dP * P)), with rowsum(dP * P) = rowsum(dO * O) since dP = dO V^T
-  // and O = P V; the factor scale carries it through scores = scale * q k^T.
+  // Softmax's backward, dS = P * (dP - rowsum(dP * P)), with rowsum(dP * P) = rowsum(dO * O) since
+  // dP * P = (M * dO V^T) * P and O = (P * M) V; the factor scale carries it through scores = scale * q k^T.
   Tensor dp = matmul(grad_out, v.transpose(-2, -1));
+  if (drop.active()) this->dropout(dp, drop.p, drop.state, dp);
   Tensor row = sum(mul(grad_out, out), {-1}, /*keepdim=*/true);
   Tensor ds = mul(mul(p, sub(dp, row)), scale);
   if (grad_q.defined()) copy_into(grad_q, matmul(ds, k));

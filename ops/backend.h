@@ -24,6 +24,16 @@ enum class UnaryOp : uint8_t {
 };
 const char* unary_op_name(UnaryOp op);
 
+// Dropout on attention's probabilities (scaled_dot_product_attention's dropout_p): weight (b, i, j) of the
+// [batch, L, S] attention matrices (b the flattened leading index) is multiplied by exactly what
+// loom::dropout(weights, p, state) multiplies element (b * L + i) * S + j of contiguous weights by: 0 or
+// 1 / (1 - p). The softmax denominators are those of the undropped weights. p = 0: no dropout.
+struct AttentionDropout {
+  double p = 0;
+  PhiloxState state;
+  bool active() const { return p > 0; }
+};
+
 struct UnaryParams {
   double a = 0;
   double b = 0;
@@ -119,18 +129,20 @@ class Backend {
   virtual void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                           const Tensor& mean, const Tensor& rstd);
 
-  // Scaled-dot-product attention (ops/attention.h): out = softmax(scale * q @ k^T, excluded) @ v over the last
-  // two dims, batched over the leading dims, which q [..., L, D], k [..., S, D], v [..., S, Dv] and out
+  // Scaled-dot-product attention (ops/attention.h): out = softmax(scale * q @ k^T, excluded) @ v over the
+  // last two dims, batched over the leading dims, which q [..., L, D], k [..., S, D], v [..., S, Dv] and out
   // [..., L, Dv] share. These four may be strided views: each has a unit stride in its last dim (unless that
   // dim has size 1) and a row stride of at least its last size (unless it has one row); leading dims may have
   // any strides, 0 included. mask (bool, expanded to [..., L, S], any strides) may be undefined; causal also
   // excludes key j > query i. Writes out and logsumexp [..., L] (contiguous): the log of each row's softmax
   // denominator, +inf for a row with no allowed key (which outputs zeros), so that exp(score - logsumexp) is
-  // the probability everywhere, 0 in such rows. Unlike the kernels above, the default composes ops (matmul,
-  // logsumexp, exp) and so runs on every backend; the CPU overrides it with a tiled kernel that never holds
+  // the probability everywhere, 0 in such rows. With dropout active, out = dropout(probabilities) @ v and
+  // logsumexp is unchanged. Unlike the kernels above, the default composes ops (matmul, logsumexp, exp, the
+  // dropout kernel) and so runs on every backend; the CPU overrides it with a tiled kernel that never holds
   // the [L, S] scores.
-  virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
-                                 double scale, const Tensor& out, const Tensor& logsumexp);
+  virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                                 bool causal, double scale, const AttentionDropout& dropout,
+                                 const Tensor& out, const Tensor& logsumexp);
   // Multi-dimensional (feature-wise) attention (ops/multidim_attention.h) over N independent sequences: q, k, v
   // [N, L, d] with a unit last stride (any strides in N and L), bias [d] contiguous, padding bool [N, L]
   // contiguous (true = padding) or undefined; the allowed keys follow direction, padding and mask_queries as
@@ -159,12 +171,14 @@ class Backend {
                                    const Tensor& grad_weight, const Tensor& grad_bias);
   // grad_in = grad * gelu'(in), exact (erf) form or the tanh approximation; all of one shape.
   virtual void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in);
-  // Attention's backward from the forward's out and logsumexp; operands as in attention_forward (grad_out like
-  // out; grad_q, grad_k, grad_v like q, k, v, each with a unit last stride and non-overlapping rows, or
+  // Attention's backward from the forward's out and logsumexp; operands as in attention_forward (grad_out
+  // like out; grad_q, grad_k, grad_v like q, k, v, each with a unit last stride and non-overlapping rows, or
   // undefined when not wanted). Every element of a defined gradient is written.
+  // The dropout is the forward's (the same state), its mask regenerated.
   virtual void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
-                                  double scale, const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v);
+                                  double scale, const AttentionDropout& dropout, const Tensor& grad_q,
+                                  const Tensor& grad_k, const Tensor& grad_v);
   // Multi-dimensional attention's backward from grad_out and the forward's out and inv_sum ([N, L, d],
   // contiguous); operands as in multi_dim_attention_forward. Writes every element of whichever of grad_q,
   // grad_k, grad_v ([N, L, d], contiguous) is defined. There is no grad_bias: the score depends on q[i] + bias,

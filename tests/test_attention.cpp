@@ -1,7 +1,9 @@
 // scaled_dot_product_attention (ops/attention.h): gradcheck of the fused op; the CPU's tiled kernels against
-// the Backend defaults composed of ops (matmul, masked softmax) at tile-boundary sizes in float32 and float64,
-// under both backward work splits; masks, empty rows and sizes; strided operands and the output layout; errors;
-// nn::MultiheadAttention's fused path against its explicit-weights path.
+// the Backend defaults composed of ops (matmul, masked softmax) at tile-boundary sizes in float32 and
+// float64, under both backward work splits, with and without attention dropout; masks, empty rows and sizes;
+// strided operands and the output layout; errors; dropout against dropout on explicit weights from the same
+// generator state; nn::MultiheadAttention's fused path against its explicit-weights path, in training with
+// dropout too.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -30,6 +32,9 @@ bool check(const std::function<Tensor(const std::vector<Tensor>&)>& fn, const st
   return gradcheck(fn, inputs);
 }
 
+// The generator state a test's dropout draws start from, so that two computations can draw the same masks.
+PhiloxState dropout_state(uint64_t seed) { return PhiloxState{seed, 7}; }
+
 }  // namespace
 
 // ---- gradcheck ----------------------------------------------------------------------------------------------
@@ -45,6 +50,16 @@ TEST(AttentionGradcheck, PlainCausalAndScaled) {
   Tensor q5 = leaf({1, 5, 2}, 4), k3 = leaf({1, 3, 2}, 5), v3 = leaf({1, 3, 2}, 6);
   EXPECT_TRUE(check([](const auto& in) { return scaled_dot_product_attention(in[0], in[1], in[2], {}, true); },
                     {q5, k3, v3}));
+  // Attention dropout: every evaluation draws the same mask (the generator is rewound to one state), so the
+  // function is smooth; masked and causal, on 4-d operands whose weights cross several Philox blocks.
+  Tensor q4 = leaf({2, 2, 5, 3}, 17), k4 = leaf({2, 2, 6, 3}, 18), v4 = leaf({2, 2, 6, 2}, 19);
+  Tensor mask = random_mask({5, 6}, 20, 0.3);
+  EXPECT_TRUE(check(
+      [mask](const auto& in) {
+        GeneratorStateGuard rewind(dropout_state(3));
+        return scaled_dot_product_attention(in[0], in[1], in[2], mask, true, 0, 0.4);
+      },
+      {q4, k4, v4}));
   // 2-d operands (no batch dims) and a consumer that makes the incoming gradient non-uniform.
   Tensor q2 = leaf({3, 2}, 7), k2 = leaf({4, 2}, 8), v2 = leaf({4, 3}, 9), w = leaf({3, 3}, 10);
   EXPECT_TRUE(check([](const auto& in) { return mul(scaled_dot_product_attention(in[0], in[1], in[2]), in[3]); },
@@ -106,12 +121,14 @@ struct Case {
   int64_t l, s, d, dv;
   bool causal;
   int mask;  // 0 none, 1 random [L, S] (some rows fully masked), 2 key padding over the first lead dim
+  double dropout = 0;
 };
 
 std::string describe_case(const Case& c, DType dtype) {
   return std::string(dtype_name(dtype)) + " lead " + shape_str(c.lead) + " L " + std::to_string(c.l) + " S " +
          std::to_string(c.s) + " D " + std::to_string(c.d) + " Dv " + std::to_string(c.dv) +
-         (c.causal ? " causal" : "") + " mask " + std::to_string(c.mask);
+         (c.causal ? " causal" : "") + " mask " + std::to_string(c.mask) + " dropout " +
+         std::to_string(c.dropout);
 }
 
 void compare_with_default(const Case& c, DType dtype, uint64_t seed) {
@@ -138,12 +155,14 @@ void compare_with_default(const Case& c, DType dtype, uint64_t seed) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
   Shape lse_shape = c.lead;
   lse_shape.push_back(c.l);
+  AttentionDropout drop;
+  if (c.dropout > 0) drop = AttentionDropout{c.dropout, dropout_state(seed)};
 
   Backend& cpu = cpu_backend();
   Tensor out = Tensor::empty(with(c.l, c.dv), dtype), lse = Tensor::empty(lse_shape, dtype);
   Tensor ref_out = Tensor::empty(with(c.l, c.dv), dtype), ref_lse = Tensor::empty(lse_shape, dtype);
-  cpu.attention_forward(q, k, v, m, c.causal, scale, out, lse);
-  cpu.loom::Backend::attention_forward(q, k, v, m, c.causal, scale, ref_out, ref_lse);
+  cpu.attention_forward(q, k, v, m, c.causal, scale, drop, out, lse);
+  cpu.loom::Backend::attention_forward(q, k, v, m, c.causal, scale, drop, ref_out, ref_lse);
   const bool f32 = dtype == kFloat32;
   const double rtol = f32 ? 1e-4 : 1e-10, atol = f32 ? 2e-5 : 1e-12;
   const std::string what = describe_case(c, dtype);
@@ -154,8 +173,8 @@ void compare_with_default(const Case& c, DType dtype, uint64_t seed) {
   Tensor gv = Tensor::empty(v.shape(), dtype);
   Tensor rq = Tensor::empty(q.shape(), dtype), rk = Tensor::empty(k.shape(), dtype);
   Tensor rv = Tensor::empty(v.shape(), dtype);
-  cpu.attention_backward(go, q, k, v, out, lse, m, c.causal, scale, gq, gk, gv);
-  cpu.loom::Backend::attention_backward(go, q, k, v, out, lse, m, c.causal, scale, rq, rk, rv);
+  cpu.attention_backward(go, q, k, v, out, lse, m, c.causal, scale, drop, gq, gk, gv);
+  cpu.loom::Backend::attention_backward(go, q, k, v, out, lse, m, c.causal, scale, drop, rq, rk, rv);
   // Gradients sum over up to S (or L) products of O(1) terms: a looser absolute floor in float32.
   const double gatol = f32 ? 1e-4 : 1e-11;
   expect_close(gq, rq, rtol, gatol, what + " grad q");
@@ -173,6 +192,8 @@ TEST(AttentionKernel, MatchesDefaultAtTileBoundaries) {
       for (int64_t s : {1, 64, 65, 127, 129, 200}) {
         for (bool causal : {false, true}) {
           compare_with_default({{2}, l, s, 16, 8, causal, 0}, dtype, seed += 10);
+          // Dropout: each tile row's multipliers start at its own index into the [batch, L, S] weights.
+          compare_with_default({{2}, l, s, 16, 8, causal, 0, 0.3}, dtype, seed += 10);
         }
       }
     }
@@ -188,8 +209,10 @@ TEST(AttentionKernel, MatchesDefaultWithMasksAndBothBackwardSplits) {
     for (DType dtype : {kFloat32, kFloat64}) {
       for (int mask : {0, 1, 2}) {
         for (bool causal : {false, true}) {
-          compare_with_default({{2}, 130, 200, 64, 64, causal, mask}, dtype, seed += 10);
-          compare_with_default({{2, 3}, 65, 65, 8, 24, causal, mask}, dtype, seed += 10);
+          for (double dropout : {0.0, 0.2}) {
+            compare_with_default({{2}, 130, 200, 64, 64, causal, mask, dropout}, dtype, seed += 10);
+            compare_with_default({{2, 3}, 65, 65, 8, 24, causal, mask, dropout}, dtype, seed += 10);
+          }
         }
       }
     }
@@ -200,16 +223,17 @@ TEST(AttentionKernel, GradientsOnlyWhereAsked) {
   NoGradGuard no_grad;
   Tensor q = normal({2, 70, 8}, 1), k = normal({2, 90, 8}, 2), v = normal({2, 90, 4}, 3), go = normal({2, 70, 4}, 4);
   Tensor out = Tensor::empty({2, 70, 4}, kFloat64), lse = Tensor::empty({2, 70}, kFloat64);
-  cpu_backend().attention_forward(q, k, v, {}, true, 0.3, out, lse);
+  const AttentionDropout drop{0.25, dropout_state(5)};
+  cpu_backend().attention_forward(q, k, v, {}, true, 0.3, drop, out, lse);
   Tensor rq = Tensor::empty(q.shape(), kFloat64), rk = Tensor::empty(k.shape(), kFloat64);
   Tensor rv = Tensor::empty(v.shape(), kFloat64);
-  cpu_backend().loom::Backend::attention_backward(go, q, k, v, out, lse, {}, true, 0.3, rq, rk, rv);
+  cpu_backend().loom::Backend::attention_backward(go, q, k, v, out, lse, {}, true, 0.3, drop, rq, rk, rv);
   for (int threads : {1, 4}) {
     ThreadsGuard guard(threads);
     for (int which = 0; which < 3; ++which) {
       Tensor g[3];
       g[which] = full(which == 0 ? q.shape() : which == 1 ? k.shape() : v.shape(), NAN, kFloat64);
-      cpu_backend().attention_backward(go, q, k, v, out, lse, {}, true, 0.3, g[0], g[1], g[2]);
+      cpu_backend().attention_backward(go, q, k, v, out, lse, {}, true, 0.3, drop, g[0], g[1], g[2]);
       const Tensor& want = which == 0 ? rq : which == 1 ? rk : rv;
       expect_close(g[which], want, 1e-10, 1e-12, "gradient " + std::to_string(which));
     }
@@ -229,6 +253,77 @@ TEST(Attention, MatchesExplicitSoftmaxAndRecordsOneEntry) {
   Tensor causal = gt(arange(6.0).view({1, 6}), arange(5.0).view({5, 1}));
   Tensor want = matmul(softmax(mul(matmul(q, k.transpose(-2, -1)), 0.5), -1, logical_or(mask, causal)), v);
   expect_close(out, want, 1e-12, 1e-12, "out");
+}
+
+// Fused dropout against dropout on explicitly computed weights, both drawn from the same generator state:
+// outputs and gradients agree, the generator advances by the same amount, and the expected fraction is
+// dropped.
+TEST(Attention, DropoutMatchesDropoutOnExplicitWeights) {
+  Tensor q = leaf({2, 3, 70, 8}, 81), k = leaf({2, 3, 90, 8}, 82), v = leaf({2, 3, 90, 5}, 83);
+  Tensor pad = random_mask({2, 1, 1, 90}, 84, 0.2);
+  const double p = 0.3;
+  for (bool causal : {false, true}) {
+    std::vector<Tensor> fused, composed;
+    PhiloxState after_fused, after_composed;
+    for (bool fuse : {true, false}) {
+      for (Tensor* t : {&q, &k, &v}) t->set_grad(Tensor());
+      GeneratorStateGuard rewind(dropout_state(11));
+      Tensor out;
+      if (fuse) {
+        out = scaled_dot_product_attention(q, k, v, pad, causal, 0, p);
+      } else {
+        Tensor excluded = pad.expand({2, 3, 70, 90});
+        if (causal)
+          excluded = logical_or(excluded, gt(arange(90.0).view({1, 90}), arange(70.0).view({70, 1})));
+        Tensor weights = softmax(div(matmul(q, k.transpose(-2, -1)), std::sqrt(8.0)), -1, excluded);
+        out = matmul(dropout(weights, p), v);
+      }
+      sum(mul(out, out)).backward();
+      std::vector<Tensor>& got = fuse ? fused : composed;
+      got = {out.detach(), q.grad(), k.grad(), v.grad()};
+      (fuse ? after_fused : after_composed) = default_generator().state();
+    }
+    const char* names[] = {"out", "grad q", "grad k", "grad v"};
+    for (size_t i = 0; i < fused.size(); ++i)
+      expect_close(fused[i], composed[i], 1e-10, 1e-12, std::string(names[i]) + (causal ? " causal" : ""));
+    EXPECT_EQ(after_fused.offset, after_composed.offset);
+  }
+  // With p = 1 nothing is kept; with p = 0 the op is the plain one, and draws nothing.
+  NoGradGuard no_grad;
+  EXPECT_EQ(amax(abs(scaled_dot_product_attention(q, k, v, {}, false, 0, 1.0))).item<double>(), 0.0);
+  const PhiloxState before = default_generator().state();
+  expect_close(scaled_dot_product_attention(q, k, v, pad, true, 0, 0.0),
+               scaled_dot_product_attention(q, k, v, pad, true), 0, 0, "p = 0");
+  EXPECT_EQ(default_generator().state().offset, before.offset);
+  // About p of the weights are dropped: with v = identity rows, out = dropout(weights) row by row, and the
+  // kept weights of a row sum to (1 - p) * 1 / (1 - p) = 1 in expectation.
+  Tensor eye_v = eq(arange(90.0).view({90, 1}), arange(90.0).view({1, 90})).to(kFloat64).view({1, 1, 90, 90});
+  Tensor w = scaled_dot_product_attention(normal({1, 1, 400, 8}, 85), normal({1, 1, 90, 8}, 86), eye_v, {},
+                                          false, 0, p);
+  const double dropped = mean(eq(w, 0.0).to(kFloat64)).item<double>();
+  EXPECT_NEAR(dropped, p, 0.01);
+  EXPECT_NEAR(mean(sum(w, {-1})).item<double>(), 1.0, 0.02);
+}
+
+TEST(Attention, PackedDropoutMatchesSeparateViews) {
+  Tensor big = leaf({2, 70, 3, 4, 16}, 91);
+  Tensor packed, separate, grad_packed;
+  {
+    GeneratorStateGuard rewind(dropout_state(13));
+    packed = scaled_dot_product_attention_packed(big, {}, true, 0, 0.2);
+    sum(mul(packed, packed)).backward();
+    grad_packed = big.grad();
+  }
+  big.set_grad(Tensor());
+  {
+    GeneratorStateGuard rewind(dropout_state(13));
+    Tensor parts = big.permute({2, 0, 3, 1, 4});
+    separate = scaled_dot_product_attention(parts.select(0, 0), parts.select(0, 1), parts.select(0, 2), {},
+                                            true, 0, 0.2);
+    sum(mul(separate, separate)).backward();
+  }
+  expect_close(packed, separate, 0, 0, "packed out");
+  expect_close(grad_packed, big.grad(), 0, 0, "packed grad");
 }
 
 TEST(Attention, EdgeSizes) {
@@ -294,6 +389,12 @@ TEST(Attention, ArgumentErrors) {
   expect_error([&] { scaled_dot_product_attention(q, k, v, random_mask({3, 4}, 11, 0.5)); },
                {op, "attn_mask", "[3, 4]", "[2, 3, 5]"});
   expect_error([&] { scaled_dot_product_attention(q, k, v, {}, false, NAN); }, {op, "scale"});
+  expect_error([&] { scaled_dot_product_attention(q, k, v, {}, false, 0, 1.5); }, {op, "dropout_p", "1.5"});
+  expect_error(
+      [&] {
+        scaled_dot_product_attention_packed(normal({2, 3, 3, 2, 4}, 12), {}, false, 0, -0.1);
+      },
+      {"scaled_dot_product_attention_packed", "dropout_p"});
   expect_error([&] { scaled_dot_product_attention(Tensor(), k, v); }, {op, "q"});
 }
 
@@ -311,6 +412,19 @@ TEST(Attention, CudaMatchesCpu) {
   expect_close(qc.grad().cpu(), q.grad(), 1e-9, 1e-11, "grad q");
   expect_close(kc.grad().cpu(), k.grad(), 1e-9, 1e-11, "grad k");
   expect_close(vc.grad().cpu(), v.grad(), 1e-9, 1e-11, "grad v");
+  // Attention dropout: the device's Philox draws the CPU's mask from the same state.
+  for (Tensor* t : {&q, &k, &v, &qc, &kc, &vc}) t->set_grad(Tensor());
+  auto dropped = [&](const Tensor& a, const Tensor& b, const Tensor& c, const Tensor& m) {
+    GeneratorStateGuard rewind(dropout_state(17));
+    Tensor o = scaled_dot_product_attention(a, b, c, m, true, 0, 0.3);
+    sum(mul(o, o)).backward();
+    return o;
+  };
+  Tensor dout = dropped(q, k, v, pad), doc = dropped(qc, kc, vc, pad.cuda());
+  expect_close(doc.cpu(), dout, 1e-9, 1e-11, "dropout out");
+  expect_close(qc.grad().cpu(), q.grad(), 1e-9, 1e-11, "dropout grad q");
+  expect_close(kc.grad().cpu(), k.grad(), 1e-9, 1e-11, "dropout grad k");
+  expect_close(vc.grad().cpu(), v.grad(), 1e-9, 1e-11, "dropout grad v");
 }
 
 // ---- MultiheadAttention: fused forward() against the explicit-weights path ---------------------------------
@@ -318,6 +432,7 @@ TEST(Attention, CudaMatchesCpu) {
 namespace {
 
 // forward() (fused) and forward_with_weights() (composed) on the same inputs: outputs and every gradient.
+// Each path starts from the same generator state, so in training both draw the same attention dropout.
 void compare_module_paths(nn::MultiheadAttention& mha, const Tensor& query, const Tensor& kv, const Tensor& mask,
                           const Tensor& pad, bool causal) {
   std::vector<Tensor> params;
@@ -326,6 +441,7 @@ void compare_module_paths(nn::MultiheadAttention& mha, const Tensor& query, cons
     Tensor x = query.detach().requires_grad_();
     Tensor y = kv.is_same(query) ? x : kv.detach().requires_grad_();
     for (Tensor& p : params) p.set_grad(Tensor());
+    GeneratorStateGuard rewind(dropout_state(19));
     Tensor out = fused ? mha.forward(x, y, y, mask, pad, causal) : mha.forward_with_weights(x, y, y, mask, pad, causal).output;
     sum(mul(out, out)).backward();
     std::vector<Tensor> got{out.detach(), x.grad()};
@@ -351,6 +467,11 @@ TEST(AttentionModule, FusedPathMatchesExplicitWeights) {
   compare_module_paths(mha, x, kv, {}, random_mask({3, 9}, 65, 0.3), false);
   // Unbatched.
   compare_module_paths(mha, x.select(0, 0), x.select(0, 0), {}, {}, true);
+  // Training with attention dropout: the fused op drops what the explicit weights' dropout drops.
+  nn::MultiheadAttention dropping(16, 4, 0.25, true, kFloat64);
+  dropping.train();
+  compare_module_paths(dropping, x, x, {}, pad, true);
+  compare_module_paths(dropping, x, kv, {}, random_mask({3, 9}, 66, 0.3), false);
 }
 
 TEST(AttentionModule, WeightsOnlyFromForwardWithWeights) {

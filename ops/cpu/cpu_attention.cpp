@@ -4,16 +4,23 @@
 // a score tile S = scale * Q_i K_j^T (one GEMM), excluded entries set to -inf, then the online softmax: each
 // row's running max m and sum l are updated, the output accumulator is rescaled by exp(m_old - m_new) and
 // P V_j (one GEMM) is added. Only one [kBlockQ, kBlockK] tile of scores exists per thread; what the backward
-// pass needs is the output and one logsumexp m + log l per row. Causal attention stops each query block at its
-// diagonal, so tiles above it are never computed (half the work at L = S).
+// pass needs is the output and one logsumexp m + log l per row. Causal attention stops each query block at
+// its diagonal, so tiles above it are never computed (half the work at L = S).
 //
 // Backward recomputes P = exp(S - logsumexp) tile by tile and, with D_i = rowsum(dO_i * O_i),
-//   dV_j += P^T dO_i,   dP = dO_i V_j^T,   dS = P * (dP - D_i),   dQ_i += scale dS K_j,   dK_j += scale dS^T Q_i
+//   dV_j += P^T dO_i,   dP = dO_i V_j^T,   dS = P * (dP - D_i),   dQ_i += scale dS K_j,   dK_j += scale dS^T
+//   Q_i
 // (dS = P * (dP - rowsum(P * dP)) is softmax's backward, and rowsum(P * dP) = rowsum(dO * O)). With at least
 // as many (batch, head) matrices as threads, a task owns a whole matrix and every product is computed once.
 // With fewer, that would leave cores idle, so the work is split twice instead: a pass over key blocks writes
 // dK_j and dV_j, then a pass over query blocks writes dQ_i, recomputing S and dP once more (7 tile GEMMs
 // instead of 5) in exchange for using every core.
+//
+// Attention dropout multiplies each probability tile by its regenerated keep multipliers (0 or 1 / (1 - p),
+// from Philox at the weight's index in the [batch, L, S] matrices, as loom::dropout would draw them) before P
+// V_j, and the sums stay those of the undropped softmax. In backward, with M the multipliers, dV_j += (P *
+// M)^T dO_i and dS = P * (M * dO_i V_j^T - D_i); D_i = rowsum(dO * O) still holds, as rowsum(P * M * dO V^T)
+// = rowsum(dO * O).
 //
 // Every task writes its own rows of the outputs and nothing else, so tasks are taken from a shared counter
 // (causal blocks differ in cost) and the result is still independent of the thread count and schedule.
@@ -28,6 +35,7 @@
 #include "loom/core/parallel.h"
 #include "loom/ops/cpu/blas.h"
 #include "loom/ops/cpu/cpu_backend.h"
+#include "loom/ops/cpu/cpu_philox.h"
 #include "loom/ops/cpu/vec_math.h"
 
 namespace loom {
@@ -84,10 +92,20 @@ struct Attention {
   const bool* mask = nullptr;
   std::vector<int64_t> mask_offset;
   int64_t mask_rs = 0, mask_cs = 0;
+  AttentionDropout dropout;
 
-  Attention(const Tensor& tq, const Tensor& tk, const Tensor& tv, const Tensor& tmask, bool causal_, double scale_)
-      : l(tq.size(-2)), s(tk.size(-2)), d(tq.size(-1)), dv(tv.size(-1)), scale(static_cast<T>(scale_)),
-        causal(causal_), q(tq.data<T>()), k(tk.data<T>()), v(tv.data<T>()) {
+  Attention(const Tensor& tq, const Tensor& tk, const Tensor& tv, const Tensor& tmask, bool causal_,
+            double scale_, const AttentionDropout& dropout_)
+      : l(tq.size(-2)),
+        s(tk.size(-2)),
+        d(tq.size(-1)),
+        dv(tv.size(-1)),
+        scale(static_cast<T>(scale_)),
+        causal(causal_),
+        q(tq.data<T>()),
+        k(tk.data<T>()),
+        v(tv.data<T>()),
+        dropout(dropout_) {
     batch = tq.numel() / (l * d);
     mq = matrices(tq, batch);
     mk = matrices(tk, batch);
@@ -107,7 +125,24 @@ struct Attention {
   int64_t key_end(int64_t last_row) const { return causal ? std::min(s, last_row + 1) : s; }
   // The first query block (a multiple of kBlockQ) with a row that may see key j.
   int64_t query_begin(int64_t j) const { return causal ? j / kBlockQ * kBlockQ : 0; }
+  // mult [br, bc] (row stride bc) = the dropout multipliers of weights [i0, i0 + br) x [j0, j0 + bc) of
+  // matrix b.
+  void dropout_tile(int64_t b, int64_t i0, int64_t br, int64_t j0, int64_t bc, T* mult) const {
+    for (int64_t r = 0; r < br; ++r)
+      cpu::dropout_multipliers(dropout.state, dropout.p, (b * l + i0 + r) * s + j0, bc, mult + r * bc);
+  }
 };
+
+// Tiles of scratch a task needs besides the score tile: one more for the dropout multipliers.
+template <typename T>
+int64_t dropout_scratch(const Attention<T>& a) {
+  return a.dropout.active() ? kBlockQ * kBlockK : 0;
+}
+
+template <typename T>
+void multiply(T* x, const T* m, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= m[i];
+}
 
 // A writable operand (out, gradients): base pointer and geometry.
 template <typename T>
@@ -195,7 +230,8 @@ void score_tile(const Attention<T>& a, int64_t b, int64_t i0, int64_t br, int64_
   }
 }
 
-// The forward pass of query rows [i0, i0 + br) of matrix b. scratch: kBlockQ * (kBlockK + dv + 2).
+// The forward pass of query rows [i0, i0 + br) of matrix b. scratch: kBlockQ * (kBlockK + dv + 2) +
+// dropout_scratch(a).
 template <typename T>
 void forward_block(const Attention<T>& a, const Out<T>& out, T* lse, int64_t b, int64_t i0, T* scratch) {
   constexpr T kInf = std::numeric_limits<T>::infinity();
@@ -204,6 +240,7 @@ void forward_block(const Attention<T>& a, const Out<T>& out, T* lse, int64_t b, 
   T* acc = tile + kBlockQ * kBlockK;
   T* m = acc + kBlockQ * dv;
   T* sum = m + kBlockQ;
+  T* mult = sum + kBlockQ;  // dropout multipliers, when dropping
   std::fill(m, m + br, -kInf);
   std::fill(sum, sum + br, T(0));
   std::fill(acc, acc + br * dv, T(0));
@@ -225,6 +262,10 @@ void forward_block(const Attention<T>& a, const Out<T>& out, T* lse, int64_t b, 
         T* ar = acc + r * dv;
         for (int64_t c = 0; c < dv; ++c) ar[c] *= alpha;
       }
+    }
+    if (a.dropout.active()) {  // the sums above stay those of the undropped probabilities
+      a.dropout_tile(b, i0, br, j0, bc, mult);
+      multiply(tile, mult, br * bc);
     }
     cpu::gemm(CblasNoTrans, CblasNoTrans, br, dv, bc, 1.0, tile, bc, a.v_at(b, j0), a.mv.ld, 1.0, acc, dv);
   }
@@ -264,12 +305,13 @@ void prob_tile(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t i0, 
   }
 }
 
-// ds [br, bc] = P * (dO V^T - D).
+// ds [br, bc] = P * (dO V^T - D), or P * (M * dO V^T - D) with dropout multipliers M (mult, else null).
 template <typename T>
 void dscore_tile(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t i0, int64_t br, int64_t j0,
-                 int64_t bc, const T* p, T* ds) {
+                 int64_t bc, const T* p, const T* mult, T* ds) {
   cpu::gemm(CblasNoTrans, CblasTrans, br, bc, a.dv, 1.0, g.go_at(b, i0), g.mgo.ld, a.v_at(b, j0), a.mv.ld, 0.0, ds,
             bc);
+  if (mult) multiply(ds, mult, br * bc);
   for (int64_t r = 0; r < br; ++r) {
     const T dr = g.delta[static_cast<size_t>(b * a.l + i0 + r)];
     const T* pr = p + r * bc;
@@ -278,7 +320,17 @@ void dscore_tile(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t i0
   }
 }
 
-// dV_j and dK_j from query rows [i0, i0 + br) (accumulated: the caller zeroes them first).
+// The dropout multipliers of a tile into mult when dropping (returns mult), else null.
+template <typename T>
+const T* dropout_tile(const Attention<T>& a, int64_t b, int64_t i0, int64_t br, int64_t j0, int64_t bc,
+                      T* mult) {
+  if (!a.dropout.active()) return nullptr;
+  a.dropout_tile(b, i0, br, j0, bc, mult);
+  return mult;
+}
+
+// dV_j and dK_j from query rows [i0, i0 + br) (accumulated: the caller zeroes them first); p holds the
+// probabilities after dropout.
 template <typename T>
 void accumulate_kv(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t i0, int64_t br, int64_t j0,
                    int64_t bc, T* p, T* ds) {
@@ -290,11 +342,12 @@ void accumulate_kv(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t 
               g.gk.m.ld);
 }
 
-// Whole matrix b: every tile's products computed once. scratch: 2 * kBlockQ * kBlockK.
+// Whole matrix b: every tile's products computed once. scratch: 2 * kBlockQ * kBlockK + dropout_scratch(a).
 template <typename T>
 void backward_matrix(const Attention<T>& a, const Grads<T>& g, int64_t b, T* scratch) {
   T* p = scratch;
   T* ds = p + kBlockQ * kBlockK;
+  T* mult = ds + kBlockQ * kBlockK;
   const bool scores_grad = g.gq || g.gk;
   if (g.gq) zero_rows(g.gq.at(b, 0), g.gq.m.ld, a.l, a.d);
   for (int64_t j0 = 0; j0 < a.s; j0 += kBlockK) {
@@ -304,7 +357,9 @@ void backward_matrix(const Attention<T>& a, const Grads<T>& g, int64_t b, T* scr
     for (int64_t i0 = a.query_begin(j0); i0 < a.l; i0 += kBlockQ) {
       const int64_t br = std::min(kBlockQ, a.l - i0);
       prob_tile(a, g, b, i0, br, j0, bc, p);
-      if (scores_grad) dscore_tile(a, g, b, i0, br, j0, bc, p, ds);
+      const T* m = dropout_tile(a, b, i0, br, j0, bc, mult);
+      if (scores_grad) dscore_tile(a, g, b, i0, br, j0, bc, p, m, ds);
+      if (m) multiply(p, m, br * bc);
       accumulate_kv(a, g, b, i0, br, j0, bc, p, ds);
       if (g.gq)
         cpu::gemm(CblasNoTrans, CblasNoTrans, br, a.d, bc, a.scale, ds, bc, a.k_at(b, j0), a.mk.ld, 1.0,
@@ -318,13 +373,16 @@ template <typename T>
 void backward_key_block(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t j0, T* scratch) {
   T* p = scratch;
   T* ds = p + kBlockQ * kBlockK;
+  T* mult = ds + kBlockQ * kBlockK;
   const int64_t bc = std::min(kBlockK, a.s - j0);
   if (g.gk) zero_rows(g.gk.at(b, j0), g.gk.m.ld, bc, a.d);
   if (g.gv) zero_rows(g.gv.at(b, j0), g.gv.m.ld, bc, a.dv);
   for (int64_t i0 = a.query_begin(j0); i0 < a.l; i0 += kBlockQ) {
     const int64_t br = std::min(kBlockQ, a.l - i0);
     prob_tile(a, g, b, i0, br, j0, bc, p);
-    if (g.gk) dscore_tile(a, g, b, i0, br, j0, bc, p, ds);
+    const T* m = dropout_tile(a, b, i0, br, j0, bc, mult);
+    if (g.gk) dscore_tile(a, g, b, i0, br, j0, bc, p, m, ds);
+    if (m) multiply(p, m, br * bc);
     accumulate_kv(a, g, b, i0, br, j0, bc, p, ds);
   }
 }
@@ -334,6 +392,7 @@ template <typename T>
 void backward_query_block(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t i0, T* scratch) {
   T* p = scratch;
   T* ds = p + kBlockQ * kBlockK;
+  T* mult = ds + kBlockQ * kBlockK;
   const int64_t br = std::min(kBlockQ, a.l - i0);
   T* gq = g.gq.at(b, i0);
   zero_rows(gq, g.gq.m.ld, br, a.d);
@@ -341,7 +400,7 @@ void backward_query_block(const Attention<T>& a, const Grads<T>& g, int64_t b, i
   for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
     const int64_t bc = std::min(kBlockK, key_end - j0);
     prob_tile(a, g, b, i0, br, j0, bc, p);
-    dscore_tile(a, g, b, i0, br, j0, bc, p, ds);
+    dscore_tile(a, g, b, i0, br, j0, bc, p, dropout_tile(a, b, i0, br, j0, bc, mult), ds);
     cpu::gemm(CblasNoTrans, CblasNoTrans, br, a.d, bc, a.scale, ds, bc, a.k_at(b, j0), a.mk.ld, 1.0, gq, g.gq.m.ld);
   }
 }
@@ -379,25 +438,27 @@ struct BlockOrder {
 };
 
 template <typename T>
-void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal, double scale,
-                  const Tensor& out, const Tensor& logsumexp) {
-  Attention<T> a(q, k, v, mask, causal, scale);
+void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
+                  double scale, const AttentionDropout& dropout, const Tensor& out, const Tensor& logsumexp) {
+  Attention<T> a(q, k, v, mask, causal, scale, dropout);
   Out<T> o(out, a.batch);
   T* lse = logsumexp.data<T>();
   const int64_t blocks = (a.l + kBlockQ - 1) / kBlockQ;
   BlockOrder order{a.batch, blocks, true, causal};
-  run_items<T>(a.batch * blocks, kBlockQ * (kBlockK + a.dv + 2), [&](int64_t item, T* scratch) {
-    int64_t b, block;
-    order(item, b, block);
-    forward_block(a, o, lse, b, block * kBlockQ, scratch);
-  });
+  run_items<T>(a.batch * blocks, kBlockQ * (kBlockK + a.dv + 2) + dropout_scratch(a),
+               [&](int64_t item, T* scratch) {
+                 int64_t b, block;
+                 order(item, b, block);
+                 forward_block(a, o, lse, b, block * kBlockQ, scratch);
+               });
 }
 
 template <typename T>
-void backward_impl(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                   const Tensor& logsumexp, const Tensor& mask, bool causal, double scale, const Tensor& grad_q,
-                   const Tensor& grad_k, const Tensor& grad_v) {
-  Attention<T> a(q, k, v, mask, causal, scale);
+void backward_impl(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal, double scale,
+                   const AttentionDropout& dropout, const Tensor& grad_q, const Tensor& grad_k,
+                   const Tensor& grad_v) {
+  Attention<T> a(q, k, v, mask, causal, scale, dropout);
   Grads<T> g{grad_out.data<T>(), matrices(grad_out, a.batch), logsumexp.data<T>(), {},
              Out<T>(grad_q, a.batch), Out<T>(grad_k, a.batch), Out<T>(grad_v, a.batch)};
   if (!g.gq && !g.gk && !g.gv) return;
@@ -412,7 +473,7 @@ void backward_impl(const Tensor& grad_out, const Tensor& q, const Tensor& k, con
       }
     });
   }
-  const int64_t scratch = 2 * kBlockQ * kBlockK;
+  const int64_t scratch = 2 * kBlockQ * kBlockK + dropout_scratch(a);
   if (a.batch >= get_num_threads() || in_parallel_region()) {
     run_items<T>(a.batch, scratch, [&](int64_t b, T* s) { backward_matrix(a, g, b, s); });
     return;
@@ -445,20 +506,25 @@ bool degenerate(const Tensor& q, const Tensor& k, const Tensor& v) {
 }  // namespace
 
 void CpuBackend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                                   bool causal, double scale, const Tensor& out, const Tensor& logsumexp) {
-  if (degenerate(q, k, v)) return Backend::attention_forward(q, k, v, mask, causal, scale, out, logsumexp);
-  LOOM_DISPATCH_FLOATING(q.dtype(), "scaled_dot_product_attention",
-                         [&] { forward_impl<scalar_t>(q, k, v, mask, causal, scale, out, logsumexp); });
+                                   bool causal, double scale, const AttentionDropout& dropout,
+                                   const Tensor& out, const Tensor& logsumexp) {
+  if (degenerate(q, k, v))
+    return Backend::attention_forward(q, k, v, mask, causal, scale, dropout, out, logsumexp);
+  LOOM_DISPATCH_FLOATING(q.dtype(), "scaled_dot_product_attention", [&] {
+    forward_impl<scalar_t>(q, k, v, mask, causal, scale, dropout, out, logsumexp);
+  });
 }
 
 void CpuBackend::attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
-                                    double scale, const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) {
+                                    const Tensor& out, const Tensor& logsumexp, const Tensor& mask,
+                                    bool causal, double scale, const AttentionDropout& dropout,
+                                    const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) {
   if (degenerate(q, k, v))
-    return Backend::attention_backward(grad_out, q, k, v, out, logsumexp, mask, causal, scale, grad_q, grad_k,
-                                       grad_v);
+    return Backend::attention_backward(grad_out, q, k, v, out, logsumexp, mask, causal, scale, dropout,
+                                       grad_q, grad_k, grad_v);
   LOOM_DISPATCH_FLOATING(q.dtype(), "scaled_dot_product_attention backward", [&] {
-    backward_impl<scalar_t>(grad_out, q, k, v, out, logsumexp, mask, causal, scale, grad_q, grad_k, grad_v);
+    backward_impl<scalar_t>(grad_out, q, k, v, out, logsumexp, mask, causal, scale, dropout, grad_q, grad_k,
+                            grad_v);
   });
 }
 

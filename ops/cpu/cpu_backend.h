@@ -52,10 +52,12 @@ class CpuBackend final : public Backend {
   void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in) override;
   // cpu_attention.cpp
   void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
-                         double scale, const Tensor& out, const Tensor& logsumexp) override;
+                         double scale, const AttentionDropout& dropout, const Tensor& out,
+                         const Tensor& logsumexp) override;
   void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
-                          const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal, double scale,
-                          const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v) override;
+                          const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
+                          double scale, const AttentionDropout& dropout, const Tensor& grad_q,
+                          const Tensor& grad_k, const Tensor& grad_v) override;
   // cpu_multidim_attention.cpp
   void multi_dim_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
                                    const Tensor& padding, AttentionDirection direction, double c, bool mask_queries,
