@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -104,7 +106,10 @@ class ThreadPool {
   std::exception_ptr error_;
 };
 
-int default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int default_threads() {
+  return detail::threads_from_env(std::getenv("LOOM_NUM_THREADS"),
+                                  static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
 
 std::atomic<int> g_num_threads{default_threads()};
 
@@ -143,5 +148,23 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function
     if (lo < hi) fn(lo, hi);
   });
 }
+
+namespace detail {
+
+int threads_from_env(const char* value, int hardware) {
+  if (value == nullptr || *value == '\0') return hardware;
+  char* end = nullptr;
+  const long n = std::strtol(value, &end, 10);
+  if (*end != '\0' || n < 1 || n > 4096) {
+    // This runs before main, where an exception would end the program unexplained: say so and go on.
+    std::fprintf(stderr,
+                 "loom: ignoring LOOM_NUM_THREADS='%s' (expected a positive integer); using %d threads\n",
+                 value, hardware);
+    return hardware;
+  }
+  return static_cast<int>(n);
+}
+
+}  // namespace detail
 
 }  // namespace loom

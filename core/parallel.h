@@ -6,9 +6,16 @@
 
 namespace loom {
 
-// Threads used by Loom's CPU kernels and by OpenBLAS (default: the number of hardware threads).
+// Threads used by Loom's CPU kernels and by OpenBLAS (default: the environment variable LOOM_NUM_THREADS, as
+// OMP_NUM_THREADS, else the number of hardware threads).
 void set_num_threads(int n);
 int get_num_threads();
+
+namespace detail {
+// The default thread count from LOOM_NUM_THREADS's value (null or empty: unset): a positive integer up to
+// 4096 is taken; anything else is reported on stderr and `hardware` is used.
+int threads_from_env(const char* value, int hardware);
+}  // namespace detail
 
 // Runs fn(chunk_begin, chunk_end) over [begin, end) split into at most get_num_threads() contiguous chunks of at
 // least `grain` iterations; runs inline when the range is small or when called from inside a parallel region.

@@ -116,3 +116,14 @@ TEST(Allocator, LargeBlocksAreReusedAndCanBeReleased) {
   empty_cache();
   EXPECT_EQ(memory_stats().reserved_bytes, reserved0);
 }
+
+// The default thread count: LOOM_NUM_THREADS when it holds a positive integer; otherwise (unset, empty, junk,
+// zero, negative, absurdly large) the hardware's count.
+TEST(Threads, DefaultComesFromLoomNumThreads) {
+  EXPECT_EQ(detail::threads_from_env(nullptr, 8), 8);
+  EXPECT_EQ(detail::threads_from_env("", 8), 8);
+  EXPECT_EQ(detail::threads_from_env("1", 8), 1);
+  EXPECT_EQ(detail::threads_from_env("12", 8), 12);
+  for (const char* bad : {"0", "-2", "two", "3x", "100000"})
+    EXPECT_EQ(detail::threads_from_env(bad, 8), 8) << bad;
+}
