@@ -231,6 +231,12 @@ void add_ut(CLI::App& train, Runners& runners, loom::models::UTTrainOptions& o) 
       ->capture_default_str()->check(kPositive);
   cmd->add_option("--max-offset", o.max_offset, "Algorithmic: training positions start at random offsets below this "
                   "(-1: --eval-length; 0: no offsets)")->capture_default_str();
+  cmd->add_option(
+         "--offsets", o.offsets,
+         "Algorithmic: shared (one offset per example, so target and source positions line up, as at "
+         "evaluation) or independent (source and target each at their own random offset, as tensor2tensor)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"independent", "shared"}));
   cmd->add_option("--decode-examples", o.decode_examples, "Evaluation examples also decoded greedily at the end")
       ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--babi-train", o.babi_train, "bAbI: training questions")->capture_default_str()->check(kPositive);

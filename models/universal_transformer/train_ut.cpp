@@ -339,6 +339,8 @@ int train_ut(const UTTrainOptions& opt) {
              "--babi-train and --babi-test positive");
   LOOM_CHECK(opt.babi_encoding == "facts" || opt.babi_encoding == "flat", kTrain,
              ": --babi-encoding must be facts or flat, got '", opt.babi_encoding, "'");
+  LOOM_CHECK(opt.offsets == "independent" || opt.offsets == "shared", kTrain,
+             ": --offsets must be independent or shared, got '", opt.offsets, "'");
   Device device(opt.device);
   if (opt.threads > 0) set_num_threads(opt.threads);
   manual_seed(opt.seed);
@@ -364,9 +366,10 @@ int train_ut(const UTTrainOptions& opt) {
   nn::Module& model = net.module();
   std::fprintf(stderr, "model: %s, %lld parameters%s\n", net.arch().c_str(),
                static_cast<long long>(model.num_parameters()),
-               max_offset > 0
-                   ? detail::concat("; training positions at random offsets below ", max_offset).c_str()
-                   : "");
+               max_offset > 0 ? detail::concat("; training positions at ", opt.offsets,
+                                               " random offsets below ", max_offset)
+                                    .c_str()
+                              : "");
 
   nn::AdamOptions adam;
   adam.lr = opt.lr;
@@ -421,7 +424,13 @@ int train_ut(const UTTrainOptions& opt) {
       rows.push_back(static_cast<int64_t>(pick.below(static_cast<uint64_t>(task.train.size()))));
     Batch b = make_batch(task.train, rows, device);
     Tensor src_offsets, tgt_offsets;
-    if (max_offset > 0) {
+    if (max_offset > 0 && opt.offsets == "shared") {
+      std::vector<int64_t> longer(b.src_lengths.size());
+      for (size_t i = 0; i < longer.size(); ++i) longer[i] = std::max(b.src_lengths[i], b.tgt_lengths[i]);
+      src_offsets = tgt_offsets =
+          data::random_position_offsets(longer, max_offset, opt.seed, 2 * static_cast<uint64_t>(step))
+              .to(device);
+    } else if (max_offset > 0) {
       src_offsets =
           data::random_position_offsets(b.src_lengths, max_offset, opt.seed, 2 * static_cast<uint64_t>(step))
               .to(device);

@@ -47,6 +47,12 @@ struct UTTrainOptions {
   int64_t eval_size = 200;  // evaluation examples (lengths up to eval_length)
   int64_t eval_length = 400;
   int64_t max_offset = -1;  // training positions stay below this (random offsets); -1: eval_length; 0: none
+  // "shared": one offset per example for source and target, so target position i lines up with source
+  // position i, as at evaluation (offset 0 on both sides); "independent": each side starts at its own random
+  // offset (tensor2tensor draws one per call, so the two sides' positions say nothing about each other; on
+  // this machine's budgets every model stayed at chance on copy that way,
+  // docs/models/universal_transformer.md).
+  std::string offsets = "shared";
   int64_t decode_examples = 10;  // greedy-decoded evaluation examples at the end (0: none)
   // bAbI-like tasks: the 1K setting.
   int64_t babi_train = 1000;
