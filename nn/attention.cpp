@@ -155,10 +155,9 @@ MultiheadAttention::Output MultiheadAttention::attend(const Tensor& query, const
   // take the composed path below.
   const double attention_dropout = is_training() ? dropout_ : 0.0;
   if (!need_weights && !float_mask.defined()) {
-    Tensor context =
+    Tensor context =  // [B, H, L, D]
         qkv.defined() ? scaled_dot_product_attention_packed(qkv, bool_mask, is_causal, 0, attention_dropout)
                       : scaled_dot_product_attention(q, k, v, bool_mask, is_causal, 0, attention_dropout);
-    // context: [B, H, L, D]
     return {out_proj->forward(context.permute({0, 2, 1, 3}).reshape({b, l, e})), Tensor()};
   }
   if (qkv.defined()) q = heads(qkv, 0), k = heads(qkv, 1), v = heads(qkv, 2);

@@ -8,19 +8,19 @@
 // its diagonal, so tiles above it are never computed (half the work at L = S).
 //
 // Backward recomputes P = exp(S - logsumexp) tile by tile and, with D_i = rowsum(dO_i * O_i),
-//   dV_j += P^T dO_i,   dP = dO_i V_j^T,   dS = P * (dP - D_i),   dQ_i += scale dS K_j,   dK_j += scale dS^T
-//   Q_i
+//   dV_j += P^T dO_i,   dP = dO_i V_j^T,   dS = P * (dP - D_i),
+//   dQ_i += scale dS K_j,   dK_j += scale dS^T Q_i
 // (dS = P * (dP - rowsum(P * dP)) is softmax's backward, and rowsum(P * dP) = rowsum(dO * O)). With at least
 // as many (batch, head) matrices as threads, a task owns a whole matrix and every product is computed once.
 // With fewer, that would leave cores idle, so the work is split twice instead: a pass over key blocks writes
 // dK_j and dV_j, then a pass over query blocks writes dQ_i, recomputing S and dP once more (7 tile GEMMs
 // instead of 5) in exchange for using every core.
 //
-// Attention dropout multiplies each probability tile by its regenerated keep multipliers (0 or 1 / (1 - p),
-// from Philox at the weight's index in the [batch, L, S] matrices, as loom::dropout would draw them) before P
-// V_j, and the sums stay those of the undropped softmax. In backward, with M the multipliers, dV_j += (P *
-// M)^T dO_i and dS = P * (M * dO_i V_j^T - D_i); D_i = rowsum(dO * O) still holds, as rowsum(P * M * dO V^T)
-// = rowsum(dO * O).
+// Attention dropout multiplies each probability tile by its regenerated keep multipliers M (0 or 1 / (1 - p),
+// from Philox at the weight's index in the [batch, L, S] matrices, as loom::dropout would draw them) before
+// the product with V_j; the sums stay those of the undropped softmax. In backward,
+//   dV_j += (P * M)^T dO_i,   dS = P * (M * dO_i V_j^T - D_i),
+// and D_i = rowsum(dO * O) still holds, since rowsum(P * M * dO V^T) = rowsum(dO * O).
 //
 // Every task writes its own rows of the outputs and nothing else, so tasks are taken from a shared counter
 // (causal blocks differ in cost) and the result is still independent of the thread count and schedule.

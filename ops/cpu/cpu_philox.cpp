@@ -17,7 +17,8 @@ namespace {
 // Eight blocks at once, one per 32-bit lane: the rounds of philox4x32_10 on vectors (the 32 x 32 -> 64-bit
 // products of even and odd lanes taken separately), then a 4 x 8 transpose into block order. The scalar
 // rounds, as GCC vectorised them, made 4 M float32 `rand` values in 13.9 ms on one thread of this EPYC;
-// this makes them in 6.7 ms (dropout of 4 M floats, with its select in whole vectors below: 17.9 -> 7.0 ms).
+// this makes them in 6.7 ms (dropout of 4 M floats, with cpu_random.cpp's select in whole vectors: 17.9 ->
+// 7.0 ms).
 void philox_8_blocks(uint64_t seed, uint64_t first_counter, uint32_t* words) {
   alignas(32) uint32_t lo32[8], hi32[8];
   for (int j = 0; j < 8; ++j) {
