@@ -84,7 +84,7 @@ uint32_t dropout_threshold(double p) {
 
 template <typename T>
 void dropout_multipliers(PhiloxState state, double p, int64_t first, int64_t count, T* out) {
-  const T scale = p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
+  const T scale = dropout_scale<T>(p);
   const int32_t limit = static_cast<int32_t>(dropout_threshold(p));
   // Blocks in runs of kRun; element first + c is word (first % 4 + c) of the run starting at block first / 4.
   constexpr int64_t kRun = 32;

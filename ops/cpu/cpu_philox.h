@@ -16,6 +16,12 @@ void philox_blocks(uint64_t seed, uint64_t first_counter, int64_t blocks, uint32
 // exponent).
 uint32_t dropout_threshold(double p);
 
+// What dropout multiplies a kept element by: 1 / (1 - p), and 0 for p >= 1 (where nothing is kept).
+template <typename T>
+T dropout_scale(double p) {
+  return p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
+}
+
 // out[c] = 1 / (1 - p) if element first + c of the dropout draw at `state` is kept, else 0 (all 0 for p >=
 // 1): the factor loom::dropout multiplies element first + c of a contiguous tensor by. T is float or double.
 template <typename T>

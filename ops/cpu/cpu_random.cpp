@@ -155,7 +155,7 @@ void CpuBackend::dropout(const Tensor& in, double p, PhiloxState state, const Te
       using T = scalar_t;
       const T* x = src.data<T>();
       T* o = t.data<T>();
-      const T scale = p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
+      const T scale = cpu::dropout_scale<T>(p);
       // (w >> 8) and the threshold are below 2^25, so a signed comparison, which AVX2 has, decides the same.
       const int32_t limit = static_cast<int32_t>(threshold);
       for_each_chunk(state, (n + 3) / 4, [x, o, n, scale, limit](const Chunk& c, int64_t block) {
