@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "loom/autograd/tape.h"
-#include "loom/core/generator.h"
 #include "loom/ops/attention_checks.h"
 #include "loom/ops/backend.h"
+#include "loom/ops/nn_ops.h"
 
 namespace loom {
 namespace {
@@ -100,8 +100,9 @@ struct Saved {
   }
 };
 
-// The dropout of an attention over scores of shape `scores`: none for p = 0, else a draw from the default
-// generator of as many Philox counters as loom::dropout takes for a tensor of that size.
+// The dropout of an attention over scores of shape `scores`: none for p = 0, else the state loom::dropout
+// would draw for weights of that shape (so that the fused path and dropout on explicit weights see the same
+// mask).
 AttentionDropout draw_dropout(const char* op, double p, const Shape& scores) {
   LOOM_CHECK(p >= 0 && p <= 1, op, ": dropout_p has to be between 0 and 1, got ", p);
   AttentionDropout d;
@@ -109,7 +110,7 @@ AttentionDropout draw_dropout(const char* op, double p, const Shape& scores) {
   int64_t n = 1;
   for (int64_t size : scores) n *= size;
   d.p = p;
-  d.state = default_generator().next(static_cast<uint64_t>((n + 3) / 4) + 1);
+  d.state = draw_dropout_state(n);
   return d;
 }
 

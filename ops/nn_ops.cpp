@@ -154,7 +154,11 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   check_floating("dropout", x);
   LOOM_CHECK(p >= 0 && p <= 1, "dropout: probability has to be between 0 and 1, got ", p);
   if (!training || p == 0) return x;
-  return dropout(x, p, default_generator().next(static_cast<uint64_t>((x.numel() + 3) / 4) + 1));
+  return dropout(x, p, draw_dropout_state(x.numel()));
+}
+
+PhiloxState draw_dropout_state(int64_t numel) {
+  return default_generator().next(static_cast<uint64_t>((numel + 3) / 4) + 1);
 }
 
 Tensor dropout(const Tensor& x, double p, PhiloxState state) {

@@ -21,6 +21,10 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 // so the same state reproduces the same mask.
 Tensor dropout(const Tensor& x, double p, bool training = true);
 Tensor dropout(const Tensor& x, double p, PhiloxState state);
+// The state a dropout mask over numel elements draws from the default generator, which then moves past the
+// Philox counters such a mask uses (four elements a counter), so that the next draw starts on fresh numbers.
+// dropout() and the fused attention dropout both draw through it.
+PhiloxState draw_dropout_state(int64_t numel);
 
 // Rows of weight [num_embeddings, dim] picked by int64 indices of any shape -> [..., dim].
 Tensor embedding(const Tensor& indices, const Tensor& weight);
