@@ -90,27 +90,74 @@ MultiheadAttention::Output MultiheadAttention::attend(const Tensor& query, const
   const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
   LOOM_CHECK(query.dim() == 3 && query.size(2) == e, op, "(embed_dim=", e, "): query must be [B, L, ", e,
              "], got ", query.shape());
-  const int64_t b = query.size(0), l = query.size(1);
+  const int64_t b = query.size(0);
   LOOM_CHECK(key.dim() == 3 && key.size(0) == b && key.size(2) == e, op, ": key must be [", b, ", S, ", e,
              "] to match query ", query.shape(), ", got ", key.shape());
-  const int64_t s = key.size(1);
   LOOM_CHECK(value.shape() == key.shape(), op, ": value ", value.shape(), " must have key's shape ", key.shape());
 
   // --- projections -------------------------------------------------------------------------------------
   // Self-attention keeps its one projection packed, [B, L, 3, H, D]: the fused op takes it whole.
-  Tensor qkv, q, k, v;
   if (query.is_same(key) && key.is_same(value)) {
-    qkv = unpack(linear(query, in_proj_weight, in_proj_bias), 3, h, d);
-  } else {
-    q = heads(unpack(linear(query, rows(in_proj_weight, 0, e), rows(in_proj_bias, 0, e)), 1, h, d), 0);
-    if (key.is_same(value)) {
-      Tensor kv = unpack(linear(key, rows(in_proj_weight, e, 2 * e), rows(in_proj_bias, e, 2 * e)), 2, h, d);
-      k = heads(kv, 0), v = heads(kv, 1);
-    } else {
-      k = heads(unpack(linear(key, rows(in_proj_weight, e, e), rows(in_proj_bias, e, e)), 1, h, d), 0);
-      v = heads(unpack(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d), 0);
-    }
+    Tensor qkv = unpack(linear(query, in_proj_weight, in_proj_bias), 3, h, d);
+    return attend_projected(query, qkv, Tensor(), Tensor(), Tensor(), attn_mask, key_padding_mask, is_causal,
+                            need_weights);
   }
+  ProjectedKeyValue kv = project_key_value(key, value);
+  return attend_projected(query, Tensor(), project_query(query), kv.key, kv.value, attn_mask,
+                          key_padding_mask, is_causal, need_weights);
+}
+
+Tensor MultiheadAttention::project_query(const Tensor& query) {
+  const int64_t e = embed_dim_;
+  return heads(
+      unpack(linear(query, rows(in_proj_weight, 0, e), rows(in_proj_bias, 0, e)), 1, num_heads_, head_dim()),
+      0);
+}
+
+MultiheadAttention::ProjectedKeyValue MultiheadAttention::project_key_value(const Tensor& key,
+                                                                            const Tensor& value) {
+  const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
+  LOOM_CHECK(
+      key.defined() && value.defined() && key.dim() == 3 && key.size(2) == e && value.shape() == key.shape(),
+      "MultiheadAttention::project_key_value(embed_dim=", e, "): key and value must both be [B, S, ", e,
+      "], got ", key.defined() ? shape_str(key.shape()) : "undefined", " and ",
+      value.defined() ? shape_str(value.shape()) : "undefined");
+  if (key.is_same(value)) {
+    Tensor kv = unpack(linear(key, rows(in_proj_weight, e, 2 * e), rows(in_proj_bias, e, 2 * e)), 2, h, d);
+    return {heads(kv, 0), heads(kv, 1)};
+  }
+  return {
+      heads(unpack(linear(key, rows(in_proj_weight, e, e), rows(in_proj_bias, e, e)), 1, h, d), 0),
+      heads(unpack(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d), 0)};
+}
+
+Tensor MultiheadAttention::forward(const Tensor& query, const ProjectedKeyValue& key_value,
+                                   const Tensor& attn_mask, const Tensor& key_padding_mask, bool is_causal) {
+  const char* op = "MultiheadAttention";
+  const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
+  LOOM_CHECK(query.defined() && query.dim() == 3 && query.size(2) == e, op, "(embed_dim=", e,
+             "): query must be [B, L, ", e, "], got ",
+             query.defined() ? shape_str(query.shape()) : "undefined");
+  const Tensor &k = key_value.key, &v = key_value.value;
+  LOOM_CHECK(k.defined() && v.defined() && k.dim() == 4 && k.size(0) == query.size(0) && k.size(1) == h &&
+                 k.size(3) == d && v.shape() == k.shape(),
+             op, ": projected key and value must be [", query.size(0), ", ", h, ", S, ", d,
+             "] (from project_key_value on a batch like query ", query.shape(), "), got ",
+             k.defined() ? shape_str(k.shape()) : "undefined", " and ",
+             v.defined() ? shape_str(v.shape()) : "undefined");
+  return attend_projected(query, Tensor(), project_query(query), k, v, attn_mask, key_padding_mask, is_causal,
+                          /*need_weights=*/false)
+      .output;
+}
+
+MultiheadAttention::Output MultiheadAttention::attend_projected(const Tensor& query, const Tensor& qkv,
+                                                                Tensor q, Tensor k, Tensor v,
+                                                                const Tensor& attn_mask,
+                                                                const Tensor& key_padding_mask,
+                                                                bool is_causal, bool need_weights) {
+  const char* op = "MultiheadAttention";
+  const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
+  const int64_t b = query.size(0), l = query.size(1), s = qkv.defined() ? l : k.size(2);
 
   // --- masks, as one bool mask broadcastable to [B, H, L, S] plus an optional additive float mask ---------
   Tensor bool_mask, float_mask;
@@ -127,8 +174,8 @@ MultiheadAttention::Output MultiheadAttention::attend(const Tensor& query, const
       m = attn_mask;
     } else {
       LOOM_FAIL(op, ": attn_mask of shape ", attn_mask.shape(), " fits neither [L, S] = [", l, ", ", s,
-                "], [B * H, L, S] = [", b * h, ", ", l, ", ", s, "] nor [B|1, H|1, L, S] for query ", query.shape(),
-                " and key ", key.shape(), " with ", h, " heads");
+                "], [B * H, L, S] = [", b * h, ", ", l, ", ", s, "] nor [B|1, H|1, L, S] for query ",
+                query.shape(), " and ", s, " keys with ", h, " heads");
     }
     if (m.dtype() == DType::Bool) {
       merge_bool(bool_mask, m);

@@ -37,6 +37,18 @@ class MultiheadAttention : public Module {
   Output forward_with_weights(const Tensor& query, const Tensor& key, const Tensor& value,
                               const Tensor& attn_mask = Tensor(), const Tensor& key_padding_mask = Tensor(),
                               bool is_causal = false);
+  // Keys and values projected once, as [B, H, S, D] views, for queries that attend to the same source again
+  // and again: a weight-shared decoder's encoder-decoder attention reads the encoder output at every
+  // recurrent step, and the projection (a GEMM over every source position) need not be redone at each.
+  struct ProjectedKeyValue {
+    Tensor key;    // [B, H, S, D]
+    Tensor value;  // [B, H, S, D]
+  };
+  // key and value [B, S, E] (one GEMM when they are the same tensor).
+  ProjectedKeyValue project_key_value(const Tensor& key, const Tensor& value);
+  // forward() on keys and values from project_key_value: the same result as forward(query, key, value, ...).
+  Tensor forward(const Tensor& query, const ProjectedKeyValue& key_value, const Tensor& attn_mask = Tensor(),
+                 const Tensor& key_padding_mask = Tensor(), bool is_causal = false);
   // Unmasked self-attention, for Sequential.
   Tensor forward(const Tensor& x) override { return forward(x, x, x); }
   void reset_parameters();
@@ -53,6 +65,14 @@ class MultiheadAttention : public Module {
   // Both forwards; weights stay undefined when !need_weights and the fused path ran.
   Output attend(const Tensor& query, const Tensor& key, const Tensor& value, const Tensor& attn_mask,
                 const Tensor& key_padding_mask, bool is_causal, bool need_weights);
+  // The attention after the projections: either the packed self-attention projection qkv [B, L, 3, H, D] or
+  // q [B, H, L, D] with k and v [B, H, S, D]; query is the module's [B, L, E] input (for shapes and
+  // messages).
+  Output attend_projected(const Tensor& query, const Tensor& qkv, Tensor q, Tensor k, Tensor v,
+                          const Tensor& attn_mask, const Tensor& key_padding_mask, bool is_causal,
+                          bool need_weights);
+  // The query projection of query [B, L, E], as a [B, H, L, D] view.
+  Tensor project_query(const Tensor& query);
 
   int64_t embed_dim_;
   int64_t num_heads_;

@@ -26,6 +26,7 @@ using namespace loom;
 using models::UniversalTransformer;
 using models::UniversalTransformerConfig;
 using test::error_of;
+using test::expect_error;
 using test::max_abs_diff;
 
 namespace {
@@ -369,6 +370,49 @@ TEST(UniversalTransformer, BlockRowsEqualTheWholeLayer) {
       ASSERT_EQ(got.size(), want.size());
       for (auto& [name, g] : got) EXPECT_LE(max_abs_diff(g, want.at(name)), 1e-12) << name;
     }
+}
+
+TEST(UniversalTransformer, DecoderBlockTakesItsMemoryProjectedOnce) {
+  // The model projects the encoder output once for every decoder step (context.memory_key_value); a block
+  // given that projection computes what it computes when it projects the memory itself, whole layer and rows,
+  // gradients (of the parameters and the memory) included.
+  manual_seed(6);
+  models::UTBlockOptions o;
+  o.d_model = 8;
+  o.heads = 2;
+  o.d_ff = 16;
+  o.decoder = true;
+  auto block = std::make_shared<models::UTBlock>(o, TensorOptions(kFloat64));
+  Tensor x = randn({3, 5, 8}, kFloat64);
+  models::UTBlockContext ctx;
+  ctx.memory = randn({3, 4, 8}, kFloat64).requires_grad_();
+  ctx.memory_padding = tensor(std::vector<double>{0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 1}, {3, 4}).to(kBool);
+  Tensor r = tensor(std::vector<int64_t>{0, 3, 4, 8, 14}, {5});
+  Tensor c = randn({5, 8}, kFloat64);
+  // Two steps on the same memory, as the recurrence runs them.
+  auto run = [&](const models::UTBlockContext& context) {
+    zero_grads(*block);
+    ctx.memory.set_grad(Tensor());
+    Tensor whole = block->forward(x, context);
+    Tensor rows = block->forward_rows(whole, r, context);
+    sum(rows * c).backward();
+    auto g = grads_of(*block);
+    g["memory"] = ctx.memory.grad().clone();
+    return std::make_pair(rows, g);
+  };
+  auto [want, want_grads] = run(ctx);
+  models::UTBlockContext projected = ctx;
+  projected.memory_key_value = block->cross_attn->project_key_value(ctx.memory, ctx.memory);
+  auto [got, got_grads] = run(projected);
+  EXPECT_LE(max_abs_diff(got, want), 1e-12);
+  ASSERT_EQ(got_grads.size(), want_grads.size());
+  for (auto& [name, g] : got_grads) EXPECT_LE(max_abs_diff(g, want_grads.at(name)), 1e-12) << name;
+  // A projection of some other memory is refused, naming what was expected.
+  models::UTBlockContext wrong = ctx;
+  wrong.memory_key_value =
+      block->cross_attn->project_key_value(randn({3, 6, 8}, kFloat64), randn({3, 6, 8}, kFloat64));
+  expect_error([&] { block->forward(x, wrong); },
+               {"UTBlock(decoder)", "memory_key_value", "[3, 2, 4, 4]", "[3, 2, 6, 4]"});
 }
 
 TEST(UniversalTransformer, CheckpointRoundTrip) {

@@ -472,6 +472,62 @@ TEST(MultiheadAttention, PackedProjectionEqualsSeparateOnes) {
   EXPECT_EQ(sum(w).item<float>(), 0.0f);
 }
 
+TEST(MultiheadAttention, ProjectedKeyValueEqualsProjectingInForward) {
+  // forward(query, project_key_value(key, value)) is forward(query, key, value): outputs and the gradients of
+  // the parameters, the query and the keys, with key == value (one [2E, E] GEMM) and without, masks included.
+  nn::MultiheadAttention mha(8, 2, 0.0, true, TensorOptions(kFloat64));
+  randomise(mha, 15);
+  Tensor padding = tensor(std::vector<double>{0, 0, 0, 0, 1, 0, 0, 0, 0, 0}, {2, 5}).to(kBool);
+  for (bool same_key_value : {true, false})
+    for (bool causal : {false, true}) {
+      SCOPED_TRACE(std::string(same_key_value ? "key == value" : "key != value") +
+                   (causal ? ", causal" : ""));
+      Tensor q = randn({2, 4, 8}, kFloat64).requires_grad_(), k = randn({2, 5, 8}, kFloat64).requires_grad_();
+      Tensor v = same_key_value ? k : randn({2, 5, 8}, kFloat64).requires_grad_();
+      Tensor c = randn({2, 4, 8}, kFloat64);
+      auto grads = [&](const Tensor& out) {
+        mha.zero_grad();
+        for (const Tensor& t : {q, k, v}) t.set_grad(Tensor());
+        sum(out * c).backward();
+        std::vector<Tensor> g{q.grad().clone(), k.grad().clone(), v.grad().clone()};
+        for (auto& p : mha.parameters()) g.push_back(p.grad().clone());
+        return g;
+      };
+      Tensor want = mha.forward(q, k, v, Tensor(), padding, causal);
+      std::vector<Tensor> want_grads = grads(want);
+      Tensor got = mha.forward(q, mha.project_key_value(k, v), Tensor(), padding, causal);
+      expect_close(got, want, 1e-12, 1e-12);
+      std::vector<Tensor> got_grads = grads(got);
+      for (size_t i = 0; i < got_grads.size(); ++i) expect_close(got_grads[i], want_grads[i], 1e-12, 1e-12);
+    }
+  // One projection serves several queries; its gradient is the sum of theirs.
+  Tensor k = randn({2, 5, 8}, kFloat64);
+  auto kv = mha.project_key_value(k, k);
+  Tensor q1 = randn({2, 3, 8}, kFloat64), q2 = randn({2, 6, 8}, kFloat64);
+  expect_close(mha.forward(q1, kv), mha.forward(q1, k, k), 1e-12, 1e-12);
+  expect_close(mha.forward(q2, kv), mha.forward(q2, k, k), 1e-12, 1e-12);
+  expect_error(
+      [&] {
+        mha.project_key_value(randn({2, 5, 6}, kFloat64), randn({2, 5, 6}, kFloat64));
+      },
+      {"project_key_value", "[2, 5, 6]"});
+  expect_error(
+      [&] {
+        mha.project_key_value(k, randn({2, 4, 8}, kFloat64));
+      },
+      {"project_key_value", "[2, 4, 8]"});
+  expect_error(
+      [&] {
+        mha.forward(randn({3, 4, 8}, kFloat64), kv);
+      },
+      {"MultiheadAttention", "[2, 2, 5, 4]", "[3, 4, 8]"});
+  expect_error(
+      [&] {
+        mha.forward(q1, kv, Tensor(), ones({2, 4}, DType::Bool));
+      },
+      {"key_padding_mask", "[2, 4]"});
+}
+
 TEST(MultiheadAttention, ArgumentErrors) {
   expect_error([] { nn::MultiheadAttention(10, 3); }, {"MultiheadAttention", "10", "divisible", "3"});
   nn::MultiheadAttention mha(8, 2);

@@ -2,6 +2,7 @@
 #include "loom/models/universal_transformer/universal_transformer.h"
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "loom/autograd/grad_mode.h"
@@ -232,8 +233,14 @@ UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, co
   ActPreprocessFn pre = [this, position, decoder](const Tensor& state, int64_t step) {
     return add_step_signals(state, position, step, decoder);
   };
-  ActResult r = adaptive_computation_time(x, ut_act_step(decoder ? decoder_block : encoder_block, context),
-                                          halt, o, padding, pre);
+  // The one decoder block attends to the same encoder output at every step: project it once for all of them.
+  UTBlockContext step_context = context;
+  if (decoder)
+    step_context.memory_key_value =
+        decoder_block->cross_attn->project_key_value(context.memory, context.memory);
+  ActResult r = adaptive_computation_time(
+      x, ut_act_step(decoder ? decoder_block : encoder_block, std::move(step_context)), halt, o, padding,
+      pre);
   out.output = (decoder ? decoder_ln : encoder_ln)->forward(r.output);
   if (act) {
     out.ponder.cost = r.ponder_cost;

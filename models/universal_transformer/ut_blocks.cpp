@@ -23,12 +23,13 @@ Tensor zero_padding(const Tensor& x, const Tensor& padding) {
 }
 
 // Attention for some query rows. q [n, d] holds the queries of the flattened positions `rows` (b * L + l,
-// ascending); kv [B, S, d]. Each batch element's rows go into slots of a [B, n_max] grid so one attention
-// call serves the whole batch; unused slots repeat query 0 and are dropped (their zero output gradient adds
-// exact zeros). causal: the row at position l sees keys j <= l.
+// ascending); kv holds attn's projection of the [B, S, d] keys and values. Each batch element's rows go into
+// slots of a [B, n_max] grid so one attention call serves the whole batch; unused slots repeat query 0 and
+// are dropped (their zero output gradient adds exact zeros). causal: the row at position l sees keys j <= l.
 Tensor attend_rows(nn::MultiheadAttention& attn, const Tensor& q, const std::vector<int64_t>& rows, int64_t L,
-                   const Tensor& kv, const Tensor& key_padding_mask, bool causal) {
-  const int64_t B = kv.size(0), S = kv.size(1), d = q.size(1), n = static_cast<int64_t>(rows.size());
+                   const nn::MultiheadAttention::ProjectedKeyValue& kv, const Tensor& key_padding_mask,
+                   bool causal) {
+  const int64_t B = kv.key.size(0), S = kv.key.size(2), d = q.size(1), n = static_cast<int64_t>(rows.size());
   std::vector<int64_t> count(static_cast<size_t>(B), 0);
   for (int64_t r : rows) ++count[static_cast<size_t>(r / L)];
   const int64_t n_max = std::max<int64_t>(*std::max_element(count.begin(), count.end()), 1);
@@ -47,7 +48,7 @@ Tensor attend_rows(nn::MultiheadAttention& attn, const Tensor& q, const std::vec
   const Device device = q.device();
   Tensor qp = index_select(q, 0, tensor(slot_src, {B * n_max}).to(device)).view({B, n_max, d});
   Tensor m = causal ? tensor(mask, {B, 1, n_max, S}).to(DType::Bool).to(device) : Tensor();
-  Tensor out = attn.forward(qp, kv, kv, m, key_padding_mask);
+  Tensor out = attn.forward(qp, kv, m, key_padding_mask);
   return index_select(out.reshape({B * n_max, d}), 0, tensor(row_slot, {n}).to(device));
 }
 
@@ -164,6 +165,17 @@ void UTBlock::check_input(const Tensor& x, const UTBlockContext& c) const {
                   c.memory_padding.size(0) == B && c.memory_padding.size(1) == c.memory.size(1)),
              op, ": memory_padding must be bool [", B, ", ", c.memory.size(1), "], got ",
              describe_or_undefined(c.memory_padding));
+  const Tensor& k = c.memory_key_value.key;
+  LOOM_CHECK(!k.defined() || (k.dim() == 4 && k.size(0) == B && k.size(1) == options_.heads &&
+                              k.size(2) == c.memory.size(1) && k.size(3) == d / options_.heads),
+             op, ": memory_key_value must be cross_attn's projection of memory ", shape_str(c.memory.shape()),
+             ", [", B, ", ", options_.heads, ", ", c.memory.size(1), ", ", d / options_.heads, "], got ",
+             describe_or_undefined(k));
+}
+
+nn::MultiheadAttention::ProjectedKeyValue UTBlock::memory_key_value(const UTBlockContext& c) {
+  return c.memory_key_value.key.defined() ? c.memory_key_value
+                                          : cross_attn->project_key_value(c.memory, c.memory);
 }
 
 Tensor UTBlock::forward(const Tensor& x, const UTBlockContext& c) {
@@ -173,7 +185,7 @@ Tensor UTBlock::forward(const Tensor& x, const UTBlockContext& c) {
   Tensor y = x + dropout->forward(self_attn->forward(h, h, h, Tensor(), dec ? Tensor() : c.padding, dec));
   if (dec) {
     Tensor hc = ln_cross->forward(y);
-    y = y + dropout->forward(cross_attn->forward(hc, c.memory, c.memory, Tensor(), c.memory_padding));
+    y = y + dropout->forward(cross_attn->forward(hc, memory_key_value(c), Tensor(), c.memory_padding));
   }
   return y + dropout->forward(transition->forward(ln_transition->forward(y), c.padding));
 }
@@ -195,11 +207,13 @@ Tensor UTBlock::forward_rows(const Tensor& x, const Tensor& rows, const UTBlockC
   const bool dec = options_.decoder;
   Tensor h = ln_self->forward(x);
   Tensor q = index_select(h.reshape({B * L, d}), 0, rows);
-  Tensor a = attend_rows(*self_attn, q, idx, L, h, dec ? Tensor() : c.padding, dec);
+  Tensor a =
+      attend_rows(*self_attn, q, idx, L, self_attn->project_key_value(h, h), dec ? Tensor() : c.padding, dec);
   Tensor y = index_select(x.reshape({B * L, d}), 0, rows) + dropout->forward(a);
   if (dec) {
     Tensor hc = ln_cross->forward(y);
-    y = y + dropout->forward(attend_rows(*cross_attn, hc, idx, L, c.memory, c.memory_padding, false));
+    y = y +
+        dropout->forward(attend_rows(*cross_attn, hc, idx, L, memory_key_value(c), c.memory_padding, false));
   }
   return y + dropout->forward(transition->forward_rows(ln_transition->forward(y)));
 }

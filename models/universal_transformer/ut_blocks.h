@@ -82,6 +82,9 @@ struct UTBlockContext {
   Tensor padding;         // bool [B, L], true = padding: encoder self-attention keys; sepconv zeroing
   Tensor memory;          // decoder: [B, S, d], the encoder's final output
   Tensor memory_padding;  // decoder: bool [B, S], true = padding source position
+  // decoder, optional: memory already projected by the block's cross_attn (project_key_value), so that the
+  // recurrent steps share one projection of the encoder output instead of redoing it at each.
+  nn::MultiheadAttention::ProjectedKeyValue memory_key_value;
 };
 
 class UTBlock : public nn::Module {
@@ -104,6 +107,8 @@ class UTBlock : public nn::Module {
 
  private:
   void check_input(const Tensor& x, const UTBlockContext& context) const;
+  // The context's projected memory, or cross_attn's projection of context.memory when it has none.
+  nn::MultiheadAttention::ProjectedKeyValue memory_key_value(const UTBlockContext& context);
 
   UTBlockOptions options_;
 };
