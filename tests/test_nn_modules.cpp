@@ -500,12 +500,20 @@ TEST(MultiheadAttention, ProjectedKeyValueEqualsProjectingInForward) {
       std::vector<Tensor> got_grads = grads(got);
       for (size_t i = 0; i < got_grads.size(); ++i) expect_close(got_grads[i], want_grads[i], 1e-12, 1e-12);
     }
-  // One projection serves several queries; its gradient is the sum of theirs.
-  Tensor k = randn({2, 5, 8}, kFloat64);
-  auto kv = mha.project_key_value(k, k);
+  // One projection serves several queries; the keys' gradient is the sum of theirs.
+  Tensor k = randn({2, 5, 8}, kFloat64).requires_grad_();
   Tensor q1 = randn({2, 3, 8}, kFloat64), q2 = randn({2, 6, 8}, kFloat64);
-  expect_close(mha.forward(q1, kv), mha.forward(q1, k, k), 1e-12, 1e-12);
-  expect_close(mha.forward(q2, kv), mha.forward(q2, k, k), 1e-12, 1e-12);
+  Tensor c1 = randn({2, 3, 8}, kFloat64), c2 = randn({2, 6, 8}, kFloat64);
+  sum(mha.forward(q1, k, k) * c1).backward();
+  sum(mha.forward(q2, k, k) * c2).backward();
+  Tensor want_grad = k.grad().clone();
+  k.set_grad(Tensor());
+  auto kv = mha.project_key_value(k, k);
+  Tensor out1 = mha.forward(q1, kv), out2 = mha.forward(q2, kv);
+  expect_close(out1, mha.forward(q1, k, k), 1e-12, 1e-12);
+  expect_close(out2, mha.forward(q2, k, k), 1e-12, 1e-12);
+  (sum(out1 * c1) + sum(out2 * c2)).backward();
+  expect_close(k.grad(), want_grad, 1e-12, 1e-12);
   expect_error(
       [&] {
         mha.project_key_value(randn({2, 5, 6}, kFloat64), randn({2, 5, 6}, kFloat64));
