@@ -543,6 +543,9 @@ TEST(UniversalTransformer, Errors) {
   c = tiny("act", "conv");
   EXPECT_NE(error_of([&] { c.resolved(); }).find("transition 'conv'"), std::string::npos);
   c = tiny("act");
+  c.halting_bias_init = std::nan("");
+  EXPECT_NE(error_of([&] { c.resolved(); }).find("halting_bias_init must be finite"), std::string::npos);
+  c = tiny("act");
   c.heads = 3;
   EXPECT_NE(error_of([&] { c.resolved(); }).find("d_model (8) must be a positive multiple of heads (3)"),
             std::string::npos);

@@ -268,6 +268,10 @@ void add_ut(CLI::App& train, Runners& runners, loom::models::UTTrainOptions& o) 
       ->capture_default_str()->check(kPositive);
   cmd->add_option("--ponder-weight", m.ponder_weight, "ACT: weight of the ponder cost in the loss")
       ->capture_default_str()->check(kNonNegative);
+  cmd->add_option("--halting-bias", m.halting_bias_init,
+                  "ACT: initial bias of the halting unit (1: p = 0.73 at first, few steps; negative: p small, "
+                  "positions start near the cap and the ponder cost shortens them)")
+      ->capture_default_str();
   cmd->add_option("--dropout", m.dropout, "Dropout probability")->capture_default_str()->check(kNonNegative);
   runners.push_back({cmd, [&o] { return loom::models::train_ut(o); }});
 }

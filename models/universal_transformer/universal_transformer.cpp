@@ -87,6 +87,8 @@ UniversalTransformerConfig UniversalTransformerConfig::resolved() const {
   LOOM_CHECK(c.act_epsilon >= 0 && c.act_epsilon < 1, kConfigOp, ": act_epsilon must be in [0, 1), got ",
              c.act_epsilon);
   LOOM_CHECK(c.ponder_weight >= 0, kConfigOp, ": ponder_weight must be >= 0, got ", c.ponder_weight);
+  LOOM_CHECK(std::isfinite(c.halting_bias_init), kConfigOp, ": halting_bias_init must be finite, got ",
+             c.halting_bias_init);
   LOOM_CHECK(c.act_variant == "graves" || c.act_variant == "t2t", kConfigOp, ": act_variant '", c.act_variant,
              "' is not 'graves' or 't2t'");
   LOOM_CHECK(c.step_signal == "learned" || c.step_signal == "sinusoid", kConfigOp, ": step_signal '",
