@@ -63,6 +63,17 @@ std::shared_ptr<UniversalTransformer> make(const UniversalTransformerConfig& c, 
   return m;
 }
 
+// A float64 UTBlock of width 8 (2 heads, d_ff 16).
+std::shared_ptr<models::UTBlock> tiny_block(const std::string& transition, bool decoder) {
+  models::UTBlockOptions o;
+  o.d_model = 8;
+  o.heads = 2;
+  o.d_ff = 16;
+  o.transition = transition;
+  o.decoder = decoder;
+  return std::make_shared<models::UTBlock>(o, TensorOptions(kFloat64));
+}
+
 std::map<std::string, Tensor> grads_of(const nn::Module& m) {
   std::map<std::string, Tensor> g;
   for (auto& [name, p] : m.named_parameters())
@@ -340,13 +351,7 @@ TEST(UniversalTransformer, BlockRowsEqualTheWholeLayer) {
     for (bool decoder : {false, true}) {
       SCOPED_TRACE(transition + (decoder ? " decoder" : " encoder"));
       manual_seed(4);
-      models::UTBlockOptions o;
-      o.d_model = 8;
-      o.heads = 2;
-      o.d_ff = 16;
-      o.transition = transition;
-      o.decoder = decoder;
-      auto block = std::make_shared<models::UTBlock>(o, TensorOptions(kFloat64));
+      auto block = tiny_block(transition, decoder);
       Tensor x = randn({3, 5, 8}, kFloat64);
       models::UTBlockContext ctx;
       ctx.padding =
@@ -377,12 +382,7 @@ TEST(UniversalTransformer, DecoderBlockTakesItsMemoryProjectedOnce) {
   // given that projection computes what it computes when it projects the memory itself, whole layer and rows,
   // gradients (of the parameters and the memory) included.
   manual_seed(6);
-  models::UTBlockOptions o;
-  o.d_model = 8;
-  o.heads = 2;
-  o.d_ff = 16;
-  o.decoder = true;
-  auto block = std::make_shared<models::UTBlock>(o, TensorOptions(kFloat64));
+  auto block = tiny_block("ffn", /*decoder=*/true);
   Tensor x = randn({3, 5, 8}, kFloat64);
   models::UTBlockContext ctx;
   ctx.memory = randn({3, 4, 8}, kFloat64).requires_grad_();
