@@ -2,6 +2,7 @@
 // Philox 4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011): a counter-based RNG.
 // Element i of a random op uses counter (offset + i / 4) and word i % 4 under key = seed, on every backend,
 // so CPU and CUDA draw the same numbers and a recomputation that replays (seed, offset) draws them again.
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -49,6 +50,19 @@ LOOM_HOST_DEVICE double philox_uniform_double(uint32_t w0, uint32_t w1) {
   uint64_t bits = (static_cast<uint64_t>(w0) << 21) ^ static_cast<uint64_t>(w1 >> 11);
   bits &= (uint64_t{1} << 53) - 1;
   return (static_cast<double>(bits) + 1.0) * (1.0 / 9007199254740992.0);
+}
+
+// Dropout's rule on every backend: element i of a draw with probability p is kept iff (w >> 8) >=
+// dropout_threshold(p), w being word i % 4 of counter offset + i / 4; that is philox_uniform(w) >= p exactly
+// (the product only shifts the exponent). p >= 1 keeps nothing.
+inline uint32_t dropout_threshold(double p) {
+  return p >= 1.0 ? (1u << 24) : static_cast<uint32_t>(std::ceil(p * 16777216.0));
+}
+
+// What dropout multiplies a kept element by: 1 / (1 - p), and 0 for p >= 1 (where nothing is kept).
+template <typename T>
+T dropout_scale(double p) {
+  return p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
 }
 
 }  // namespace loom

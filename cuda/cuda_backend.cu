@@ -329,11 +329,11 @@ void CudaBackend::dropout(const Tensor& in, double p, PhiloxState state, const T
   if (n == 0) return;
   DeviceGuard guard(device_);
   Tensor src = in.contiguous();
-  uint32_t threshold = p >= 1.0 ? (1u << 24) : static_cast<uint32_t>(std::ceil(p * 16777216.0));
+  uint32_t threshold = dropout_threshold(p);
   generate_into(*this, out, [&](const Tensor& t) {
     LOOM_DISPATCH_FLOATING(t.dtype(), "dropout", [&] {
       using T = scalar_t;
-      T scale = p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
+      T scale = dropout_scale<T>(p);
       dropout_kernel<<<blocks_for((n + 3) / 4), kThreads>>>(ptr<T>(src), ptr<T>(t), n, state, threshold,
                                                             scale);
     });

@@ -6,7 +6,9 @@
 # few examples is in each run's metrics.jsonl). Positions start at one random offset per example (--offsets shared,
 # the default). Each training is single-threaded and deterministic, so the runs may be paired in any order.
 #   usage: models/universal_transformer/table4.sh [build dir] [runs dir] [steps] [tasks...]
-# Runs two trainings at a time with one thread each (this machine has two cores) and prints each one's wall time.
+# Runs two trainings at a time with one thread each (this machine has two cores; LOOM_PARALLEL=1: one after the
+# other) and prints each one's wall time. LOOM_UT_FLAGS adds flags to every training, e.g. a smaller scale:
+#   LOOM_UT_FLAGS="--train-length 10 --eval-length 100" models/universal_transformer/table4.sh build runs/t4-10 2000
 set -euo pipefail
 build=${1:-build}
 runs=${2:-runs/ut_table4}
@@ -15,10 +17,12 @@ shift $(( $# < 3 ? $# : 3 ))
 tasks=("$@")
 [ ${#tasks[@]} -eq 0 ] && tasks=(copy reverse addition)
 loom="$build/bin/loom"
-common=(train ut --steps "$steps" --batch 64 --eval-every 500 --eval-size 200 --decode-examples 8 --threads 1)
+# shellcheck disable=SC2206 # LOOM_UT_FLAGS is a list of flags, split on spaces
+common=(train ut --steps "$steps" --batch 64 --eval-every 500 --eval-size 200 --decode-examples 8 --threads 1
+        ${LOOM_UT_FLAGS:-})
 mkdir -p "$runs"
 source "$(dirname "$0")/three_models.sh"
 for task in "${tasks[@]}"; do
-  train_three "$task" 2
+  train_three "$task" "${LOOM_PARALLEL:-2}"
 done
 print_table accuracy "${tasks[@]}"

@@ -78,10 +78,6 @@ void philox_blocks(uint64_t seed, uint64_t first_counter, int64_t blocks, uint32
   }
 }
 
-uint32_t dropout_threshold(double p) {
-  return p >= 1.0 ? (1u << 24) : static_cast<uint32_t>(std::ceil(p * 16777216.0));
-}
-
 template <typename T>
 void dropout_multipliers(PhiloxState state, double p, int64_t first, int64_t count, T* out) {
   const T scale = dropout_scale<T>(p);

@@ -5,22 +5,12 @@
 #include <cstdint>
 
 #include "loom/core/generator.h"
+#include "loom/core/philox.h"  // dropout_threshold, dropout_scale: the rule every backend follows
 
 namespace loom::cpu {
 
 // words[4 j + k] = philox_block(seed, first_counter + j).v[k] for j < blocks (AVX2: eight blocks at a time).
 void philox_blocks(uint64_t seed, uint64_t first_counter, int64_t blocks, uint32_t* words);
-
-// Element i of a dropout draw with probability p is kept iff (w >> 8) >= dropout_threshold(p), w being word i
-// % 4 of block state.offset + i / 4; that is philox_uniform(w) >= p, exactly (the product only shifts the
-// exponent).
-uint32_t dropout_threshold(double p);
-
-// What dropout multiplies a kept element by: 1 / (1 - p), and 0 for p >= 1 (where nothing is kept).
-template <typename T>
-T dropout_scale(double p) {
-  return p >= 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
-}
 
 // out[c] = 1 / (1 - p) if element first + c of the dropout draw at `state` is kept, else 0 (all 0 for p >=
 // 1): the factor loom::dropout multiplies element first + c of a contiguous tensor by. T is float or double.

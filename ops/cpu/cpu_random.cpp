@@ -149,13 +149,13 @@ void CpuBackend::dropout(const Tensor& in, double p, PhiloxState state, const Te
   if (out.numel() == 0) return;
   Tensor src = in.contiguous();
   const int64_t n = src.numel();
-  const uint32_t threshold = cpu::dropout_threshold(p);
+  const uint32_t threshold = dropout_threshold(p);
   generate_into(out, [&](const Tensor& t) {
     LOOM_DISPATCH_FLOATING(t.dtype(), "dropout", [&] {
       using T = scalar_t;
       const T* x = src.data<T>();
       T* o = t.data<T>();
-      const T scale = cpu::dropout_scale<T>(p);
+      const T scale = dropout_scale<T>(p);
       // (w >> 8) and the threshold are below 2^25, so a signed comparison, which AVX2 has, decides the same.
       const int32_t limit = static_cast<int32_t>(threshold);
       for_each_chunk(state, (n + 3) / 4, [x, o, n, scale, limit](const Chunk& c, int64_t block) {
