@@ -167,6 +167,98 @@ TEST(UniversalTransformer, FixedStepsEqualsHandBuiltWeightSharedTransformer) {
     }
 }
 
+TEST(UniversalTransformer, PerStepPositionOffsets) {
+  // Offsets [B, steps]: step t adds the position signal starting at offsets[b, t] (tensor2tensor draws a new
+  // offset at every step); checked against the hand-built 3-step Transformer, forward and backward.
+  UniversalTransformerConfig c = tiny("fixed");
+  auto m = make(c, 5);
+  Batch b;
+  Tensor src_off = tensor(std::vector<int64_t>{2, 7, 0, /**/ 4, 1, 9}, {2, 3});
+  Tensor tgt_off = tensor(std::vector<int64_t>{5, 0, 3, /**/ 0, 8, 2}, {2, 3});
+  models::UTLoss got = m->loss(b.src, b.tgt, src_off, tgt_off);
+  got.total.backward();
+  auto model_grads = grads_of(*m);
+  zero_grads(*m);
+
+  const int64_t d = c.d_model;
+  auto side = [&](bool dec, const Tensor& tokens, const Tensor& offsets, const models::UTBlockContext& ctx) {
+    const int64_t B = tokens.size(0), L = tokens.size(1);
+    Tensor real = ne(tokens, 0.0).to(kFloat64).view({B, L, 1});
+    Tensor x = index_select(m->embedding, 0, tokens.reshape({B * L})).view({B, L, d}) * std::sqrt(8.0) * real;
+    const Tensor& table = dec ? m->decoder_step_embedding : m->encoder_step_embedding;
+    for (int64_t t = 0; t < c.fixed_steps; ++t) {
+      std::vector<Tensor> rows;
+      for (int64_t r = 0; r < B; ++r)
+        rows.push_back(timing_signal_1d(
+            L, d, kFloat64, static_cast<double>(offsets.select(0, r).select(0, t).item<int64_t>())));
+      Tensor step = table.select(0, t) * std::sqrt(8.0);
+      x = (dec ? m->decoder_block : m->encoder_block)
+              ->forward(x + stack(rows, 0) + step.view({1, 1, d}), ctx);
+    }
+    return (dec ? m->decoder_ln : m->encoder_ln)->forward(x);
+  };
+  models::UTBlockContext enc_ctx;
+  enc_ctx.padding = eq(b.src, 0.0);
+  Tensor enc = side(false, b.src, src_off, enc_ctx);
+  models::UTBlockContext dec_ctx;
+  dec_ctx.padding = eq(b.tgt, 0.0);
+  dec_ctx.memory = enc;
+  dec_ctx.memory_padding = enc_ctx.padding;
+  Tensor logits =
+      linear(side(true, UniversalTransformer::shift_right(b.tgt), tgt_off, dec_ctx), m->embedding);
+  Tensor want_loss = cross_entropy(logits.reshape({10, c.vocab_size}), b.tgt.reshape({10}), 0);
+  want_loss.backward();
+  auto hand_grads = grads_of(*m);
+  EXPECT_LE(std::abs(got.total.item<double>() - want_loss.item<double>()), 1e-12);
+  EXPECT_LE(max_abs_diff(got.logits.select(0, 0), logits.select(0, 0)), 1e-12);
+  ASSERT_EQ(model_grads.size(), hand_grads.size());
+  for (auto& [name, g] : model_grads) {
+    ASSERT_TRUE(hand_grads.count(name)) << name;
+    EXPECT_LE(max_abs_diff(g, hand_grads[name]), 1e-12) << name;
+  }
+
+  // The same offset in every column is the one-offset-per-sequence form, exactly.
+  Tensor one = tensor(std::vector<int64_t>{3, 6}, {2});
+  Tensor repeated = tensor(std::vector<int64_t>{3, 3, 3, 6, 6, 6}, {2, 3});
+  EXPECT_EQ(
+      max_abs_diff(m->loss(b.src, b.tgt, one, one).logits, m->loss(b.src, b.tgt, repeated, repeated).logits),
+      0.0);
+  // Per-step offsets change the result (the signals differ from step to step).
+  EXPECT_GT(max_abs_diff(got.logits, m->loss(b.src, b.tgt, repeated, repeated).logits), 1e-6);
+
+  // With ACT, a column past the last step the loop runs is never read; the first one is.
+  auto act = make(tiny("act"), 6);
+  {
+    NoGradGuard no_grad;
+    act->encoder_halting->bias.fill_(3.0);  // p = 0.95: every position halts at its second step
+  }
+  Tensor off4 = tensor(std::vector<int64_t>{1, 2, 3, 4, /**/ 5, 6, 7, 8}, {2, 4});
+  models::UTEncoderOutput e = act->encode(b.src, Tensor(), off4);
+  ASSERT_LT(e.ponder.iterations, 4) << "needs a loop that halts before the cap";
+  Tensor late = off4.clone(), early = off4.clone();
+  late.select(1, 3).fill_(30);
+  early.select(1, 0).fill_(30);
+  EXPECT_EQ(max_abs_diff(act->encode(b.src, Tensor(), late).output, e.output), 0.0);
+  EXPECT_GT(max_abs_diff(act->encode(b.src, Tensor(), early).output, e.output), 1e-6);
+
+  // The Transformer baseline adds its position signal once: one column.
+  UniversalTransformerConfig tc = tiny("fixed");
+  tc.model = "transformer";
+  tc.layers = 2;
+  auto tr = make(tc, 7);
+  Tensor col = tensor(std::vector<int64_t>{3, 6}, {2, 1});
+  EXPECT_EQ(max_abs_diff(tr->loss(b.src, b.tgt, col, col).logits, tr->loss(b.src, b.tgt, one, one).logits),
+            0.0);
+  std::string msg = error_of([&] { tr->encode(b.src, Tensor(), repeated); });
+  EXPECT_NE(
+      msg.find("position offsets must be int64 [2] (one offset per sequence) or [2, 1] (one per sequence "
+               "and step), got int64[2, 3]"),
+      std::string::npos)
+      << msg;
+  msg = error_of([&] { m->encode(b.src, Tensor(), off4); });
+  EXPECT_NE(msg.find("or [2, 3] (one per sequence and step), got int64[2, 4]"), std::string::npos) << msg;
+}
+
 TEST(UniversalTransformer, HaltingOnInjectedProbabilitiesThroughTheWholeModel) {
   // ut_act.md 8 A (forced halt at the cap, Graves): columns are positions, rows steps.
   const std::vector<std::vector<double>> P = {

@@ -1,7 +1,7 @@
 // `loom train ut` end to end: a small copy task learns and evaluates (teacher-forced and decoded), writes
 // ponder maps, shared position offsets carry copy beyond the training lengths, a resumed run equals an
-// uninterrupted one, the generated bAbI-like task runs, and bad inputs are clear errors. Also the SVG heat
-// map the ponder maps are drawn with.
+// uninterrupted one (also with per-step offsets), the generated bAbI-like task runs, and bad inputs are clear
+// errors. Also the SVG heat map the ponder maps are drawn with.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -139,26 +139,33 @@ TEST(UTDriver, SharedOffsetsCarryCopyBeyondTheTrainingLengths) {
 }
 
 // A resumed run reaches exactly the parameters and optimizer state of an uninterrupted one: batches and
-// position offsets are functions of (seed, step), dropout continues from the checkpointed generator.
+// position offsets (one per example, or one per example and recurrent step) are functions of (seed, step),
+// dropout continues from the checkpointed generator.
 TEST(UTDriver, ResumedRunEqualsUninterruptedRun) {
-  fs::path base = scratch("resume");
-  models::UTTrainOptions straight = tiny_options(base / "straight");
-  straight.ponder_maps = 0;
-  ASSERT_EQ(models::train_ut(straight), 0);
-  models::UTTrainOptions first = tiny_options(base / "interrupted");
-  first.ponder_maps = 0;
-  first.stop_after = 13;
-  ASSERT_EQ(models::train_ut(first), 0);
-  models::UTTrainOptions second = first;
-  second.stop_after = 0;
-  second.resume = true;
-  ASSERT_EQ(models::train_ut(second), 0);
-  ASSERT_NO_FATAL_FAILURE(test::expect_identical_checkpoints(base / "straight" / "checkpoint.safetensors",
-                                                           base / "interrupted" / "checkpoint.safetensors", 20));
-  // Resuming another architecture is refused before anything is loaded.
-  models::UTTrainOptions other = second;
-  other.model.recurrence = "fixed";
-  test::expect_error([&] { models::train_ut(other); }, {"recurrence=act", "recurrence=fixed"});
+  for (const std::string offsets : {"shared", "per-step"}) {
+    SCOPED_TRACE(offsets);
+    fs::path base = scratch("resume-" + offsets);
+    models::UTTrainOptions straight = tiny_options(base / "straight");
+    straight.ponder_maps = 0;
+    straight.offsets = offsets;
+    ASSERT_EQ(models::train_ut(straight), 0);
+    models::UTTrainOptions first = tiny_options(base / "interrupted");
+    first.ponder_maps = 0;
+    first.offsets = offsets;
+    first.stop_after = 13;
+    ASSERT_EQ(models::train_ut(first), 0);
+    models::UTTrainOptions second = first;
+    second.stop_after = 0;
+    second.resume = true;
+    ASSERT_EQ(models::train_ut(second), 0);
+    ASSERT_NO_FATAL_FAILURE(test::expect_identical_checkpoints(
+        base / "straight" / "checkpoint.safetensors", base / "interrupted" / "checkpoint.safetensors", 20));
+    if (offsets != "shared") continue;
+    // Resuming another architecture is refused before anything is loaded.
+    models::UTTrainOptions other = second;
+    other.model.recurrence = "fixed";
+    test::expect_error([&] { models::train_ut(other); }, {"recurrence=act", "recurrence=fixed"});
+  }
 }
 
 // The generated bAbI-like task 1 (the fact-level model and the flat token layout) and the vanilla Transformer

@@ -234,9 +234,10 @@ void add_ut(CLI::App& train, Runners& runners, loom::models::UTTrainOptions& o) 
   cmd->add_option(
          "--offsets", o.offsets,
          "Algorithmic: shared (one offset per example, so target and source positions line up, as at "
-         "evaluation) or independent (source and target each at their own random offset, as tensor2tensor)")
+         "evaluation), independent (source and target each at their own random offset) or per-step (a new "
+         "offset for each side at every recurrent step, as tensor2tensor's UT draws them)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"independent", "shared"}));
+      ->check(CLI::IsMember({"independent", "shared", "per-step"}));
   cmd->add_option("--decode-examples", o.decode_examples, "Evaluation examples also decoded greedily at the end")
       ->capture_default_str()->check(kNonNegative);
   cmd->add_option("--babi-train", o.babi_train, "bAbI: training questions")->capture_default_str()->check(kPositive);

@@ -30,6 +30,20 @@ namespace {
 constexpr const char* kTrain = "train ut";
 constexpr int64_t kEvalBatch = 16;
 
+// --offsets per-step: int64 [B, columns], column t one random_position_offsets draw per sequence for step t
+// of side `side` (0 source, 1 target) of training step `step`, each from a stream of its own (above the
+// streams 2 step and 2 step + 1 that the shared and independent offsets use).
+Tensor per_step_position_offsets(const std::vector<int64_t>& lengths, int64_t max_offset, uint64_t seed,
+                                 int64_t step, int64_t side, int64_t columns) {
+  constexpr uint64_t kPerStepStreams = uint64_t{1} << 62;
+  std::vector<Tensor> cols;
+  for (int64_t t = 0; t < columns; ++t) {
+    const uint64_t stream = kPerStepStreams + static_cast<uint64_t>((2 * step + side) * columns + t);
+    cols.push_back(data::random_position_offsets(lengths, max_offset, seed, stream));
+  }
+  return stack(cols, 1);
+}
+
 nlohmann::json config_to_json(const UniversalTransformerConfig& c) {
   return {{"vocab_size", c.vocab_size},
           {"model", c.model},
@@ -339,8 +353,8 @@ int train_ut(const UTTrainOptions& opt) {
              "--babi-train and --babi-test positive");
   LOOM_CHECK(opt.babi_encoding == "facts" || opt.babi_encoding == "flat", kTrain,
              ": --babi-encoding must be facts or flat, got '", opt.babi_encoding, "'");
-  LOOM_CHECK(opt.offsets == "independent" || opt.offsets == "shared", kTrain,
-             ": --offsets must be independent or shared, got '", opt.offsets, "'");
+  LOOM_CHECK(opt.offsets == "independent" || opt.offsets == "shared" || opt.offsets == "per-step", kTrain,
+             ": --offsets must be shared, independent or per-step, got '", opt.offsets, "'");
   Device device(opt.device);
   if (opt.threads > 0) set_num_threads(opt.threads);
   manual_seed(opt.seed);
@@ -358,6 +372,8 @@ int train_ut(const UTTrainOptions& opt) {
   }
   UniversalTransformerConfig cfg = opt.model;
   cfg.vocab_size = task.vocab_size;
+  // per-step: one offset per recurrent step (the Transformer adds its position signal once: one column).
+  const int64_t offset_columns = cfg.model == "ut" ? cfg.steps() : 1;
   Network net;
   if (task.babi && opt.babi_encoding == "facts")
     net.facts = std::make_shared<BabiFactModel>(cfg, task.babi_max_words, TensorOptions{kFloat32, device});
@@ -430,13 +446,18 @@ int train_ut(const UTTrainOptions& opt) {
       src_offsets = tgt_offsets =
           data::random_position_offsets(longer, max_offset, opt.seed, 2 * static_cast<uint64_t>(step))
               .to(device);
-    } else if (max_offset > 0) {
+    } else if (max_offset > 0 && opt.offsets == "independent") {
       src_offsets =
           data::random_position_offsets(b.src_lengths, max_offset, opt.seed, 2 * static_cast<uint64_t>(step))
               .to(device);
       tgt_offsets = data::random_position_offsets(b.tgt_lengths, max_offset, opt.seed,
                                                   2 * static_cast<uint64_t>(step) + 1)
                         .to(device);
+    } else if (max_offset > 0) {  // per-step: [B, columns] per side
+      src_offsets =
+          per_step_position_offsets(b.src_lengths, max_offset, opt.seed, step, 0, offset_columns).to(device);
+      tgt_offsets =
+          per_step_position_offsets(b.tgt_lengths, max_offset, opt.seed, step, 1, offset_columns).to(device);
     }
     UTLoss l = batch_loss(net, b, task.babi_train, rows, src_offsets, tgt_offsets);
     const double loss_value = l.total.item<double>();

@@ -51,7 +51,9 @@ struct UTTrainOptions {
   // position i, as at evaluation (offset 0 on both sides); "independent": each side starts at its own random
   // offset (tensor2tensor draws one per call, so the two sides' positions say nothing about each other; on
   // this machine's budgets every model stayed at chance on copy that way,
-  // docs/models/universal_transformer.md).
+  // docs/models/universal_transformer.md); "per-step": each side draws a new offset at every recurrent step
+  // (tensor2tensor's step_preprocess with position_start_index "random"), so absolute positions carry nothing
+  // from one step to the next and only relative ones are worth learning. Evaluation uses offset 0 throughout.
   std::string offsets = "shared";
   int64_t decode_examples = 10;  // greedy-decoded evaluation examples at the end (0: none)
   // bAbI-like tasks: the 1K setting.

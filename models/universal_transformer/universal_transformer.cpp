@@ -1,7 +1,9 @@
 // The Universal Transformer and its vanilla Transformer baseline (see universal_transformer.h).
 #include "loom/models/universal_transformer/universal_transformer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -167,20 +169,34 @@ Tensor UniversalTransformer::embed(const Tensor& tokens) const {
   return loom::embedding(tokens, embedding) * (std::sqrt(static_cast<double>(config_.d_model))) * real;
 }
 
-Tensor UniversalTransformer::position_signal(int64_t B, int64_t L, const Tensor& offsets) const {
+Tensor UniversalTransformer::position_signal(int64_t B, int64_t L, const Tensor& offsets,
+                                             int64_t step) const {
   const int64_t d = config_.d_model;
   const TensorOptions fopts = embedding.options();
   if (!offsets.defined()) return timing_signal_1d(L, d, fopts).view({1, L, d});
-  LOOM_CHECK(offsets.dtype() == DType::Int64 && offsets.dim() == 1 && offsets.size(0) == B,
-             "UniversalTransformer: position offsets must be int64 [", B, "], got ", describe(offsets));
-  std::vector<int64_t> off = offsets.cpu().contiguous().to_vector<int64_t>();
-  std::vector<Tensor> rows;
+  const int64_t signals = config_.model == "ut" ? config_.steps() : 1;
+  LOOM_CHECK(offsets.dtype() == DType::Int64 &&
+                 ((offsets.dim() == 1 && offsets.size(0) == B) ||
+                  (offsets.dim() == 2 && offsets.size(0) == B && offsets.size(1) == signals)),
+             "UniversalTransformer: position offsets must be int64 [", B, "] (one offset per sequence) or [",
+             B, ", ", signals, "] (one per sequence and step), got ", describe(offsets));
+  LOOM_CHECK(step >= 0 && step < signals, "UniversalTransformer: position signal of step ", step, " of ",
+             signals);
+  const Tensor column = offsets.dim() == 2 ? offsets.select(1, step) : offsets;
+  std::vector<int64_t> off = column.cpu().contiguous().to_vector<int64_t>();
+  int64_t last = 0;
   for (int64_t b = 0; b < B; ++b) {
     LOOM_CHECK(off[static_cast<size_t>(b)] >= 0, "UniversalTransformer: position offsets must be >= 0, got ",
                off[static_cast<size_t>(b)], " for sequence ", b);
-    rows.push_back(timing_signal_1d(L, d, fopts, static_cast<double>(off[static_cast<size_t>(b)])));
+    last = std::max(last, off[static_cast<size_t>(b)]);
   }
-  return stack(rows, 0);
+  // Rows offsets[b] + l of one table: the same numbers as timing_signal_1d(L, d, start = offsets[b]) (its
+  // angles are (start + l) * inv_ts[k], exact in double either way), without B tables of sines.
+  std::vector<int64_t> rows(static_cast<size_t>(B * L));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t l = 0; l < L; ++l) rows[static_cast<size_t>(b * L + l)] = off[static_cast<size_t>(b)] + l;
+  Tensor table = timing_signal_1d(last + L, d, fopts);
+  return loom::embedding(tensor(rows, {B, L}).to(fopts.device), table);
 }
 
 Tensor UniversalTransformer::add_step_signals(const Tensor& state, const Tensor& position, int64_t step,
@@ -204,11 +220,10 @@ UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, co
   const UniversalTransformerConfig& c = config_;
   const int64_t B = input.size(0), L = input.size(1);
   const TensorOptions fopts = embedding.options();
-  Tensor position = position_signal(B, L, offsets);
   SideOutput out;
   if (c.model == "transformer") {
     // T2T transformer: the timing signal once, then dropout, then the layers.
-    Tensor x = embedding_dropout_->forward(input + position);
+    Tensor x = embedding_dropout_->forward(input + position_signal(B, L, offsets));
     for (auto& layer : decoder ? decoder_layers : encoder_layers) x = layer->forward(x, context);
     out.output = (decoder ? decoder_ln : encoder_ln)->forward(x);
     out.ponder = uniform_ponder(c.layers, B, L, padding, fopts);
@@ -232,7 +247,14 @@ UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, co
       };
     }
   }
-  ActPreprocessFn pre = [this, position, decoder](const Tensor& state, int64_t step) {
+  // One position signal for every step, or (offsets [B, steps]) each step's own, made when the loop first
+  // reaches that step.
+  auto positions = std::make_shared<std::vector<Tensor>>(static_cast<size_t>(c.steps()));
+  if (!offsets.defined() || offsets.dim() == 1) (*positions)[0] = position_signal(B, L, offsets);
+  ActPreprocessFn pre = [this, positions, offsets, B, L, decoder](const Tensor& state, int64_t step) {
+    const bool per_step = offsets.defined() && offsets.dim() == 2;
+    Tensor& position = (*positions)[per_step ? static_cast<size_t>(step) : 0];
+    if (!position.defined()) position = position_signal(B, L, offsets, step);
     return add_step_signals(state, position, step, decoder);
   };
   // The one decoder block attends to the same encoder output at every step: project it once for all of them.

@@ -122,7 +122,10 @@ class UniversalTransformer : public nn::Module {
 
   // src int64 [B, S] (PAD 0). src_padding bool [B, S] (true = padding); undefined: src == PAD.
   // position_offsets int64 [B] (optional, 0 when undefined): the position signal of sequence b starts at
-  // position_offsets[b] (the paper's randomized offsets; data::random_position_offsets draws them).
+  // position_offsets[b] (the paper's randomized offsets; data::random_position_offsets draws them). Or int64
+  // [B, steps()] ([B, 1] for "transformer"): step t's signal starts at position_offsets[b, t], a new offset
+  // at every step as tensor2tensor's step_preprocess draws them, so that only relative positions carry over
+  // from one step to the next.
   UTEncoderOutput encode(const Tensor& src, const Tensor& src_padding = Tensor(),
                          const Tensor& position_offsets = Tensor());
   // The encoder on input vectors x [B, S, d] of the model's dtype in place of embedded tokens (one vector per
@@ -171,7 +174,9 @@ class UniversalTransformer : public nn::Module {
   // position [B | 1, L, d] from position_signal().
   Tensor add_step_signals(const Tensor& state, const Tensor& position, int64_t step, bool decoder) const;
   // T2T get_timing_signal_1d rows offsets[b] .. offsets[b] + L - 1: [B, L, d], or [1, L, d] without offsets.
-  Tensor position_signal(int64_t B, int64_t L, const Tensor& offsets) const;
+  // offsets int64 [B], or [B, S] with one column per step (S = steps() for "ut", 1 for "transformer"), of
+  // which column `step` is used.
+  Tensor position_signal(int64_t B, int64_t L, const Tensor& offsets, int64_t step = 0) const;
   // E[tokens] * sqrt(d) with PAD rows zeroed, before dropout: [B, L, d].
   Tensor embed(const Tensor& tokens) const;
 
