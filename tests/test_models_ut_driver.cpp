@@ -4,6 +4,7 @@
 // errors. Also the SVG heat map the ponder maps are drawn with.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -94,6 +95,10 @@ TEST(UTDriver, CopyTaskLearnsAndDrawsPonderMaps) {
   // 0.955 (sequences 0.79) when this test was written, 0.80 after 240 steps; a uniform guess over the digits
   // gets 0.1 of them.
   EXPECT_GT(test::json_field(final_line[0], "char_accuracy"), 0.85);
+  // Evaluated on the training lengths: every target position is one training reached.
+  EXPECT_EQ(test::json_field(final_line[0], "char_accuracy_seen_positions"),
+            test::json_field(final_line[0], "char_accuracy"));
+  EXPECT_EQ(final_line[0].find("unseen_positions"), std::string::npos) << final_line[0];
   EXPECT_GE(test::json_field(final_line[0], "decoded_examples"), 4.0);
   EXPECT_GE(test::json_field(final_line[0], "decoded_char_accuracy"), 0.5);
   const double ponder = test::json_field(final_line[0], "ponder_encoder");
@@ -129,6 +134,13 @@ TEST(UTDriver, SharedOffsetsCarryCopyBeyondTheTrainingLengths) {
     auto final_line = test::lines_with(base / o.offsets / "metrics.jsonl", "\"test\"");
     ASSERT_EQ(final_line.size(), 1u);
     accuracy[shared] = test::json_field(final_line[0], "char_accuracy");
+    // The accuracy split at the longest training target (7: six digits and EOS): the whole is a weighted
+    // mean of its two parts.
+    const double seen = test::json_field(final_line[0], "char_accuracy_seen_positions");
+    const double unseen = test::json_field(final_line[0], "char_accuracy_unseen_positions");
+    EXPECT_LE(std::min(seen, unseen), accuracy[shared] + 1e-9);
+    EXPECT_GE(std::max(seen, unseen), accuracy[shared] - 1e-9);
+    if (shared) EXPECT_GT(unseen, 0.7) << "copy carried beyond the training lengths";
   }
   std::printf(
       "copy, lengths up to 12 after training up to 6: char accuracy %.3f (shared), %.3f (independent)\n",

@@ -236,15 +236,32 @@ double mean_ponder(const UTPonder& p) {
 
 struct Evaluation {
   data::SequenceAccuracy teacher_forced, decoded;
+  // Teacher-forced, split at the longest training target: target positions training reached, and those
+  // beyond (where a model that has learnt the task only for the lengths it saw stops being right).
+  data::SequenceAccuracy seen_positions, unseen_positions;
   double ponder_encoder = 0, ponder_decoder = 0;
 };
 
+// The split accuracies into a metrics line (when there were target positions on that side).
+void add_position_split(std::map<std::string, double>& m, const Evaluation& ev) {
+  if (ev.seen_positions.tokens > 0) m["char_accuracy_seen_positions"] = ev.seen_positions.char_accuracy();
+  if (ev.unseen_positions.tokens > 0)
+    m["char_accuracy_unseen_positions"] = ev.unseen_positions.char_accuracy();
+}
+
+std::string position_split_text(const Evaluation& ev) {
+  if (ev.unseen_positions.tokens == 0) return "";
+  return detail::concat(" (char-accuracy ", std::round(ev.seen_positions.char_accuracy() * 1e4) / 1e4,
+                        " at target positions training reached, ",
+                        std::round(ev.unseen_positions.char_accuracy() * 1e4) / 1e4, " beyond)");
+}
+
 // Teacher-forced accuracy (and ponder times) over every evaluation pair, in length-sorted batches;
-// greedy-decoded accuracy over the first decode_examples pairs (the seq2seq model only: the fact model's answer
-// is its argmax, which the teacher-forced accuracy already scores). questions: the pairs' bAbI questions (fact
-// model).
+// greedy-decoded accuracy over the first decode_examples pairs (the seq2seq model only: the fact model's
+// answer is its argmax, which the teacher-forced accuracy already scores). questions: the pairs' bAbI
+// questions (fact model). seen_positions: the longest training target (0: no split).
 Evaluation evaluate(Network& net, const Pairs& pairs, const std::vector<data::BabiEncoded>& questions,
-                    int64_t decode_examples, Device device) {
+                    int64_t decode_examples, int64_t seen_positions, Device device) {
   NoGradGuard no_grad;
   nn::Module& model = net.module();
   const bool was_training = model.is_training();
@@ -263,6 +280,13 @@ Evaluation evaluate(Network& net, const Pairs& pairs, const std::vector<data::Ba
     Batch b = make_batch(pairs, rows, device);
     UTLoss l = batch_loss(net, b, questions, rows);
     ev.teacher_forced += data::padded_accuracy(l.logits, b.tgt);
+    const int64_t T = b.tgt.size(1), seen = std::min(T, seen_positions);
+    if (seen > 0)
+      ev.seen_positions +=
+          data::padded_accuracy(l.logits.narrow(1, 0, seen), b.tgt.narrow(1, 0, seen).contiguous());
+    if (seen_positions > 0 && T > seen)
+      ev.unseen_positions += data::padded_accuracy(l.logits.narrow(1, seen, T - seen),
+                                                   b.tgt.narrow(1, seen, T - seen).contiguous());
     encoder_ponder.add(l.encoder);
     decoder_ponder.add(l.decoder);
   }
@@ -363,6 +387,11 @@ int train_ut(const UTTrainOptions& opt) {
   Task task = make_task(opt);
   std::fprintf(stderr, "%s\n", task.description.c_str());
   const int64_t max_offset = task.babi ? 0 : (opt.max_offset < 0 ? opt.eval_length : opt.max_offset);
+  // Evaluation splits the accuracy at the longest training target (algorithmic tasks).
+  int64_t seen_positions = 0;
+  if (!task.babi)
+    for (const auto& t : task.train.tgt)
+      seen_positions = std::max(seen_positions, static_cast<int64_t>(t.size()));
   if (max_offset > 0) {
     size_t longest = 0;
     for (size_t i = 0; i < task.train.src.size(); ++i)
@@ -490,20 +519,22 @@ int train_ut(const UTTrainOptions& opt) {
                               std::round(mean_ponder(l.decoder) * 100) / 100));
   };
   hooks.validate = [&](int64_t done) {
-    Evaluation ev = evaluate(net, task.eval, task.babi_eval, 0, device);
+    Evaluation ev = evaluate(net, task.eval, task.babi_eval, 0, seen_positions, device);
     const double minutes = train::minutes_since(t0);
-    metrics.write(done, "valid",
-                  {{"char_accuracy", ev.teacher_forced.char_accuracy()},
-                   {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
-                   {"ponder_encoder", ev.ponder_encoder},
-                   {"ponder_decoder", ev.ponder_decoder},
-                   {"minutes", minutes},
-                   {"train_minutes", clock.minutes()}});
+    std::map<std::string, double> m{{"char_accuracy", ev.teacher_forced.char_accuracy()},
+                                    {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
+                                    {"ponder_encoder", ev.ponder_encoder},
+                                    {"ponder_decoder", ev.ponder_decoder},
+                                    {"minutes", minutes},
+                                    {"train_minutes", clock.minutes()}};
+    add_position_split(m, ev);
+    metrics.write(done, "valid", m);
     std::fprintf(stderr,
-                 "\nstep %lld: evaluation char-accuracy %.4f, sequence-accuracy %.4f, ponder %.2f / %.2f "
+                 "\nstep %lld: evaluation char-accuracy %.4f, sequence-accuracy %.4f%s, ponder %.2f / %.2f "
                  "(%.1f min)\n",
                  static_cast<long long>(done), ev.teacher_forced.char_accuracy(),
-                 ev.teacher_forced.sequence_accuracy(), ev.ponder_encoder, ev.ponder_decoder, minutes);
+                 ev.teacher_forced.sequence_accuracy(), position_split_text(ev).c_str(), ev.ponder_encoder,
+                 ev.ponder_decoder, minutes);
   };
   hooks.save = save;
   const train::LoopOutcome outcome = train::run_training_loop(
@@ -511,7 +542,7 @@ int train_ut(const UTTrainOptions& opt) {
   if (outcome.end == train::LoopEnd::kStoppedAfter) return 0;
   const int64_t last_step = outcome.last_step;
 
-  Evaluation ev = evaluate(net, task.eval, task.babi_eval, opt.decode_examples, device);
+  Evaluation ev = evaluate(net, task.eval, task.babi_eval, opt.decode_examples, seen_positions, device);
   const double minutes = train::minutes_since(t0);
   std::map<std::string, double> m{{"char_accuracy", ev.teacher_forced.char_accuracy()},
                                   {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
@@ -519,15 +550,17 @@ int train_ut(const UTTrainOptions& opt) {
                                   {"ponder_decoder", ev.ponder_decoder},
                                   {"minutes", minutes},
                                   {"train_minutes", clock.minutes()}};
+  add_position_split(m, ev);
   if (opt.decode_examples > 0 && net.seq2seq) {
     m["decoded_char_accuracy"] = ev.decoded.char_accuracy();
     m["decoded_seq_accuracy"] = ev.decoded.sequence_accuracy();
     m["decoded_examples"] = static_cast<double>(ev.decoded.sequences);
   }
   metrics.write(last_step, "test", m);
-  std::printf("%s on %s: char-accuracy %.4f, sequence-accuracy %.4f (teacher-forced, %lld examples)",
+  std::printf("%s on %s: char-accuracy %.4f, sequence-accuracy %.4f (teacher-forced, %lld examples)%s",
               arch.c_str(), opt.task.c_str(), ev.teacher_forced.char_accuracy(),
-              ev.teacher_forced.sequence_accuracy(), static_cast<long long>(ev.teacher_forced.sequences));
+              ev.teacher_forced.sequence_accuracy(), static_cast<long long>(ev.teacher_forced.sequences),
+              position_split_text(ev).c_str());
   if (opt.decode_examples > 0 && net.seq2seq)
     std::printf("; greedy-decoded %.4f / %.4f (%lld examples)", ev.decoded.char_accuracy(),
                 ev.decoded.sequence_accuracy(), static_cast<long long>(ev.decoded.sequences));
