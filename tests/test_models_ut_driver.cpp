@@ -140,7 +140,9 @@ TEST(UTDriver, SharedOffsetsCarryCopyBeyondTheTrainingLengths) {
     const double unseen = test::json_field(final_line[0], "char_accuracy_unseen_positions");
     EXPECT_LE(std::min(seen, unseen), accuracy[shared] + 1e-9);
     EXPECT_GE(std::max(seen, unseen), accuracy[shared] - 1e-9);
-    if (shared) EXPECT_GT(unseen, 0.7) << "copy carried beyond the training lengths";
+    if (shared) {
+      EXPECT_GT(unseen, 0.7) << "copy carried beyond the training lengths";
+    }
   }
   std::printf(
       "copy, lengths up to 12 after training up to 6: char accuracy %.3f (shared), %.3f (independent)\n",
