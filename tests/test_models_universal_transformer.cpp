@@ -95,6 +95,46 @@ struct Batch {
   Tensor tgt = ids({3, 9, 7, 5, 1, /**/ 6, 11, 1, 0, 0}, 2, 5);
 };
 
+struct HandBuilt {
+  Tensor logits, loss;
+};
+
+// B1's reference: m's "fixed" model written out as a k-layer Transformer whose layers all are the shared
+// block, the position and step signals added before each layer. Offsets int64 [B] (one per sequence) or [B,
+// k] (column t at step t).
+HandBuilt hand_built_weight_shared(UniversalTransformer& m, const UniversalTransformerConfig& c,
+                                   const Batch& b, const Tensor& src_off, const Tensor& tgt_off) {
+  const int64_t d = c.d_model, k = c.fixed_steps;
+  const double scale = std::sqrt(static_cast<double>(d));
+  Tensor sinusoid_steps = timing_signal_1d(k, d, kFloat64);
+  auto side = [&](bool dec, const Tensor& tokens, const Tensor& offsets, const models::UTBlockContext& ctx) {
+    const int64_t B = tokens.size(0), L = tokens.size(1);
+    Tensor real = ne(tokens, 0.0).to(kFloat64).view({B, L, 1});
+    Tensor x = index_select(m.embedding, 0, tokens.reshape({B * L})).view({B, L, d}) * scale * real;
+    const Tensor& table = dec ? m.decoder_step_embedding : m.encoder_step_embedding;
+    for (int64_t t = 0; t < k; ++t) {
+      std::vector<Tensor> rows;
+      for (int64_t r = 0; r < B; ++r) {
+        Tensor o = offsets.dim() == 2 ? offsets.select(0, r).select(0, t) : offsets.select(0, r);
+        rows.push_back(timing_signal_1d(L, d, kFloat64, static_cast<double>(o.item<int64_t>())));
+      }
+      Tensor step = c.step_signal == "learned" ? table.select(0, t) * scale : sinusoid_steps.select(0, t);
+      x = (dec ? m.decoder_block : m.encoder_block)->forward(x + stack(rows, 0) + step.view({1, 1, d}), ctx);
+    }
+    return (dec ? m.decoder_ln : m.encoder_ln)->forward(x);
+  };
+  models::UTBlockContext enc_ctx;
+  enc_ctx.padding = eq(b.src, 0.0);
+  Tensor enc = side(false, b.src, src_off, enc_ctx);
+  models::UTBlockContext dec_ctx;
+  dec_ctx.padding = eq(b.tgt, 0.0);
+  dec_ctx.memory = enc;
+  dec_ctx.memory_padding = enc_ctx.padding;
+  Tensor logits = linear(side(true, UniversalTransformer::shift_right(b.tgt), tgt_off, dec_ctx), m.embedding);
+  const int64_t n = b.tgt.numel();
+  return {logits, cross_entropy(logits.reshape({n, c.vocab_size}), b.tgt.reshape({n}), 0)};
+}
+
 }  // namespace
 
 TEST(UniversalTransformer, FixedStepsEqualsHandBuiltWeightSharedTransformer) {
@@ -115,38 +155,9 @@ TEST(UniversalTransformer, FixedStepsEqualsHandBuiltWeightSharedTransformer) {
       auto model_grads = grads_of(*m);
       zero_grads(*m);
 
-      const int64_t d = c.d_model, k = c.fixed_steps;
-      Tensor sinusoid_steps = timing_signal_1d(k, d, kFloat64);
-      auto side = [&](bool dec, const Tensor& tokens, const Tensor& offsets,
-                      const models::UTBlockContext& ctx) {
-        const int64_t B = tokens.size(0), L = tokens.size(1);
-        Tensor real = ne(tokens, 0.0).to(kFloat64).view({B, L, 1});
-        Tensor x =
-            index_select(m->embedding, 0, tokens.reshape({B * L})).view({B, L, d}) * std::sqrt(8.0) * real;
-        std::vector<int64_t> off = offsets.to_vector<int64_t>();
-        Tensor pos = stack({timing_signal_1d(L, d, kFloat64, static_cast<double>(off[0])),
-                            timing_signal_1d(L, d, kFloat64, static_cast<double>(off[1]))},
-                           0);
-        const Tensor& table = dec ? m->decoder_step_embedding : m->encoder_step_embedding;
-        auto& block = dec ? m->decoder_block : m->encoder_block;
-        for (int64_t t = 0; t < k; ++t) {
-          Tensor step =
-              signal == "learned" ? table.select(0, t) * std::sqrt(8.0) : sinusoid_steps.select(0, t);
-          x = block->forward(x + pos + step.view({1, 1, d}), ctx);
-        }
-        return (dec ? m->decoder_ln : m->encoder_ln)->forward(x);
-      };
-      models::UTBlockContext enc_ctx;
-      enc_ctx.padding = eq(b.src, 0.0);
-      Tensor enc = side(false, b.src, src_off, enc_ctx);
-      models::UTBlockContext dec_ctx;
-      dec_ctx.padding = eq(b.tgt, 0.0);
-      dec_ctx.memory = enc;
-      dec_ctx.memory_padding = enc_ctx.padding;
-      Tensor logits =
-          linear(side(true, UniversalTransformer::shift_right(b.tgt), tgt_off, dec_ctx), m->embedding);
-      Tensor want_loss = cross_entropy(logits.reshape({10, c.vocab_size}), b.tgt.reshape({10}), 0);
-      want_loss.backward();
+      HandBuilt want = hand_built_weight_shared(*m, c, b, src_off, tgt_off);
+      want.loss.backward();
+      Tensor logits = want.logits, want_loss = want.loss;
       auto hand_grads = grads_of(*m);
 
       EXPECT_LE(std::abs(got.total.item<double>() - want_loss.item<double>()), 1e-12);
@@ -180,34 +191,9 @@ TEST(UniversalTransformer, PerStepPositionOffsets) {
   auto model_grads = grads_of(*m);
   zero_grads(*m);
 
-  const int64_t d = c.d_model;
-  auto side = [&](bool dec, const Tensor& tokens, const Tensor& offsets, const models::UTBlockContext& ctx) {
-    const int64_t B = tokens.size(0), L = tokens.size(1);
-    Tensor real = ne(tokens, 0.0).to(kFloat64).view({B, L, 1});
-    Tensor x = index_select(m->embedding, 0, tokens.reshape({B * L})).view({B, L, d}) * std::sqrt(8.0) * real;
-    const Tensor& table = dec ? m->decoder_step_embedding : m->encoder_step_embedding;
-    for (int64_t t = 0; t < c.fixed_steps; ++t) {
-      std::vector<Tensor> rows;
-      for (int64_t r = 0; r < B; ++r)
-        rows.push_back(timing_signal_1d(
-            L, d, kFloat64, static_cast<double>(offsets.select(0, r).select(0, t).item<int64_t>())));
-      Tensor step = table.select(0, t) * std::sqrt(8.0);
-      x = (dec ? m->decoder_block : m->encoder_block)
-              ->forward(x + stack(rows, 0) + step.view({1, 1, d}), ctx);
-    }
-    return (dec ? m->decoder_ln : m->encoder_ln)->forward(x);
-  };
-  models::UTBlockContext enc_ctx;
-  enc_ctx.padding = eq(b.src, 0.0);
-  Tensor enc = side(false, b.src, src_off, enc_ctx);
-  models::UTBlockContext dec_ctx;
-  dec_ctx.padding = eq(b.tgt, 0.0);
-  dec_ctx.memory = enc;
-  dec_ctx.memory_padding = enc_ctx.padding;
-  Tensor logits =
-      linear(side(true, UniversalTransformer::shift_right(b.tgt), tgt_off, dec_ctx), m->embedding);
-  Tensor want_loss = cross_entropy(logits.reshape({10, c.vocab_size}), b.tgt.reshape({10}), 0);
-  want_loss.backward();
+  HandBuilt want = hand_built_weight_shared(*m, c, b, src_off, tgt_off);
+  want.loss.backward();
+  Tensor logits = want.logits, want_loss = want.loss;
   auto hand_grads = grads_of(*m);
   EXPECT_LE(std::abs(got.total.item<double>() - want_loss.item<double>()), 1e-12);
   EXPECT_LE(max_abs_diff(got.logits.select(0, 0), logits.select(0, 0)), 1e-12);
