@@ -242,11 +242,19 @@ struct Evaluation {
   double ponder_encoder = 0, ponder_decoder = 0;
 };
 
-// The split accuracies into a metrics line (when there were target positions on that side).
-void add_position_split(std::map<std::string, double>& m, const Evaluation& ev) {
+// The metrics line of an evaluation (valid and test alike): teacher-forced accuracies, the split accuracies
+// where there were target positions on that side, ponder times and the time so far.
+std::map<std::string, double> evaluation_metrics(const Evaluation& ev, double minutes, double train_minutes) {
+  std::map<std::string, double> m{{"char_accuracy", ev.teacher_forced.char_accuracy()},
+                                  {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
+                                  {"ponder_encoder", ev.ponder_encoder},
+                                  {"ponder_decoder", ev.ponder_decoder},
+                                  {"minutes", minutes},
+                                  {"train_minutes", train_minutes}};
   if (ev.seen_positions.tokens > 0) m["char_accuracy_seen_positions"] = ev.seen_positions.char_accuracy();
   if (ev.unseen_positions.tokens > 0)
     m["char_accuracy_unseen_positions"] = ev.unseen_positions.char_accuracy();
+  return m;
 }
 
 std::string position_split_text(const Evaluation& ev) {
@@ -521,14 +529,7 @@ int train_ut(const UTTrainOptions& opt) {
   hooks.validate = [&](int64_t done) {
     Evaluation ev = evaluate(net, task.eval, task.babi_eval, 0, seen_positions, device);
     const double minutes = train::minutes_since(t0);
-    std::map<std::string, double> m{{"char_accuracy", ev.teacher_forced.char_accuracy()},
-                                    {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
-                                    {"ponder_encoder", ev.ponder_encoder},
-                                    {"ponder_decoder", ev.ponder_decoder},
-                                    {"minutes", minutes},
-                                    {"train_minutes", clock.minutes()}};
-    add_position_split(m, ev);
-    metrics.write(done, "valid", m);
+    metrics.write(done, "valid", evaluation_metrics(ev, minutes, clock.minutes()));
     std::fprintf(stderr,
                  "\nstep %lld: evaluation char-accuracy %.4f, sequence-accuracy %.4f%s, ponder %.2f / %.2f "
                  "(%.1f min)\n",
@@ -544,13 +545,7 @@ int train_ut(const UTTrainOptions& opt) {
 
   Evaluation ev = evaluate(net, task.eval, task.babi_eval, opt.decode_examples, seen_positions, device);
   const double minutes = train::minutes_since(t0);
-  std::map<std::string, double> m{{"char_accuracy", ev.teacher_forced.char_accuracy()},
-                                  {"seq_accuracy", ev.teacher_forced.sequence_accuracy()},
-                                  {"ponder_encoder", ev.ponder_encoder},
-                                  {"ponder_decoder", ev.ponder_decoder},
-                                  {"minutes", minutes},
-                                  {"train_minutes", clock.minutes()}};
-  add_position_split(m, ev);
+  std::map<std::string, double> m = evaluation_metrics(ev, minutes, clock.minutes());
   if (opt.decode_examples > 0 && net.seq2seq) {
     m["decoded_char_accuracy"] = ev.decoded.char_accuracy();
     m["decoded_seq_accuracy"] = ev.decoded.sequence_accuracy();
