@@ -2,7 +2,6 @@
 #include "loom/ops/cpu/cpu_philox.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include "loom/core/philox.h"
 
