@@ -12,6 +12,7 @@
 
 #include "loom/autograd/grad_mode.h"
 #include "loom/autograd/node.h"
+#include "loom/autograd/profiler.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
 
@@ -123,6 +124,7 @@ class Pass {
       std::vector<Tensor> input_grads;
       {
         FreesGraphScope scope(!retain_graph_);
+        ProfileScope profile(node->name.c_str(), /*backward=*/true);
         input_grads = node->backward(grads);
       }
       grads.clear();

@@ -167,7 +167,8 @@ void record_entry(const std::string& name, const std::vector<Tensor>& inputs, co
 
 OpScope::OpScope(const char* op, std::initializer_list<Tensor> inputs) : OpScope(op, std::vector<Tensor>(inputs)) {}
 
-OpScope::OpScope(const char* op, std::vector<Tensor> inputs) : op_(op), previous_mode_(GradMode::is_enabled()) {
+OpScope::OpScope(const char* op, std::vector<Tensor> inputs)
+    : profile_(op), op_(op), previous_mode_(GradMode::is_enabled()) {
   recording_ = any_requires_grad(inputs);
   if (recording_) inputs_ = std::move(inputs);
   GradMode::set_enabled(false);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "loom/autograd/node.h"
+#include "loom/autograd/profiler.h"
 #include "loom/core/tensor.h"
 
 namespace loom::autograd {
@@ -99,6 +100,7 @@ class OpScope {
   void record(const std::vector<Tensor>& outputs, BackwardFn backward);
 
  private:
+  ProfileScope profile_;  // first member: times the whole scope when a Profiler records
   const char* op_;
   std::vector<Tensor> inputs_;
   bool recording_ = false;

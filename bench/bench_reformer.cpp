@@ -41,6 +41,7 @@
 #include "loom/models/transformer_lm/transformer_lm.h"
 #include "loom/nn/chunked_feed_forward.h"
 #include "loom/nn/lsh_attention.h"
+#include "op_profile.h"
 #include "step_memory.h"
 
 namespace {
@@ -152,6 +153,7 @@ void measure(benchmark::State& state, Trainer& t, int64_t len, bool timed_memory
     peak = std::max(peak, loom::memory_stats().peak_bytes - m.base);
   }
   m.finish(state, peak);
+  loom::bench::profile_step_if_asked("length " + std::to_string(len), [&] { t.step(x, y); });
   state.counters["threads"] = loom::get_num_threads();
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -47,6 +47,7 @@
 
 #include "loom/loom.h"
 #include "loom/models/universal_transformer/universal_transformer.h"
+#include "op_profile.h"
 
 namespace {
 
@@ -170,6 +171,7 @@ void BM_UtStep(benchmark::State& state, Row row) {
     state.counters["opt_ms"] = ms_since(t0);
   }
   for (auto _ : state) benchmark::DoNotOptimize(step().data_ptr());
+  loom::bench::profile_step_if_asked(row.name, [&] { step(); });
   state.counters["peak_bytes"] = static_cast<double>(loom::memory_stats().peak_bytes - base);
   state.counters["ponder"] = loom::mean(ponder.steps.to(loom::kFloat64)).item<double>();
   state.counters["ponder_time"] = loom::mean(ponder.times.to(loom::kFloat64)).item<double>();

@@ -397,6 +397,45 @@ TEST(Reduce, MaxMinWithIndicesTiesAndNaN) {
   EXPECT_TRUE(max(b, 0).values.item<bool>());
 }
 
+// Long contiguous rows go through the vector lanes of the extremum kernel (two registers at a time, a scalar
+// tail): every row's extremum, its first index and NaN propagation must match a scalar scan, whichever lane
+// or tail position holds them, in float32 and float64.
+TEST(Reduce, ExtremumOfLongRowsMatchesScalarScan) {
+  for (DType dt : {kFloat32, kFloat64})
+    for (int64_t n : {16, 37, 64, 200}) {
+      const int64_t rows = 12;
+      std::vector<double> v(static_cast<size_t>(rows * n));
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < n; ++i)
+          v[static_cast<size_t>(r * n + i)] = static_cast<double>((i * 37 + r * 11) % 23);
+      // Row r holds a NaN at position (r * 5) % n for rows 8 and up; rows 0..7 have extra ties at the end.
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      for (int64_t r = 8; r < rows; ++r) v[static_cast<size_t>(r * n + (r * 5) % n)] = nan;
+      for (int64_t r = 0; r < 8; ++r) v[static_cast<size_t>(r * n + n - 1 - r % 3)] = 22.0;
+      Tensor x = tensor(v, {rows, n}).to(dt);
+      for (bool is_max : {true, false}) {
+        std::vector<int64_t> got = (is_max ? argmax(x, 1) : argmin(x, 1)).to_vector<int64_t>();
+        std::vector<double> got_v = (is_max ? amax(x, {1}) : amin(x, {1})).to(kFloat64).to_vector<double>();
+        for (int64_t r = 0; r < rows; ++r) {
+          int64_t best = 0;
+          for (int64_t i = 1; i < n; ++i) {
+            double a = v[static_cast<size_t>(r * n + i)], b = v[static_cast<size_t>(r * n + best)];
+            if (std::isnan(b)) break;
+            if (std::isnan(a) || (is_max ? a > b : a < b)) best = i;
+          }
+          const double want = v[static_cast<size_t>(r * n + best)];
+          EXPECT_EQ(got[static_cast<size_t>(r)], best) << dtype_name(dt) << " n " << n << " row " << r;
+          if (std::isnan(want)) {
+            EXPECT_TRUE(std::isnan(got_v[static_cast<size_t>(r)]))
+                << dtype_name(dt) << " n " << n << " row " << r;
+          } else {
+            EXPECT_EQ(got_v[static_cast<size_t>(r)], want) << dtype_name(dt) << " n " << n << " row " << r;
+          }
+        }
+      }
+    }
+}
+
 TEST(Reduce, ArgumentErrors) {
   Tensor x = zeros({2, 3});
   expect_error([&] { sum(x, {2}); }, "sum: dim 2 out of range");

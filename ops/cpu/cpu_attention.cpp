@@ -159,44 +159,6 @@ void zero_rows(T* p, int64_t ld, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) std::fill(p + r * ld, p + r * ld + cols, T(0));
 }
 
-// ---- row primitives on whole vectors (vec_math.h) ----------------------------------------------------------
-
-template <typename T>
-T row_max(const T* x, int64_t n) {
-  using V = cpu::vec::Vec<T>;
-  constexpr int64_t L = cpu::vec::kLanes<T>;
-  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  V acc = cpu::vec::splat<V>(kNegInf);
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    V x_v;
-    std::memcpy(&x_v, x + i, sizeof(V));
-    acc = x_v > acc ? x_v : acc;  // NaNs are skipped; they reach the output through exp(x - max)
-  }
-  T m = kNegInf;
-  for (int64_t j = 0; j < L; ++j) m = acc[j] > m ? acc[j] : m;
-  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
-}
-
-template <typename T>
-T row_dot(const T* a, const T* b, int64_t n) {
-  using V = cpu::vec::Vec<T>;
-  constexpr int64_t L = cpu::vec::kLanes<T>;
-  V acc{};
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    V a_v, b_v;
-    std::memcpy(&a_v, a + i, sizeof(V));
-    std::memcpy(&b_v, b + i, sizeof(V));
-    acc += a_v * b_v;
-  }
-  if (i < n) acc += cpu::vec::load_partial(a + i, n - i) * cpu::vec::load_partial(b + i, n - i);
-  T sum = 0;
-  for (int64_t j = 0; j < L; ++j) sum += acc[j];
-  return sum;
-}
-
 // ---- tiles ---------------------------------------------------------------------------------------------------
 
 // tile [br, bc] (row stride bc) = scale * Q[i0 : i0 + br] K[j0 : j0 + bc]^T, excluded entries -inf.
@@ -250,7 +212,7 @@ void forward_block(const Attention<T>& a, const Out<T>& out, T* lse, int64_t b, 
     score_tile(a, b, i0, br, j0, bc, tile);
     for (int64_t r = 0; r < br; ++r) {
       T* row = tile + r * bc;
-      const T mx = std::max(m[r], row_max(row, bc));
+      const T mx = std::max(m[r], cpu::vec::max_of(row, bc));
       if (mx == -kInf) {  // nothing allowed yet: P = 0 (exp(-inf - -inf) would be NaN)
         std::fill(row, row + bc, T(0));
         continue;
@@ -469,7 +431,7 @@ void backward_impl(const Tensor& grad_out, const Tensor& q, const Tensor& k, con
     parallel_for(0, a.batch * a.l, std::max<int64_t>(1, (int64_t{1} << 14) / a.dv), [&](int64_t lo, int64_t hi) {
       for (int64_t r = lo; r < hi; ++r) {
         const int64_t b = r / a.l, i = r % a.l;
-        g.delta[static_cast<size_t>(r)] = row_dot(g.go_at(b, i), o + mo.offset[b] + i * mo.ld, a.dv);
+        g.delta[static_cast<size_t>(r)] = cpu::vec::dot(g.go_at(b, i), o + mo.offset[b] + i * mo.ld, a.dv);
       }
     });
   }

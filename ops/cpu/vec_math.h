@@ -421,6 +421,44 @@ inline Vec<T> load_partial(const T* x, int64_t count) {
   return v;
 }
 
+// The largest of x[0 .. n), NaNs skipped (they reach a softmax's output through exp(x - max)); -inf when n =
+// 0.
+template <typename T>
+inline T max_of(const T* x, int64_t n) {
+  using V = Vec<T>;
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  V acc = splat<V>(kNegInf);
+  int64_t i = 0;
+  for (; i + kLanes<T> <= n; i += kLanes<T>) {
+    V x_v;
+    std::memcpy(&x_v, x + i, sizeof(V));
+    acc = x_v > acc ? x_v : acc;
+  }
+  T m = kNegInf;
+  for (int64_t j = 0; j < kLanes<T>; ++j) m = acc[j] > m ? acc[j] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// sum_i a[i] b[i] for i < n, in vector lanes (GCC keeps a scalar loop's float sum in order, one add at a
+// time).
+template <typename T>
+inline T dot(const T* a, const T* b, int64_t n) {
+  using V = Vec<T>;
+  V acc{};
+  int64_t i = 0;
+  for (; i + kLanes<T> <= n; i += kLanes<T>) {
+    V a_v, b_v;
+    std::memcpy(&a_v, a + i, sizeof(V));
+    std::memcpy(&b_v, b + i, sizeof(V));
+    acc += a_v * b_v;
+  }
+  if (i < n) acc += load_partial(a + i, n - i) * load_partial(b + i, n - i);
+  T sum = 0;
+  for (int64_t j = 0; j < kLanes<T>; ++j) sum += acc[j];
+  return sum;
+}
+
 // y[i] = f(x[i]) for i < n (y may be x). f takes and returns Vec<T>; every element, the tail included, goes
 // through the vector code, so a value's result does not depend on its position or on how work is split.
 template <typename T, typename F>
