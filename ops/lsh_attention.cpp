@@ -220,7 +220,8 @@ SortedOutputs run_block(Backend& be, const Sorting& s, const Block& blk, const T
 // lse [B, H, nr, L] are the un-sorted round outputs.
 struct Rounds {
   Tensor o, w, out;
-  Rounds(const Sorting& s, const Tensor& sout, const Tensor& slse) {
+  // combine = false (the backward): o and w only; out is not needed there.
+  Rounds(const Sorting& s, const Tensor& sout, const Tensor& slse, bool combine = true) {
     const int64_t b = sout.size(0), h = sout.size(1), dv = sout.size(3), nr = s.n_hashes, l = s.l;
     o = s.unsort_rows(sout).view({b, h, nr, l, dv});
     if (nr == 1) {
@@ -229,7 +230,7 @@ struct Rounds {
     }
     Tensor lse = s.unsort_rows(slse.unsqueeze(-1)).view({b, h, nr, l});
     w = softmax(lse, 2);
-    out = sum(mul(o, w.unsqueeze(-1)), {2});
+    if (combine) out = sum(mul(o, w.unsqueeze(-1)), {2});
   }
 };
 
@@ -337,12 +338,13 @@ LshAttentionResult lsh_attention(const Tensor& qk, const Tensor& v, const LshAtt
         if (s.n_hashes == 1) {
           dso = s.sort_rows(grad_.view({blk.nb, blk.nh, nn, dvv})).contiguous();
         } else {
-          // Round combination's backward: do_r = w_r dOut, dlse_r = w_r (<dOut, o_r> - <dOut, out>).
-          Rounds r(s, sout_, slse_);
+          // Round combination's backward: do_r = w_r dOut, dlse_r = w_r (a_r - <dOut, out>) with
+          // a_r = <dOut, o_r>; <dOut, out> = sum_r w_r a_r, so the combined output is not rebuilt.
+          Rounds r(s, sout_, slse_, /*combine=*/false);
           Tensor gr = grad_.unsqueeze(2);
           dso = s.sort_rows(mul(gr, r.w.unsqueeze(-1)).reshape({blk.nb, blk.nh, nn, dvv})).contiguous();
-          Tensor inner =
-              sub(sum(mul(gr, r.o), {-1}), sum(mul(grad_, r.out), {-1}).unsqueeze(2));  // [b, h, nr, L]
+          Tensor a = sum(mul(gr, r.o), {-1});                         // [b, h, nr, L]
+          Tensor inner = sub(a, sum(mul(r.w, a), {2}).unsqueeze(2));  // [b, h, nr, L]
           dslse = s.sort_rows(mul(r.w, inner).reshape({blk.nb, blk.nh, nn, 1}))
                       .view({blk.nb, blk.nh, nn})
                       .contiguous();
