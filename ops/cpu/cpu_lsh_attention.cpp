@@ -2,9 +2,10 @@
 // time.
 //
 // A task owns one chunk of C sorted rows of one (batch, head): it normalises the keys of its window (the
-// window is n_before + 1 + n_after chunks, found circularly, so a wrapped window costs no copy), builds the
-// chunk's [C, W] logits with one [C, C] GEMM per window chunk, applies the masks, takes the softmax and the
-// logsumexp and multiplies by the window's values. Only the task's [C, W] tile and [W, d] keys exist at a
+// window is n_before + 1 + n_after chunks, found circularly) into one packed [W, d] block, builds the chunk's
+// [C, W] logits with one GEMM against it, applies the masks, takes the softmax and the logsumexp and
+// multiplies by the window's values (one GEMM when the window's chunks are consecutive rows, one per window
+// chunk when it wraps around the N rows, so a wrapped window costs no copy). Only the task's [C, W] tile and [W, d] keys exist at a
 // time, so the kernel adds no O(N) buffer of its own: every window recomputes its keys' normalisation
 // (O(W d) per task, against the O(C W d) of its GEMMs) instead of holding an [N, d] key matrix.
 //
