@@ -91,8 +91,12 @@ std::vector<ProfileEntry> Profiler::entries() const {
   return sorted_entries(g_totals);
 }
 
-std::string Profiler::table(size_t rows) const {
-  const std::vector<ProfileEntry> all = entries();
+std::string Profiler::table(size_t rows) const { return profile_table(entries(), rows); }
+
+std::string profile_table(const std::vector<ProfileEntry>& entries, size_t rows) {
+  std::vector<ProfileEntry> all = entries;
+  std::stable_sort(all.begin(), all.end(),
+                   [](const ProfileEntry& x, const ProfileEntry& y) { return x.self_ms > y.self_ms; });
   double self_sum = 0;
   for (const ProfileEntry& e : all) self_sum += e.self_ms;
   std::string out;
@@ -110,6 +114,19 @@ std::string Profiler::table(size_t rows) const {
   std::snprintf(line, sizeof line, "%zu ops, %.2f ms self time in all\n", all.size(), self_sum);
   out += line;
   return out;
+}
+
+std::vector<ProfileEntry> merge_profiles(const std::vector<ProfileEntry>& a,
+                                         const std::vector<ProfileEntry>& b) {
+  std::map<std::string, Totals> totals;
+  for (const std::vector<ProfileEntry>* part : {&a, &b})
+    for (const ProfileEntry& e : *part) {
+      Totals& t = totals[e.name];
+      t.calls += e.calls;
+      t.total_ms += e.total_ms;
+      t.self_ms += e.self_ms;
+    }
+  return sorted_entries(totals);
 }
 
 }  // namespace loom::autograd

@@ -36,13 +36,22 @@ class Profiler {
   void stop();
   // The entries recorded so far, by self time descending (ties by name).
   std::vector<ProfileEntry> entries() const;
-  // A text table of the top `rows` entries: name, calls, self ms, self %, total ms, mean us per call.
+  // A text table of the top `rows` entries (profile_table).
   std::string table(size_t rows = 40) const;
 
  private:
   bool stopped_ = false;
   std::vector<ProfileEntry> finished_;  // what stop() collected
 };
+
+// Entries as a text table, the top `rows` by self time: name, calls, self ms, self %, total ms, mean us per
+// call, then the number of names and the self time in all.
+std::string profile_table(const std::vector<ProfileEntry>& entries, size_t rows = 40);
+
+// Adds b's calls and times into a, name by name, and returns them by self time descending (several profiled
+// regions reported as one).
+std::vector<ProfileEntry> merge_profiles(const std::vector<ProfileEntry>& a,
+                                         const std::vector<ProfileEntry>& b);
 
 namespace profiler_detail {
 // Whether a Profiler is recording (one relaxed load: the cost when none is).

@@ -3,8 +3,11 @@
 // and the step loop that driver shares with the Reformer and UT drivers, hook by hook.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -202,4 +205,52 @@ TEST(TrainingLoop, ASpentBudgetEndsAfterTheStepThatSpentItOrBeforeTheFirst) {
   EXPECT_TRUE(spent.saved.empty());
   EXPECT_EQ(spent.outcome.last_step, 3);
   EXPECT_EQ(spent.outcome.end, train::LoopEnd::kBudgetSpent);
+}
+
+// --profile: the op table of the profiled steps (from the run's second), validation excluded, on stderr and
+// in the file the driver names.
+TEST(TrainingLoop, ProfileTimesTheOpsOfTheRequestedSteps) {
+  const std::string path = ::testing::TempDir() + "/loom_op_profile.txt";
+  std::remove(path.c_str());
+  train::LoopSchedule schedule{0, 6, 2, 100, 0};
+  schedule.profile_steps = 3;
+  schedule.profile_path = path;
+  train::TrainingClock clock(0.0);
+  train::ProgressBar bar(schedule.steps);
+  train::LoopHooks hooks;
+  Tensor x = randn({16});
+  hooks.train_step = [&](int64_t) { exp(x); };
+  hooks.validate = [&](int64_t) { neg(x); };
+  hooks.save = [](int64_t) {};
+  train::run_training_loop(schedule, clock, bar, hooks);
+  std::ifstream f(path);
+  ASSERT_TRUE(f.good()) << path;
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("op profile of 3 training step(s), from step 2"), std::string::npos) << text;
+  // exp ran once in each of steps 2..4; neg (validation) is not counted.
+  std::istringstream lines(text);
+  std::string line;
+  bool exp_seen = false;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string name;
+    long long calls = 0;
+    fields >> name >> calls;
+    if (name == "exp") {
+      exp_seen = true;
+      EXPECT_EQ(calls, 3) << line;
+    }
+    EXPECT_NE(name, "neg") << text;
+  }
+  EXPECT_TRUE(exp_seen) << text;
+  // A run that stops before the profiled steps end reports what it profiled.
+  std::remove(path.c_str());
+  train::LoopSchedule short_run{0, 2, 100, 100, 0};
+  short_run.profile_steps = 5;
+  short_run.profile_path = path;
+  train::ProgressBar bar2(short_run.steps);
+  train::run_training_loop(short_run, clock, bar2, hooks);
+  std::ifstream g(path);
+  std::string text2((std::istreambuf_iterator<char>(g)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text2.find("op profile of 1 training step(s), from step 2"), std::string::npos) << text2;
 }

@@ -61,6 +61,17 @@ void add_common_training_flags(CLI::App* cmd, Options& o) {
   cmd->add_flag("--resume", o.resume, "Continue from <out>/checkpoint.safetensors");
 }
 
+// --profile, for the drivers on the shared step loop (models/common/training_loop.h).
+template <typename Options>
+void add_profile_flag(CLI::App* cmd, Options& o) {
+  cmd->add_option(
+         "--profile", o.profile,
+         "Time every op of this many training steps (from the second) and print the table of self times "
+         "per op, also written to <out>/op_profile.txt (0: off)")
+      ->capture_default_str()
+      ->check(kNonNegative);
+}
+
 // --time-budget, for the drivers whose runs are compared in equal training time.
 template <typename Options>
 void add_time_budget_flag(CLI::App* cmd, Options& o) {
@@ -90,6 +101,7 @@ void add_transformer_lm(CLI::App& train, Runners& runners, loom::models::Transfo
       "with AdamW; reports bits-per-character on the validation and test splits");
   add_common_training_flags(cmd, o);
   add_time_budget_flag(cmd, o);
+  add_profile_flag(cmd, o);
   cmd->add_option("--seq", o.seq, "Characters per training sequence")->capture_default_str()->check(kPositive);
   cmd->add_option("--warmup", o.warmup, "Linear warmup steps")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay")
@@ -115,6 +127,7 @@ void add_reformer(CLI::App& train, Runners& runners, loom::models::ReformerTrain
       "duplication trains on the paper's 0w0w task and reports its Table 2 row (full attention, LSH-8/4/2/1)");
   add_common_training_flags(cmd, o);
   add_time_budget_flag(cmd, o);
+  add_profile_flag(cmd, o);
   auto& m = o.model;
   cmd->add_option("--task", o.task, "lm or duplication")->capture_default_str()->check(CLI::IsMember({"lm", "duplication"}));
   cmd->add_option("--seq", o.seq, "lm: characters per training sequence (a multiple of the chunks)")
@@ -223,6 +236,7 @@ void add_ut(CLI::App& train, Runners& runners, loom::models::UTTrainOptions& o) 
   cmd->add_option("--stop-after", o.stop_after, "Checkpoint and exit after this step (0: run to --steps)")
       ->capture_default_str()->check(kNonNegative);
   add_time_budget_flag(cmd, o);
+  add_profile_flag(cmd, o);
   cmd->add_option("--train-size", o.train_size, "Algorithmic: training examples")->capture_default_str()->check(kPositive);
   cmd->add_option("--train-length", o.train_length, "Algorithmic: longest training example")
       ->capture_default_str()->check(kPositive);

@@ -5,6 +5,7 @@
 // way.
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "loom/models/common/training_log.h"
 
@@ -16,6 +17,11 @@ struct LoopSchedule {
   int64_t eval_every = 1;        // validation after every eval_every-th step, and after the last one
   int64_t checkpoint_every = 1;  // checkpoint after every checkpoint_every-th step, and after the last one
   int64_t stop_after = 0;        // --stop-after: checkpoint and return after this step (0: never)
+  // --profile: time the ops of this many training steps (autograd::Profiler), starting with the run's second
+  // step (the first also allocates the caches), validation and checkpoints excluded; the op table goes to
+  // stderr and, when profile_path is set, to that file.
+  int64_t profile_steps = 0;
+  std::string profile_path = {};
 };
 
 enum class LoopEnd {

@@ -36,6 +36,7 @@ struct ReformerTrainOptions {
   uint64_t seed = 1;
   bool resume = false;
   int64_t stop_after = 0;  // > 0: checkpoint and exit after this step, as if preempted
+  int64_t profile = 0;     // > 0: op profile of this many steps to stderr and <out>/op_profile.txt
   double time_budget = 0;  // > 0: minutes of training steps, then checkpoint and the final evaluation
   bool train_full_attention = false;  // duplication: train the LSH layers as full attention (Table 2's first row)
   int64_t eval_hashes = 0;            // lm: hash rounds for validation / test / sampling (0: as in training)

@@ -144,7 +144,9 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   };
   hooks.save = save;
   const train::LoopOutcome outcome = train::run_training_loop(
-      {start_step, opt.steps, opt.eval_every, opt.checkpoint_every, opt.stop_after}, clock, bar, hooks);
+      {start_step, opt.steps, opt.eval_every, opt.checkpoint_every, opt.stop_after, opt.profile,
+       opt.profile > 0 ? opt.out_dir + "/op_profile.txt" : std::string()},
+      clock, bar, hooks);
   if (outcome.end == train::LoopEnd::kStoppedAfter) return 0;
   const int64_t last_step = outcome.last_step;
   double test_bpc = evaluate_bpc(model, corpus.test, opt.seq, 0, device);

@@ -28,6 +28,7 @@ struct TransformerLmTrainOptions {
   uint64_t seed = 1;
   bool resume = false;
   int64_t stop_after = 0;  // > 0: checkpoint and exit after this step, as if preempted (resume with --resume)
+  int64_t profile = 0;     // > 0: op profile of this many steps to stderr and <out>/op_profile.txt
   double time_budget = 0;  // > 0: minutes of training steps, then checkpoint and the final evaluation
   TransformerLmConfig model;
 };

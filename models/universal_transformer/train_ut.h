@@ -40,6 +40,7 @@ struct UTTrainOptions {
   uint64_t data_seed = 0;  // the generated datasets
   bool resume = false;
   int64_t stop_after = 0;  // > 0: checkpoint and exit after this step, as if preempted
+  int64_t profile = 0;     // > 0: op profile of this many steps to stderr and <out>/op_profile.txt
   double time_budget = 0;  // > 0: minutes of training steps, then checkpoint and the final evaluation
   // Algorithmic tasks.
   int64_t train_size = 100000;
