@@ -101,14 +101,15 @@ std::string profile_table(const std::vector<ProfileEntry>& entries, size_t rows)
   for (const ProfileEntry& e : all) self_sum += e.self_ms;
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-40s %9s %11s %7s %11s %11s\n", "op", "calls", "self ms", "self %",
+  std::snprintf(line, sizeof line, "%-48s %9s %11s %7s %11s %11s\n", "op", "calls", "self ms", "self %",
                 "total ms", "us/call");
   out += line;
   for (size_t i = 0; i < all.size() && i < rows; ++i) {
     const ProfileEntry& e = all[i];
-    std::snprintf(line, sizeof line, "%-40.40s %9lld %11.2f %6.1f%% %11.2f %11.1f\n", e.name.c_str(),
-                  static_cast<long long>(e.calls), e.self_ms, self_sum > 0 ? 100.0 * e.self_ms / self_sum : 0.0,
-                  e.total_ms, e.calls > 0 ? 1e3 * e.total_ms / static_cast<double>(e.calls) : 0.0);
+    std::snprintf(line, sizeof line, "%-48.48s %9lld %11.2f %6.1f%% %11.2f %11.1f\n", e.name.c_str(),
+                  static_cast<long long>(e.calls), e.self_ms,
+                  self_sum > 0 ? 100.0 * e.self_ms / self_sum : 0.0, e.total_ms,
+                  e.calls > 0 ? 1e3 * e.total_ms / static_cast<double>(e.calls) : 0.0);
     out += line;
   }
   std::snprintf(line, sizeof line, "%zu ops, %.2f ms self time in all\n", all.size(), self_sum);

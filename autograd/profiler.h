@@ -48,8 +48,8 @@ class Profiler {
 // call, then the number of names and the self time in all.
 std::string profile_table(const std::vector<ProfileEntry>& entries, size_t rows = 40);
 
-// Adds b's calls and times into a, name by name, and returns them by self time descending (several profiled
-// regions reported as one).
+// The calls and times of a and b summed name by name, by self time descending (several profiled regions
+// reported as one).
 std::vector<ProfileEntry> merge_profiles(const std::vector<ProfileEntry>& a,
                                          const std::vector<ProfileEntry>& b);
 
@@ -64,7 +64,7 @@ void exit();
 // Times the enclosing block as `name` when a Profiler is recording.
 class ProfileScope {
  public:
-  ProfileScope(const char* name, bool backward = false) : on_(profiler_detail::active()) {
+  explicit ProfileScope(const char* name, bool backward = false) : on_(profiler_detail::active()) {
     if (on_) profiler_detail::enter(name, backward);
   }
   ~ProfileScope() {

@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <optional>
 #include <vector>
 
 #include "loom/autograd/profiler.h"
