@@ -161,6 +161,21 @@ struct ProdOp {
 };
 
 // Max/min propagate NaN: once the accumulator is NaN it stays NaN. (Bitwise | keeps the step branch-free.)
+// The vector ExtremumOp::run keeps its running extrema in: cpu::vec::Vec for float and double, 64 bytes for
+// the integer types.
+template <typename T>
+struct ExtremumLanes {
+  typedef T V __attribute__((vector_size(64)));
+};
+template <>
+struct ExtremumLanes<float> {
+  using V = cpu::vec::Vec<float>;
+};
+template <>
+struct ExtremumLanes<double> {
+  using V = cpu::vec::Vec<double>;
+};
+
 template <typename T, bool kMax>
 struct ExtremumOp {
   using in_t = T;
@@ -184,47 +199,30 @@ struct ExtremumOp {
     return a;
   }
   T finish(T a, int64_t) const { return a; }
-  // GCC does not vectorise the NaN-aware select over an array of lanes, so the lanes are vector registers of
-  // the machine's width (cpu::Vec: a wider GCC vector is split lane by lane under AVX2, 4 ns an element), two
-  // of them so consecutive selects do not wait on each other.
+  // GCC does not vectorise the NaN-aware select over an array of lanes, so the lanes are vector registers
+  // (ExtremumLanes: the machine's width for float and double, where a wider GCC vector is split lane by lane
+  // under AVX2, 4 ns an element), two of them so consecutive selects do not wait on each other.
   T run(const T* x, int64_t n) const {
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      using V = cpu::vec::Vec<T>;
-      constexpr int64_t W = cpu::vec::kLanes<T>;
-      T a = identity();
-      int64_t i = 0;
-      if (n >= 2 * W) {
-        V acc0 = V{} + a, acc1 = acc0;
-        auto take = [](V v, V acc) { return ((kMax ? v > acc : v < acc) | (v != v)) ? v : acc; };
-        for (; i + 2 * W <= n; i += 2 * W) {
-          V v0, v1;
-          std::memcpy(&v0, x + i, sizeof(V));
-          std::memcpy(&v1, x + i + W, sizeof(V));
-          acc0 = take(v0, acc0);
-          acc1 = take(v1, acc1);
-        }
-        acc0 = take(acc1, acc0);
-        for (int64_t l = 0; l < W; ++l) step(a, acc0[l]);
+    using V = typename ExtremumLanes<T>::V;
+    constexpr int64_t W = sizeof(V) / sizeof(T);
+    T a = identity();
+    int64_t i = 0;
+    if (n >= 2 * W) {
+      // Written out rather than as a helper: a function returning a 64-byte vector changes the ABI without
+      // AVX-512 (-Wpsabi).
+      V acc0 = V{} + a, acc1 = acc0;
+      for (; i + 2 * W <= n; i += 2 * W) {
+        V v0, v1;
+        std::memcpy(&v0, x + i, sizeof(V));
+        std::memcpy(&v1, x + i + W, sizeof(V));
+        acc0 = ((kMax ? v0 > acc0 : v0 < acc0) | (v0 != v0)) ? v0 : acc0;
+        acc1 = ((kMax ? v1 > acc1 : v1 < acc1) | (v1 != v1)) ? v1 : acc1;
       }
-      for (; i < n; ++i) step(a, x[i]);
-      return a;
-    } else {
-      typedef T Vec __attribute__((vector_size(64)));
-      constexpr int64_t W = sizeof(Vec) / sizeof(T);
-      T a = identity();
-      int64_t i = 0;
-      if (n >= W) {
-        Vec acc = Vec{} + a;
-        for (; i + W <= n; i += W) {
-          Vec v;
-          std::memcpy(&v, x + i, sizeof(Vec));
-          acc = ((kMax ? v > acc : v < acc) | (v != v)) ? v : acc;
-        }
-        for (int64_t l = 0; l < W; ++l) step(a, acc[l]);
-      }
-      for (; i < n; ++i) step(a, x[i]);
-      return a;
+      acc0 = ((kMax ? acc1 > acc0 : acc1 < acc0) | (acc1 != acc1)) ? acc1 : acc0;
+      for (int64_t l = 0; l < W; ++l) step(a, acc0[l]);
     }
+    for (; i < n; ++i) step(a, x[i]);
+    return a;
   }
 };
 
