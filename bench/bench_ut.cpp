@@ -1,33 +1,37 @@
-// One training step of the Universal Transformer's encoder with ACT (issue 7), against the same encoder run for
-// a fixed 8 steps and against tensor2tensor's dense ACT loop. bench/pytorch/ut_act.py runs the same model in
-// PyTorch 1.13 with T2T's loop (every position computed at every iteration: the issue's anchor, 260 ms).
+// One training step of the Universal Transformer's encoder with ACT (issue 7), against the same encoder run
+// for a fixed 8 steps and against tensor2tensor's dense ACT loop. bench/pytorch/ut_act.py runs the same model
+// in PyTorch 1.13 with T2T's loop (every position computed at every iteration: the issue's anchor, 260 ms).
 //
 // Model: models::UniversalTransformer, T2T universal_transformer_tiny's width: d 128, 4 heads, transition
 // "ffn" 512 (ReLU), pre-norm blocks with LayerNorm eps 1e-6, learned step signal and the sinusoid timing
 // signal added before every step, final LayerNorm; ACT with max 8 steps, act_epsilon 0.01, halting bias 1.0,
-// ponder weight 0.01; dropout 0 (a deterministic step, and Loom's fused attention path). Batch 32 of length 64,
-// random tokens in [2, 256) (no padding).
-// Loss: a token-classification head on the encoder output, logits = enc E^T with the shared embedding E
-// [256, 128] (the model's output layer), cross-entropy against random targets in [2, 256), plus 0.01 x the
-// encoder's ponder cost (ACT rows). A step is forward, backward and an Adam update (lr 1e-3, torch defaults)
-// of the encoder's parameters and the embedding (the decoder's are not part of this graph).
+// ponder weight 0.01; dropout 0 (a deterministic step, and Loom's fused attention path). Batch 32 of length
+// 64, random tokens in [2, 256) (no padding). Loss: a token-classification head on the encoder output, logits
+// = enc E^T with the shared embedding E [256, 128] (the model's output layer), cross-entropy against random
+// targets in [2, 256), plus 0.01 x the encoder's ponder cost (ACT rows). A step is forward, backward and an
+// Adam update (lr 1e-3, torch defaults) of the encoder's parameters and the embedding (the decoder's are not
+// part of this graph).
 //
 // Rows:
 //   Act/Natural          act_variant "graves" (compact loop: only running positions computed), the halting
-//                        unit as initialised (p = sigmoid(w.x + 1)); the counters report the ponder it gives at the
-//                        last timed step (Adam moves the unit a little every step)
+//                        unit as initialised (p = sigmoid(w.x + 1)); the counters report the ponder it gives
+//                        at the last timed step (Adam moves the unit a little every step)
 //   Act/Injected/<m>     the same with halting_override: position i (flattened b * L + l) gets p = 1 / k_i at
-//                        every step, so it halts after exactly k_i steps (cum reaches 1 at step k_i). Every 16th
-//                        position has k = 8 (so each sequence holds 4 positions that run to the cap and the loop
-//                        runs all 8 iterations); the others get k = floor((j+1) x) - floor(j x) (j their index
-//                        among the non-cap positions, x = (16 m - 8) / 15), which makes the mean N exactly m
-//                        (2.5 and 4.5). Mean ponder time N + R is m + mean(1 / k).
-//   Fixed/8              recurrence "fixed", 8 steps: every position at every step (T2T's cost, no halting unit)
-//   T2T/Natural, T2T/Injected/<m>   act_variant "t2t": T2T's basic ACT bit for bit, dense (every position
+//                        every step, so it halts after exactly k_i steps (cum reaches 1 at step k_i). Every
+//                        16th position has k = 8 (so each sequence holds 4 positions that run to the cap and
+//                        the loop runs all 8 iterations); the others get k = floor((j+1) x) - floor(j x) (j
+//                        their index among the non-cap positions, x = (16 m - 8) / 15), which makes the mean
+//                        N exactly m (2.5 and 4.5). Mean ponder time N + R is m + mean(1 / k).
+//   ActRecomputeKV/Injected/<m>   the same with reuse_halted_key_values off: halted positions' keys and
+//   values
+//                        recomputed (layer norm and projection) at every step, as before they were cached
+//   Fixed/8              recurrence "fixed", 8 steps: every position at every step (T2T's cost, no halting
+//   unit) T2T/Natural, T2T/Injected/<m>   act_variant "t2t": T2T's basic ACT bit for bit, dense (every
+//   position
 //                        computed at every iteration, halted ones kept transforming): the anchor's algorithm
 //
-// Method (as bench_reformer's measure()): a warm-up step creates the gradients and Adam's state, then one untimed
-// step is timed phase by phase, then the timed iterations. Counters:
+// Method (as bench_reformer's measure()): a warm-up step creates the gradients and Adam's state, then one
+// untimed step is timed phase by phase, then the timed iterations. Counters:
 //   ponder       mean N (steps taken) over positions, from the last step
 //   ponder_time  mean N + R (T2T's ponder time, what its act_loss averages)
 //   iterations   loop iterations run (the batch's largest N)
@@ -59,6 +63,7 @@ struct Row {
   std::string recurrence;  // "act" | "fixed"
   std::string variant;     // "graves" | "t2t"
   int64_t ponder10;        // injected mean N x 10; 0 = the halting unit as initialised
+  bool reuse_halted_key_values = true;
 };
 
 // Steps k_i per flattened position for an injected mean N of m = ponder10 / 10 (see the file comment).
@@ -119,6 +124,7 @@ void BM_UtStep(benchmark::State& state, Row row) {
   c.act_epsilon = 0.01;
   c.dropout = 0.0;
   auto model = std::make_shared<loom::models::UniversalTransformer>(c);
+  model->reuse_halted_key_values = row.reuse_halted_key_values;
   if (row.ponder10 > 0) {
     std::vector<double> p;
     for (int64_t k : injected_steps(row.ponder10, kBatch * kLength)) p.push_back(1.0 / static_cast<double>(k));
@@ -182,9 +188,14 @@ void BM_UtStep(benchmark::State& state, Row row) {
 // One list names and registers every row (Google Benchmark 1.7's State does not know its own name, which
 // dump_first_step needs).
 const Row kRows[] = {
-    {"Act/Natural", "act", "graves", 0},       {"Act/Injected/2.5", "act", "graves", 25},
-    {"Act/Injected/4.5", "act", "graves", 45}, {"Fixed/8", "fixed", "graves", 0},
-    {"T2T/Natural", "act", "t2t", 0},          {"T2T/Injected/2.5", "act", "t2t", 25},
+    {"Act/Natural", "act", "graves", 0},
+    {"Act/Injected/2.5", "act", "graves", 25},
+    {"Act/Injected/4.5", "act", "graves", 45},
+    {"Fixed/8", "fixed", "graves", 0},
+    {"ActRecomputeKV/Injected/2.5", "act", "graves", 25, false},
+    {"ActRecomputeKV/Injected/4.5", "act", "graves", 45, false},
+    {"T2T/Natural", "act", "t2t", 0},
+    {"T2T/Injected/2.5", "act", "t2t", 25},
     {"T2T/Injected/4.5", "act", "t2t", 45},
 };
 

@@ -122,13 +122,25 @@ MultiheadAttention::ProjectedKeyValue MultiheadAttention::project_key_value(cons
       "MultiheadAttention::project_key_value(embed_dim=", e, "): key and value must both be [B, S, ", e,
       "], got ", key.defined() ? shape_str(key.shape()) : "undefined", " and ",
       value.defined() ? shape_str(value.shape()) : "undefined");
-  if (key.is_same(value)) {
-    Tensor kv = unpack(linear(key, rows(in_proj_weight, e, 2 * e), rows(in_proj_bias, e, 2 * e)), 2, h, d);
-    return {heads(kv, 0), heads(kv, 1)};
-  }
+  if (key.is_same(value)) return split_key_value(linear(key, key_value_weight(), key_value_bias()));
   return {
       heads(unpack(linear(key, rows(in_proj_weight, e, e), rows(in_proj_bias, e, e)), 1, h, d), 0),
       heads(unpack(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d), 0)};
+}
+
+Tensor MultiheadAttention::key_value_weight() const {
+  return rows(in_proj_weight, embed_dim_, 2 * embed_dim_);
+}
+
+Tensor MultiheadAttention::key_value_bias() const { return rows(in_proj_bias, embed_dim_, 2 * embed_dim_); }
+
+MultiheadAttention::ProjectedKeyValue MultiheadAttention::split_key_value(const Tensor& packed) const {
+  const int64_t e = embed_dim_;
+  LOOM_CHECK(packed.defined() && packed.dim() == 3 && packed.size(2) == 2 * e,
+             "MultiheadAttention::split_key_value(embed_dim=", e, "): packed keys and values must be [B, S, ",
+             2 * e, "], got ", packed.defined() ? shape_str(packed.shape()) : "undefined");
+  Tensor kv = unpack(packed, 2, num_heads_, head_dim());
+  return {heads(kv, 0), heads(kv, 1)};
 }
 
 Tensor MultiheadAttention::forward(const Tensor& query, const ProjectedKeyValue& key_value,

@@ -46,6 +46,14 @@ class MultiheadAttention : public Module {
   };
   // key and value [B, S, E] (one GEMM when they are the same tensor).
   ProjectedKeyValue project_key_value(const Tensor& key, const Tensor& value);
+  // The key and value rows of the packed projection, [2E, E] and [2E] (views: gradients reach the packed
+  // parameters; the bias is undefined without one). project_key_value(x, x) is
+  // split_key_value(linear(x, key_value_weight(), key_value_bias())).
+  Tensor key_value_weight() const;
+  Tensor key_value_bias() const;
+  // Keys and values projected by key_value_weight/bias, packed [B, S, 2E] (key then value per position), as
+  // the [B, H, S, D] views project_key_value returns; for callers that assemble the projection themselves.
+  ProjectedKeyValue split_key_value(const Tensor& packed) const;
   // forward() on keys and values from project_key_value: the same result as forward(query, key, value, ...).
   Tensor forward(const Tensor& query, const ProjectedKeyValue& key_value, const Tensor& attn_mask = Tensor(),
                  const Tensor& key_padding_mask = Tensor(), bool is_causal = false);

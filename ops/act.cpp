@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "loom/autograd/grad_mode.h"
+#include "loom/autograd/tape.h"
+#include "loom/ops/backend.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
 #include "loom/ops/reduce.h"
@@ -223,6 +225,80 @@ ActStepFn act_positionwise(std::function<Tensor(const Tensor& x_rows, int64_t st
     Tensor flat = x.reshape({n, x.size(2)});
     return fn(rows.numel() == n ? flat : index_select(flat, 0, rows), t);
   };
+}
+
+Tensor act_frozen_projection(const Tensor& running, const Tensor& running_rows, const ActFrozenRows& frozen,
+                             const ActStepSignalTerms& signal, double eps) {
+  constexpr const char* op = "act_frozen_projection";
+  auto str = [](const Tensor& t) { return t.defined() ? describe(t) : std::string("undefined"); };
+  LOOM_CHECK(running.defined() && running.dim() == 2 && is_floating(running.dtype()), op,
+             ": running must be a floating [n, C] tensor, got ", str(running));
+  const int64_t n = running.size(0), C = running.size(1);
+  LOOM_CHECK(frozen.centred.defined() && frozen.centred.dim() == 2, op,
+             ": frozen.centred must be [h, d], got ", str(frozen.centred));
+  const int64_t h = frozen.centred.size(0), d = frozen.centred.size(1);
+  auto check = [&](const char* name, const Tensor& t, const Shape& shape, DType dtype) {
+    LOOM_CHECK(t.defined() && t.shape() == shape && t.dtype() == dtype && t.device() == running.device(), op,
+               ": ", name, " must be ", dtype_name(dtype), " ", shape, " on ", running.device().str(),
+               " (running ", describe(running), ", frozen.centred ", describe(frozen.centred), "), got ",
+               str(t));
+  };
+  const DType f = running.dtype();
+  check("running_rows", running_rows, Shape{n}, DType::Int64);
+  check("frozen.rows", frozen.rows, Shape{h}, DType::Int64);
+  check("frozen.projected", frozen.projected, Shape{h, C}, f);
+  check("frozen.centred", frozen.centred, Shape{h, d}, f);
+  check("frozen.squared_norm", frozen.squared_norm, Shape{h}, f);
+  check("signal.centred", signal.centred, Shape{d}, f);
+  check("signal.projected", signal.projected, Shape{C}, f);
+  check("signal.shift", signal.shift, Shape{C}, f);
+  LOOM_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  const int64_t N = n + h;
+  {  // The two index sets must partition [0, N): a row left out would be uninitialised memory.
+    std::vector<char> seen(static_cast<size_t>(N), 0);
+    for (const Tensor* rows : {&running_rows, &frozen.rows})
+      for (int64_t r : rows->cpu().contiguous().to_vector<int64_t>()) {
+        LOOM_CHECK(r >= 0 && r < N && !seen[static_cast<size_t>(r)], op,
+                   ": running_rows and frozen.rows must split ", "[0, ", N, ") between them; row ", r,
+                   r >= 0 && r < N ? " appears twice" : " is out of range");
+        seen[static_cast<size_t>(r)] = 1;
+      }
+  }
+  autograd::OpScope scope(op, {running, frozen.projected, frozen.centred, frozen.squared_norm, signal.centred,
+                               signal.projected, signal.shift});
+  Backend::ActFrozenProjection a{
+      running_rows.contiguous(),     frozen.rows.contiguous(),         frozen.projected.contiguous(),
+      frozen.centred.contiguous(),   frozen.squared_norm.contiguous(), signal.centred.contiguous(),
+      signal.projected.contiguous(), signal.shift.contiguous(),        eps};
+  Tensor out = Tensor::empty({N, C}, running.options());
+  Tensor inv_sigma = Tensor::empty({h}, running.options());
+  backend_for(running.device()).act_frozen_projection(running.contiguous(), a, out, inv_sigma);
+  if (scope.recording()) {
+    std::vector<bool> need;
+    for (size_t i = 0; i < 7; ++i) need.push_back(scope.needs_grad(i));
+    Backend::ActFrozenProjection indices{a.running_rows, a.frozen_rows, {}, {}, {}, {}, {}, {}, eps};
+    scope.record({out}, [indices, need, n, C, h, d, sp = scope.save(a.projected), sc = scope.save(a.centred),
+                         ss = scope.save(a.signal_centred), ssp = scope.save(a.signal_projected),
+                         sinv = scope.save(inv_sigma)](const std::vector<Tensor>& g) {
+      Backend::ActFrozenProjection saved = indices;
+      saved.projected = sp.get();
+      saved.centred = sc.get();
+      saved.signal_centred = ss.get();
+      saved.signal_projected = ssp.get();
+      const TensorOptions o = g[0].options();
+      auto grad_if = [&](size_t i, const Shape& shape) {
+        return need[i] ? Tensor::empty(shape, o) : Tensor();
+      };
+      Backend::ActFrozenProjectionGrads grads{grad_if(0, {n, C}), grad_if(1, {h, C}), grad_if(2, {h, d}),
+                                              grad_if(3, {h}),    grad_if(4, {d}),    grad_if(5, {C}),
+                                              grad_if(6, {C})};
+      backend_for(g[0].device()).act_frozen_projection_backward(g[0].contiguous(), saved, sinv.get(), grads);
+      return std::vector<Tensor>{grads.running,      grads.projected,      grads.centred,
+                                 grads.squared_norm, grads.signal_centred, grads.signal_projected,
+                                 grads.shift};
+    });
+  }
+  return out;
 }
 
 Tensor timing_signal_1d(int64_t length, int64_t channels, TensorOptions options, double start) {

@@ -99,6 +99,31 @@ ActResult adaptive_computation_time(const Tensor& x, const ActStepFn& step, cons
 // only.
 ActStepFn act_positionwise(std::function<Tensor(const Tensor& x_rows, int64_t step)> fn);
 
+// A layer norm's projection LN(x) W^T + b (attention keys and values, say) of every position at a step of the
+// compact ACT loop whose input is x = v + s with s a per-step signal (a step embedding): the running
+// positions' rows arrive computed, and the frozen (halted) positions', whose v no longer changes, come from
+// terms made once when they halted. With v~, s~ the centred vectors and d their width:
+//   LN(v + s) W^T + b = (P + (gamma * s~) W^T) / sigma + (beta W^T + b),   P = (gamma * v~) W^T,
+//   sigma = sqrt((|v~|^2 + 2 v~ . s~ + |s~|^2) / d + eps),
+// O(d + C) per frozen position and step instead of a layer norm and an O(d C) projection. Exact up to
+// rounding.
+struct ActFrozenRows {
+  Tensor rows;          // int64 [h]: where they go in the output
+  Tensor projected;     // [h, C]  P
+  Tensor centred;       // [h, d]  v~
+  Tensor squared_norm;  // [h]     |v~|^2
+};
+struct ActStepSignalTerms {
+  Tensor centred;    // [d]  s~
+  Tensor projected;  // [C]  (gamma * s~) W^T
+  Tensor shift;      // [C]  beta W^T + b
+};
+// running [n, C] goes to rows running_rows (int64 [n]); returns [n + h, C], every row written once (the two
+// index sets partition it). Differentiable in every floating tensor. The CPU runs one fused pass each way;
+// other backends compose ops.
+Tensor act_frozen_projection(const Tensor& running, const Tensor& running_rows, const ActFrozenRows& frozen,
+                             const ActStepSignalTerms& signal, double eps);
+
 // tensor2tensor's get_timing_signal_1d: [length, channels], channels [0, c/2) sin(pos * inv_ts[k]) and
 // [c/2, c) cos(pos * inv_ts[k]), inv_ts[k] = exp(-k ln(1e4) / max(c/2 - 1, 1)), pos = start + 0..length-1;
 // one zero channel at the end when c is odd.

@@ -7,6 +7,7 @@
 #include "loom/ops/factory.h"
 #include "loom/ops/linalg.h"
 #include "loom/ops/reduce.h"
+#include "loom/ops/shape_ops.h"
 
 #ifdef LOOM_WITH_CUDA
 #include "loom/cuda/cuda_backend.h"
@@ -175,6 +176,47 @@ void Backend::attention_backward(const Tensor& grad_out, const Tensor& q, const 
   Tensor ds = mul(mul(p, sub(dp, row)), scale);
   if (grad_q.defined()) copy_into(grad_q, matmul(ds, k));
   if (grad_k.defined()) copy_into(grad_k, matmul(ds.transpose(-2, -1), q));
+}
+
+void Backend::act_frozen_projection(const Tensor& running, const ActFrozenProjection& a, const Tensor& out,
+                                    const Tensor& inv_sigma_out) {
+  NoGradGuard no_grad;
+  Tensor inv_sigma = inv_sigma_out;  // a handle to the same storage, to write through
+  const int64_t h = a.frozen_rows.numel(), d = a.centred.size(1), C = out.size(1);
+  const Tensor& s = a.signal_centred;
+  Tensor variance = (a.squared_norm + matmul(a.centred, s.view({d, 1})).view({h}) * 2.0 + sum(mul(s, s))) /
+                    static_cast<double>(d);
+  inv_sigma.copy_(rsqrt(variance + a.eps));
+  Tensor frozen = (a.projected + a.signal_projected) * inv_sigma.view({h, 1}) + a.shift;
+  auto put = [&](const Tensor& rows, const Tensor& src) {
+    Tensor index = rows.view({rows.numel(), 1}).expand({rows.numel(), C}).contiguous();
+    scatter(out, 0, index, src, /*accumulate=*/false);
+  };
+  put(a.running_rows, running);
+  put(a.frozen_rows, frozen);
+}
+
+void Backend::act_frozen_projection_backward(const Tensor& grad, const ActFrozenProjection& a,
+                                             const Tensor& inv_sigma, const ActFrozenProjectionGrads& grads) {
+  NoGradGuard no_grad;
+  ActFrozenProjectionGrads g = grads;  // handles to the same storage, to write through
+  const int64_t h = a.frozen_rows.numel(), d = a.centred.size(1);
+  const Tensor& s = a.signal_centred;
+  if (g.running.defined()) g.running.copy_(loom::index_select(grad, 0, a.running_rows));
+  Tensor g_frozen = loom::index_select(grad, 0, a.frozen_rows);
+  Tensor inv = inv_sigma.view({h, 1});
+  Tensor g_projected = g_frozen * inv;
+  if (g.projected.defined()) g.projected.copy_(g_projected);
+  if (g.signal_projected.defined()) g.signal_projected.copy_(sum(g_projected, {0}));
+  if (g.shift.defined()) g.shift.copy_(sum(g_frozen, {0}));
+  // d sigma^-1 / d var = -sigma^-3 / 2, and var = (|v~|^2 + 2 v~ . s~ + |s~|^2) / d.
+  Tensor g_inv = sum(g_frozen * (a.projected + a.signal_projected), {1});
+  Tensor g_var = g_inv * (inv_sigma * inv_sigma * inv_sigma) * -0.5;  // [h]
+  if (g.squared_norm.defined()) g.squared_norm.copy_(g_var / static_cast<double>(d));
+  Tensor g_dot = g_var * (2.0 / static_cast<double>(d));
+  if (g.centred.defined()) g.centred.copy_(g_dot.view({h, 1}) * s.view({1, d}));
+  if (g.signal_centred.defined())
+    g.signal_centred.copy_(matmul(g_dot.view({1, h}), a.centred).view({d}) + s * sum(g_dot));
 }
 
 void Backend::adam_step(const Tensor& param_in, const Tensor& grad, const Tensor& exp_avg_in,

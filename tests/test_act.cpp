@@ -8,9 +8,13 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <numeric>
+#include <random>
 
+#include "loom/autograd/gradcheck.h"
 #include "loom/loom.h"
 #include "loom/nn/act.h"
+#include "loom/ops/backend.h"
 #include "support/expect.h"
 
 using namespace loom;
@@ -538,4 +542,170 @@ TEST(Act, ComposesWithCheckpointAndLshAttention) {
     ASSERT_TRUE(ckpt_grads[i].defined() && plain_grads[i].defined()) << i;
     EXPECT_LE(max_abs_diff(ckpt_grads[i], plain_grads[i]), 1e-12) << i;
   }
+}
+
+namespace {
+
+// act_frozen_projection's inputs made from v [h, d] as the Universal Transformer makes them, next to the
+// reference it must equal: LN(v + s) W^T + b placed at the frozen rows, running rows copied.
+struct FrozenCase {
+  Tensor v, s, gamma, beta, W, b, running;
+  std::vector<int64_t> running_rows, frozen_rows;
+  double eps = 1e-6;
+
+  Tensor reference() const {
+    const int64_t N = static_cast<int64_t>(running_rows.size() + frozen_rows.size());
+    Tensor kv = linear(layer_norm(v + s, {v.size(1)}, gamma, beta, eps), W, b);
+    Tensor both = cat({running, kv}, 0);
+    std::vector<int64_t> order(static_cast<size_t>(N));
+    for (size_t j = 0; j < running_rows.size(); ++j)
+      order[static_cast<size_t>(running_rows[j])] = static_cast<int64_t>(j);
+    for (size_t j = 0; j < frozen_rows.size(); ++j)
+      order[static_cast<size_t>(frozen_rows[j])] = static_cast<int64_t>(running_rows.size() + j);
+    return index_select(both, 0, tensor(order, {N}));
+  }
+  Tensor decomposed() const {
+    const int64_t d = v.size(1), C = W.size(0);
+    Tensor centred = v - mean(v, {1}, true);
+    ActFrozenRows frozen{tensor(frozen_rows, {static_cast<int64_t>(frozen_rows.size())}),
+                         linear(centred * gamma, W), centred, sum(centred * centred, {1})};
+    Tensor sc = s - mean(s);
+    ActStepSignalTerms signal{sc, linear((sc * gamma).view({1, d}), W).view({C}),
+                              linear(beta.view({1, d}), W, b).view({C})};
+    return act_frozen_projection(running, tensor(running_rows, {static_cast<int64_t>(running_rows.size())}),
+                                 frozen, signal, eps);
+  }
+  std::vector<Tensor> leaves() const { return {v, s, gamma, beta, W, b, running}; }
+};
+
+FrozenCase frozen_case(DType dtype, uint64_t seed) {
+  manual_seed(seed);
+  const int64_t h = 5, d = 6, C = 4;
+  FrozenCase f;
+  f.v = (randn({h, d}, dtype) * 2.0 + 0.5).requires_grad_();
+  f.s = randn({d}, dtype).requires_grad_();
+  f.gamma = (randn({d}, dtype) * 0.3 + 1.0).requires_grad_();
+  f.beta = randn({d}, dtype).requires_grad_();
+  f.W = randn({C, d}, dtype).requires_grad_();
+  f.b = randn({C}, dtype).requires_grad_();
+  f.running = randn({3, C}, dtype).requires_grad_();
+  f.running_rows = {2, 5, 6};
+  f.frozen_rows = {7, 0, 1, 4, 3};
+  return f;
+}
+
+}  // namespace
+
+TEST(Act, FrozenProjectionEqualsTheLayerNormProjection) {
+  // The decomposition through act_frozen_projection against LN(v + s) W^T + b computed directly: values and
+  // the gradients of every leaf (v, s, the layer norm's and the projection's parameters, the running rows),
+  // float64 to 1e-12 and float32 to 1e-5.
+  for (DType dtype : {kFloat64, kFloat32}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const double tol = dtype == kFloat64 ? 1e-12 : 1e-5;
+    FrozenCase f = frozen_case(dtype, 3);
+    Tensor probe = randn({8, 4}, dtype);
+    Tensor want = f.reference();
+    sum(want * probe).backward();
+    std::vector<Tensor> want_grads;
+    for (Tensor& t : f.leaves()) {
+      want_grads.push_back(t.grad().clone());
+      t.set_grad(Tensor());
+    }
+    Tensor got = f.decomposed();
+    EXPECT_LE(max_abs_diff(got, want), tol);
+    sum(got * probe).backward();
+    const char* names[] = {"v", "s", "gamma", "beta", "W", "b", "running"};
+    for (size_t i = 0; i < want_grads.size(); ++i)
+      EXPECT_LE(max_abs_diff(f.leaves()[i].grad(), want_grads[i]), tol * 10) << names[i];
+  }
+}
+
+TEST(Act, FrozenProjectionCpuKernelEqualsComposedDefault) {
+  // The CPU's fused kernels against the backend's default (composed of ops, what CUDA runs), forward and
+  // backward, on rows enough for several threads and backward chunks.
+  for (DType dtype : {kFloat64, kFloat32}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    manual_seed(9);
+    const int64_t n = 150, h = 300, d = 32, C = 48;
+    std::vector<int64_t> perm(static_cast<size_t>(n + h));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(7));
+    Backend::ActFrozenProjection a{tensor(std::vector<int64_t>(perm.begin(), perm.begin() + n), {n}),
+                                   tensor(std::vector<int64_t>(perm.begin() + n, perm.end()), {h}),
+                                   randn({h, C}, dtype),
+                                   randn({h, d}, dtype),
+                                   Tensor(),
+                                   randn({d}, dtype),
+                                   randn({C}, dtype),
+                                   randn({C}, dtype),
+                                   1e-6};
+    a.squared_norm = sum(a.centred * a.centred, {1});
+    Tensor running = randn({n, C}, dtype), grad = randn({n + h, C}, dtype);
+    auto run = [&](bool fused) {
+      Tensor out = Tensor::empty({n + h, C}, dtype), inv = Tensor::empty({h}, dtype);
+      Backend::ActFrozenProjectionGrads g{Tensor::empty({n, C}, dtype), Tensor::empty({h, C}, dtype),
+                                          Tensor::empty({h, d}, dtype), Tensor::empty({h}, dtype),
+                                          Tensor::empty({d}, dtype),    Tensor::empty({C}, dtype),
+                                          Tensor::empty({C}, dtype)};
+      Backend& cpu = cpu_backend();
+      if (fused) {
+        cpu.act_frozen_projection(running, a, out, inv);
+        cpu.act_frozen_projection_backward(grad, a, inv, g);
+      } else {
+        cpu.Backend::act_frozen_projection(running, a, out, inv);
+        cpu.Backend::act_frozen_projection_backward(grad, a, inv, g);
+      }
+      return std::vector<Tensor>{out,
+                                 inv,
+                                 g.running,
+                                 g.projected,
+                                 g.centred,
+                                 g.squared_norm,
+                                 g.signal_centred,
+                                 g.signal_projected,
+                                 g.shift};
+    };
+    std::vector<Tensor> fused = run(true), composed = run(false);
+    const double tol = dtype == kFloat64 ? 1e-12 : 2e-4;
+    for (size_t i = 0; i < fused.size(); ++i)
+      EXPECT_LE(max_abs_diff(fused[i], composed[i]), tol) << "output " << i;
+  }
+}
+
+TEST(Act, FrozenProjectionGradcheck) {
+  FrozenCase f = frozen_case(kFloat64, 4);
+  EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>&) { return f.decomposed(); }, f.leaves()));
+}
+
+TEST(Act, FrozenProjectionErrors) {
+  FrozenCase f = frozen_case(kFloat64, 5);
+  Tensor centred = f.v.detach();
+  ActFrozenRows frozen{tensor(std::vector<int64_t>{0, 1, 3, 4, 7}, {5}), randn({5, 4}, kFloat64), centred,
+                       sum(centred * centred, {1})};
+  ActStepSignalTerms signal{randn({6}, kFloat64), randn({4}, kFloat64), randn({4}, kFloat64)};
+  Tensor running = randn({3, 4}, kFloat64);
+  test::expect_error(
+      [&] {
+        act_frozen_projection(running, tensor(std::vector<int64_t>{2, 5, 5}, {3}), frozen, signal, 1e-6);
+      },
+      "running_rows and frozen.rows must split [0, 8) between them; row 5 appears twice");
+  test::expect_error(
+      [&] {
+        act_frozen_projection(running, tensor(std::vector<int64_t>{2, 5, 8}, {3}), frozen, signal, 1e-6);
+      },
+      "row 8 is out of range");
+  ActStepSignalTerms narrow = signal;
+  narrow.projected = randn({3}, kFloat64);
+  test::expect_error(
+      [&] {
+        act_frozen_projection(running, tensor(std::vector<int64_t>{2, 5, 6}, {3}), frozen, narrow, 1e-6);
+      },
+      "act_frozen_projection: signal.projected must be float64 [4] on cpu");
+  test::expect_error(
+      [&] {
+        act_frozen_projection(running.to(kFloat32), tensor(std::vector<int64_t>{2, 5, 6}, {3}), frozen,
+                              signal, 1e-6);
+      },
+      "frozen.projected must be float32 [5, 4]");
 }

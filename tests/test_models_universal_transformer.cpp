@@ -455,6 +455,84 @@ TEST(UniversalTransformer, BlockRowsEqualTheWholeLayer) {
     }
 }
 
+TEST(UniversalTransformer, HaltedKeyValuesEqualRecomputedOnes) {
+  // The compact ACT step keeps a halted position's self-attention keys and values from one projection made
+  // when it halts (HaltedKeyValues); recomputing them at every step must give the same logits, ponder and
+  // gradients of every parameter: both step signals, with padding and position offsets, encoder and decoder.
+  for (const std::string signal : {"learned", "sinusoid"}) {
+    SCOPED_TRACE(signal);
+    UniversalTransformerConfig c = tiny("act");
+    c.step_signal = signal;
+    Batch b;
+    Tensor src_off = tensor(std::vector<int64_t>{3, 0}, {2}),
+           tgt_off = tensor(std::vector<int64_t>{1, 5}, {2});
+    std::map<std::string, Tensor> want;
+    models::UTLoss ref;
+    for (bool reuse : {false, true}) {
+      auto m = make(c, 31, 3.0);
+      m->reuse_halted_key_values = reuse;
+      autograd::Profiler profiler;
+      models::UTLoss r = m->loss(b.src, b.tgt, src_off, tgt_off);
+      r.total.backward();
+      int64_t frozen_calls = 0;
+      for (const auto& e : profiler.entries())
+        if (e.name == "act_frozen_projection") frozen_calls = e.calls;
+      if (!reuse) {
+        EXPECT_EQ(frozen_calls, 0);
+        ref = r;
+        want = grads_of(*m);
+        // Positions halt at different steps on both sides, so some steps run with halted positions.
+        for (const models::UTPonder* p : {&r.encoder, &r.decoder}) {
+          int64_t lo = c.max_steps, hi = 0;
+          for (int64_t n : steps_vec(*p))
+            if (n > 0) lo = std::min(lo, n), hi = std::max(hi, n);
+          std::printf("%s: N from %lld to %lld\n", p == &r.encoder ? "encoder" : "decoder",
+                      static_cast<long long>(lo), static_cast<long long>(hi));
+          ASSERT_LT(lo, hi);
+        }
+        continue;
+      }
+      EXPECT_GT(frozen_calls, 0);
+      EXPECT_LE(max_abs_diff(r.logits, ref.logits), 1e-12);
+      EXPECT_LE(max_abs_diff(r.encoder.times, ref.encoder.times), 1e-12);
+      EXPECT_LE(max_abs_diff(r.decoder.times, ref.decoder.times), 1e-12);
+      EXPECT_NEAR(r.total.item<double>(), ref.total.item<double>(), 1e-12);
+      auto got = grads_of(*m);
+      ASSERT_EQ(got.size(), want.size());
+      for (auto& [name, g] : got) EXPECT_LE(max_abs_diff(g, want.at(name)), 1e-11) << name;
+    }
+  }
+}
+
+TEST(UniversalTransformer, HaltedKeyValuesNeedFrozenPositions) {
+  // A position that left the rows may not come back (the cached keys assume its state frozen), and the step
+  // input must be the one for the loop's step.
+  manual_seed(6);
+  auto block = tiny_block("ffn", false);
+  Tensor x = randn({2, 3, 8}, kFloat64);
+  models::UTStepInput input{0, x, zeros({8}, kFloat64)};
+  models::HaltedKeyValues halted;
+  block->forward_rows(x, tensor(std::vector<int64_t>{0, 2, 3}, {3}), models::UTBlockContext{}, input, halted);
+  EXPECT_EQ(halted.rows, (std::vector<int64_t>{1, 4, 5}));
+  expect_error(
+      [&] {
+        block->forward_rows(x, tensor(std::vector<int64_t>{0, 1}, {2}), models::UTBlockContext{}, input,
+                            halted);
+      },
+      "position 1 halted at an earlier step and is asked for again");
+  models::UTStepInput bad{0, x, zeros({7}, kFloat64)};
+  expect_error(
+      [&] {
+        block->forward_rows(x, tensor(std::vector<int64_t>{0}, {1}), models::UTBlockContext{}, bad, halted);
+      },
+      "the step input must be v like x float64[2, 3, 8] on cpu and a step signal [8], got v float64[2, 3, 8] "
+      "on cpu and step signal float64[7]");
+  auto shared_input = std::make_shared<models::UTStepInput>(input);
+  ActStepFn step = models::ut_act_step(block, models::UTBlockContext{}, shared_input);
+  expect_error([&] { step(x, tensor(std::vector<int64_t>{0}, {1}), 1); },
+               "the step input is for step 0, the loop is at step 1");
+}
+
 TEST(UniversalTransformer, DecoderBlockTakesItsMemoryProjectedOnce) {
   // The model projects the encoder output once for every decoder step (context.memory_key_value); a block
   // given that projection computes what it computes when it projects the memory itself, whole layer and rows,

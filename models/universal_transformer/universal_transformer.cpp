@@ -199,19 +199,23 @@ Tensor UniversalTransformer::position_signal(int64_t B, int64_t L, const Tensor&
   return loom::embedding(tensor(rows, {B, L}).to(fopts.device), table);
 }
 
-Tensor UniversalTransformer::add_step_signals(const Tensor& state, const Tensor& position, int64_t step,
-                                              bool decoder) const {
+Tensor UniversalTransformer::step_signal(int64_t step, bool decoder) const {
   const int64_t d = config_.d_model, steps = config_.steps();
-  LOOM_CHECK(config_.model == "ut", "UniversalTransformer::add_step_signals: the '", config_.model,
+  LOOM_CHECK(config_.model == "ut", "UniversalTransformer::step_signal: the '", config_.model,
              "' model has no step signal");
-  LOOM_CHECK(step >= 0 && step < steps, "UniversalTransformer::add_step_signals: step ", step,
-             " is outside the ", steps, " steps the step signal has");
-  Tensor x = state + position;
+  LOOM_CHECK(step >= 0 && step < steps, "UniversalTransformer::step_signal: step ", step, " is outside the ",
+             steps, " steps the step signal has");
   if (config_.step_signal == "learned") {
     const Tensor& table = decoder ? decoder_step_embedding : encoder_step_embedding;
-    return x + (table.select(0, step) * std::sqrt(static_cast<double>(d))).view({1, 1, d});
+    return table.select(0, step) * std::sqrt(static_cast<double>(d));
   }
-  return x + timing_signal_1d(steps, d, state.options()).select(0, step).view({1, 1, d});
+  return timing_signal_1d(steps, d, embedding.options()).select(0, step);
+}
+
+Tensor UniversalTransformer::add_step_signals(const Tensor& state, const Tensor& position, int64_t step,
+                                              bool decoder) const {
+  Tensor s = step_signal(step, decoder);
+  return state + position + s.view({1, 1, config_.d_model});
 }
 
 UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, const Tensor& input,
@@ -251,11 +255,18 @@ UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, co
   // reaches that step.
   auto positions = std::make_shared<std::vector<Tensor>>(static_cast<size_t>(c.steps()));
   if (!offsets.defined() || offsets.dim() == 1) (*positions)[0] = position_signal(B, L, offsets);
-  ActPreprocessFn pre = [this, positions, offsets, B, L, decoder](const Tensor& state, int64_t step) {
-    const bool per_step = offsets.defined() && offsets.dim() == 2;
+  const bool per_step = offsets.defined() && offsets.dim() == 2;
+  // The compact loop freezes halted states; with one position signal their v = state + position is frozen
+  // too, and the step keeps their keys and values (ut_act_step, HaltedKeyValues).
+  std::shared_ptr<UTStepInput> step_input;
+  if (act && o.compact && !per_step && reuse_halted_key_values) step_input = std::make_shared<UTStepInput>();
+  ActPreprocessFn pre = [this, positions, offsets, B, L, decoder, per_step, step_input](const Tensor& state,
+                                                                                        int64_t step) {
     Tensor& position = (*positions)[per_step ? static_cast<size_t>(step) : 0];
     if (!position.defined()) position = position_signal(B, L, offsets, step);
-    return add_step_signals(state, position, step, decoder);
+    Tensor v = state + position, s = step_signal(step, decoder);
+    if (step_input) *step_input = UTStepInput{step, v, s};
+    return v + s.view({1, 1, config_.d_model});
   };
   // The one decoder block attends to the same encoder output at every step: project it once for all of them.
   UTBlockContext step_context = context;
@@ -263,8 +274,8 @@ UniversalTransformer::SideOutput UniversalTransformer::run_side(bool decoder, co
     step_context.memory_key_value =
         decoder_block->cross_attn->project_key_value(context.memory, context.memory);
   ActResult r = adaptive_computation_time(
-      x, ut_act_step(decoder ? decoder_block : encoder_block, std::move(step_context)), halt, o, padding,
-      pre);
+      x, ut_act_step(decoder ? decoder_block : encoder_block, std::move(step_context), step_input), halt, o,
+      padding, pre);
   out.output = (decoder ? decoder_ln : encoder_ln)->forward(r.output);
   if (act) {
     out.ponder.cost = r.ponder_cost;

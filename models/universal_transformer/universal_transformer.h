@@ -161,6 +161,11 @@ class UniversalTransformer : public nn::Module {
   // model's dtype) for the rows (flattened b * L + l) still running at `step` of the encoder
   // (decoder = false) or the decoder.
   std::function<Tensor(bool decoder, const Tensor& rows, int64_t step)> halting_override;
+  // "act" with act_variant "graves" and one position signal for all steps: a halted position's self-attention
+  // keys and values are updated in O(d) per step from a projection made once when it halts (HaltedKeyValues,
+  // ut_blocks.h) instead of a layer norm and projection at every step. Exact up to rounding; false recomputes
+  // them (the reference the tests compare against, and a benchmark row).
+  bool reuse_halted_key_values = true;
 
   Tensor embedding;  // [V, d]: input embedding and output projection
   // "ut": one block per side; "transformer": `layers` per side.
@@ -173,6 +178,8 @@ class UniversalTransformer : public nn::Module {
   // X = state + position + step signal of `step` for one side (what the loop adds before each step);
   // position [B | 1, L, d] from position_signal().
   Tensor add_step_signals(const Tensor& state, const Tensor& position, int64_t step, bool decoder) const;
+  // The step signal of `step` alone: [d] (the learned table's row times sqrt(d), or the sinusoid's row).
+  Tensor step_signal(int64_t step, bool decoder) const;
   // T2T get_timing_signal_1d rows offsets[b] .. offsets[b] + L - 1: [B, L, d], or [1, L, d] without offsets.
   // offsets int64 [B], or [B, S] with one column per step (S = steps() for "ut", 1 for "transformer"), of
   // which column `step` is used.

@@ -9,6 +9,9 @@
 #include "loom/nn/init.h"
 #include "loom/ops/elementwise.h"
 #include "loom/ops/factory.h"
+#include "loom/ops/linalg.h"
+#include "loom/ops/nn_ops.h"
+#include "loom/ops/reduce.h"
 #include "loom/ops/shape_ops.h"
 
 namespace loom::models {
@@ -190,26 +193,25 @@ Tensor UTBlock::forward(const Tensor& x, const UTBlockContext& c) {
   return y + dropout->forward(transition->forward(ln_transition->forward(y), c.padding));
 }
 
-Tensor UTBlock::forward_rows(const Tensor& x, const Tensor& rows, const UTBlockContext& c) {
-  check_input(x, c);
-  const int64_t B = x.size(0), L = x.size(1), d = x.size(2);
+std::vector<int64_t> UTBlock::row_indices(const Tensor& x, const Tensor& rows) const {
+  const int64_t N = x.size(0) * x.size(1);
   LOOM_CHECK(rows.defined() && rows.dim() == 1 && rows.dtype() == DType::Int64, "UTBlock::forward_rows",
              ": rows must be int64 [n], got ", describe_or_undefined(rows));
-  const int64_t n = rows.numel();
-  if (n == B * L) return forward(x, c).reshape({n, d});
-  if (!transition->positionwise()) return index_select(forward(x, c).reshape({B * L, d}), 0, rows);
-
   std::vector<int64_t> idx = rows.cpu().contiguous().to_vector<int64_t>();
   for (size_t j = 0; j < idx.size(); ++j)
-    LOOM_CHECK(idx[j] >= 0 && idx[j] < B * L && (j == 0 || idx[j] > idx[j - 1]), "UTBlock::forward_rows",
-               ": rows must be ascending indices into the ", B * L, " positions of ", shape_str(x.shape()),
+    LOOM_CHECK(idx[j] >= 0 && idx[j] < N && (j == 0 || idx[j] > idx[j - 1]), "UTBlock::forward_rows",
+               ": rows must be ascending indices into the ", N, " positions of ", shape_str(x.shape()),
                "; entry ", j, " is ", idx[j]);
+  return idx;
+}
+
+Tensor UTBlock::rows_after_key_values(const Tensor& x_rows, const Tensor& h_rows,
+                                      const std::vector<int64_t>& idx, int64_t L,
+                                      const nn::MultiheadAttention::ProjectedKeyValue& kv,
+                                      const UTBlockContext& c) {
   const bool dec = options_.decoder;
-  Tensor h = ln_self->forward(x);
-  Tensor q = index_select(h.reshape({B * L, d}), 0, rows);
-  Tensor a =
-      attend_rows(*self_attn, q, idx, L, self_attn->project_key_value(h, h), dec ? Tensor() : c.padding, dec);
-  Tensor y = index_select(x.reshape({B * L, d}), 0, rows) + dropout->forward(a);
+  Tensor y =
+      x_rows + dropout->forward(attend_rows(*self_attn, h_rows, idx, L, kv, dec ? Tensor() : c.padding, dec));
   if (dec) {
     Tensor hc = ln_cross->forward(y);
     y = y +
@@ -218,10 +220,89 @@ Tensor UTBlock::forward_rows(const Tensor& x, const Tensor& rows, const UTBlockC
   return y + dropout->forward(transition->forward_rows(ln_transition->forward(y)));
 }
 
-ActStepFn ut_act_step(std::shared_ptr<UTBlock> block, UTBlockContext context) {
+Tensor UTBlock::forward_rows(const Tensor& x, const Tensor& rows, const UTBlockContext& c) {
+  check_input(x, c);
+  const int64_t B = x.size(0), L = x.size(1), d = x.size(2);
+  std::vector<int64_t> idx = row_indices(x, rows);
+  const int64_t n = rows.numel();
+  if (n == B * L) return forward(x, c).reshape({n, d});
+  if (!transition->positionwise()) return index_select(forward(x, c).reshape({B * L, d}), 0, rows);
+  Tensor h = ln_self->forward(x);
+  return rows_after_key_values(index_select(x.reshape({B * L, d}), 0, rows),
+                               index_select(h.reshape({B * L, d}), 0, rows), idx, L,
+                               self_attn->project_key_value(h, h), c);
+}
+
+Tensor UTBlock::forward_rows(const Tensor& x, const Tensor& rows, const UTBlockContext& c,
+                             const UTStepInput& input, HaltedKeyValues& halted) {
+  constexpr const char* op = "UTBlock::forward_rows(halted key/values)";
+  check_input(x, c);
+  const int64_t B = x.size(0), L = x.size(1), d = x.size(2), N = B * L;
+  LOOM_CHECK(input.v.defined() && input.v.shape() == x.shape() && input.v.dtype() == x.dtype() &&
+                 input.step_signal.defined() && input.step_signal.dim() == 1 &&
+                 input.step_signal.size(0) == d && input.step_signal.dtype() == x.dtype(),
+             op, ": the step input must be v like x ", describe(x), " and a step signal [", d, "], got v ",
+             describe_or_undefined(input.v), " and step signal ", describe_or_undefined(input.step_signal));
+  std::vector<int64_t> idx = row_indices(x, rows);
+  const int64_t n = static_cast<int64_t>(idx.size());
+  // 0 = halted since the last call, 1 = running, 2 = halted earlier (its keys and values are in `halted`).
+  std::vector<char> state(static_cast<size_t>(N), 0);
+  for (int64_t r : idx) state[static_cast<size_t>(r)] = 1;
+  for (int64_t r : halted.rows) {
+    LOOM_CHECK(
+        state[static_cast<size_t>(r)] == 0, op, ": position ", r,
+        " halted at an earlier step and is asked for again; the halted keys and values need the compact ACT "
+        "loop, whose halted states are frozen");
+    state[static_cast<size_t>(r)] = 2;
+  }
+  if (n == N) return forward(x, c).reshape({n, d});
+  if (!transition->positionwise()) return index_select(forward(x, c).reshape({N, d}), 0, rows);
+
+  const Tensor W = self_attn->key_value_weight(), b = self_attn->key_value_bias();
+  const Tensor &gamma = ln_self->weight, &beta = ln_self->bias;
+  std::vector<int64_t> newly;
+  for (int64_t r = 0; r < N; ++r)
+    if (state[static_cast<size_t>(r)] == 0) newly.push_back(r);
+  if (!newly.empty()) {
+    Tensor v = index_select(input.v.reshape({N, d}), 0,
+                            tensor(newly, {static_cast<int64_t>(newly.size())}).to(x.device()));
+    Tensor centred = v - mean(v, {1}, true);
+    Tensor projected = linear(centred * gamma, W);
+    Tensor squared_norm = sum(centred * centred, {1});
+    auto append = [](Tensor& to, const Tensor& more) { to = to.defined() ? cat({to, more}, 0) : more; };
+    append(halted.centred, centred);
+    append(halted.projected, projected);
+    append(halted.squared_norm, squared_norm);
+    halted.rows.insert(halted.rows.end(), newly.begin(), newly.end());
+  }
+  const int64_t h = static_cast<int64_t>(halted.rows.size());
+
+  // Running positions: layer norm and projection as forward_rows; halted ones from the terms kept.
+  Tensor x_rows = index_select(x.reshape({N, d}), 0, rows);
+  Tensor h_rows = ln_self->forward(x_rows);
+  ActStepSignalTerms signal;
+  signal.centred = input.step_signal - mean(input.step_signal);
+  signal.projected = linear((signal.centred * gamma).view({1, d}), W).view({2 * d});
+  signal.shift = linear(beta.view({1, d}), W, b).view({2 * d});
+  ActFrozenRows frozen{tensor(halted.rows, {h}).to(x.device()), halted.projected, halted.centred,
+                       halted.squared_norm};
+  Tensor kv = act_frozen_projection(linear(h_rows, W, b), rows, frozen, signal, options_.eps);
+  return rows_after_key_values(x_rows, h_rows, idx, L, self_attn->split_key_value(kv.view({B, L, 2 * d})), c);
+}
+
+ActStepFn ut_act_step(std::shared_ptr<UTBlock> block, UTBlockContext context,
+                      std::shared_ptr<const UTStepInput> input) {
   LOOM_CHECK(block != nullptr, "ut_act_step: null block");
-  return [block = std::move(block), context = std::move(context)](
-             const Tensor& x, const Tensor& rows, int64_t) { return block->forward_rows(x, rows, context); };
+  if (!input)
+    return
+        [block = std::move(block), context = std::move(context)](
+            const Tensor& x, const Tensor& rows, int64_t) { return block->forward_rows(x, rows, context); };
+  return [block = std::move(block), context = std::move(context), input = std::move(input),
+          halted = std::make_shared<HaltedKeyValues>()](const Tensor& x, const Tensor& rows, int64_t step) {
+    LOOM_CHECK(input->step == step, "ut_act_step: the step input is for step ", input->step,
+               ", the loop is at step ", step, " (the loop's preprocessing must record each step's input)");
+    return block->forward_rows(x, rows, context, *input, *halted);
+  };
 }
 
 }  // namespace loom::models

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "loom/nn/attention.h"
 #include "loom/nn/dropout.h"
@@ -87,6 +88,30 @@ struct UTBlockContext {
   nn::MultiheadAttention::ProjectedKeyValue memory_key_value;
 };
 
+// What the Universal Transformer's step preprocessing hands an ACT step besides its input X = v + s: v, the
+// loop state plus the position signal, and s, the step signal. In the compact ACT loop a halted position's
+// state is frozen and (with one position signal for every step) so is its v, which is what lets UTBlock keep
+// its keys and values up to date in O(d) per step (HaltedKeyValues).
+struct UTStepInput {
+  int64_t step = -1;   // the step the preprocessing last ran for
+  Tensor v;            // [B, L, d]
+  Tensor step_signal;  // [d]
+};
+
+// The self-attention keys and values of the halted positions of one ACT loop. For x = v + s and the block's
+// LN(x) = gamma * (x - mean x) / sigma + beta, sigma = sqrt(var x + eps): x - mean x = v~ + s~ (both centred)
+// and var x = (|v~|^2 + 2 v~ . s~ + |s~|^2) / d, so the packed projection [K V] = LN(x) W^T + b is
+//   ((gamma * v~) W^T + (gamma * s~) W^T) / sigma + (beta W^T + b).
+// (gamma * v~) W^T is computed once, when the position halts; at each later step a halted position costs a
+// dot with s~ and a scaled add, O(d), instead of a layer norm and a [2d, d] projection, O(d^2). Exact up to
+// rounding; every term is an ordinary differentiable op, so gradients reach v, s and the parameters.
+struct HaltedKeyValues {
+  std::vector<int64_t> rows;  // flattened b * L + l, in the order they halted
+  Tensor centred;             // [h, d]   v~
+  Tensor projected;           // [h, 2d]  (gamma * v~) W_kv^T, no bias
+  Tensor squared_norm;        // [h]      |v~|^2
+};
+
 class UTBlock : public nn::Module {
  public:
   explicit UTBlock(const UTBlockOptions& options, TensorOptions tensor_options = {});
@@ -97,6 +122,12 @@ class UTBlock : public nn::Module {
   // The output at `rows` (int64 [n], flattened b * L + l, ascending) only: [n, d]. Equal to those rows of
   // forward(x, context).
   Tensor forward_rows(const Tensor& x, const Tensor& rows, const UTBlockContext& context);
+  // The same, as a step of the compact ACT loop (x = input.v + input.step_signal, the positions not in `rows`
+  // halted with their v frozen): those positions' keys and values come from `halted`, which the call extends
+  // with the positions that halted since the previous one; the layer norm and projections run on `rows` only.
+  // A sepconv transition computes every position anyway and ignores `halted`.
+  Tensor forward_rows(const Tensor& x, const Tensor& rows, const UTBlockContext& context,
+                      const UTStepInput& input, HaltedKeyValues& halted);
 
   const UTBlockOptions& options() const { return options_; }
 
@@ -109,11 +140,22 @@ class UTBlock : public nn::Module {
   void check_input(const Tensor& x, const UTBlockContext& context) const;
   // The context's projected memory, or cross_attn's projection of context.memory when it has none.
   nn::MultiheadAttention::ProjectedKeyValue memory_key_value(const UTBlockContext& context);
+  // forward_rows' `rows` as host indices, checked: ascending, within the B * L positions of x.
+  std::vector<int64_t> row_indices(const Tensor& x, const Tensor& rows) const;
+  // forward_rows after the self-attention keys and values: x_rows [n, d] the input rows, h_rows [n, d] their
+  // layer norm (the queries' input), kv every position's projected keys and values.
+  Tensor rows_after_key_values(const Tensor& x_rows, const Tensor& h_rows, const std::vector<int64_t>& idx,
+                               int64_t L, const nn::MultiheadAttention::ProjectedKeyValue& kv,
+                               const UTBlockContext& context);
 
   UTBlockOptions options_;
 };
 
-// The layer as an ACT step (ops/act.h): step(x, rows, t) = block->forward_rows(x, rows, context).
-ActStepFn ut_act_step(std::shared_ptr<UTBlock> block, UTBlockContext context);
+// The layer as an ACT step (ops/act.h): step(x, rows, t) = block->forward_rows(x, rows, context). With
+// `input` (which the loop's preprocessing fills in at every step; only for the compact loop with one position
+// signal for all steps) the step keeps the halted positions' keys and values (HaltedKeyValues) for the loop's
+// life.
+ActStepFn ut_act_step(std::shared_ptr<UTBlock> block, UTBlockContext context,
+                      std::shared_ptr<const UTStepInput> input = nullptr);
 
 }  // namespace loom::models

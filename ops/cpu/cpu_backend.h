@@ -37,6 +37,12 @@ class CpuBackend final : public Backend {
   void uniform(const Tensor& out, double low, double high, PhiloxState state) override;
   void normal(const Tensor& out, double mean, double std, PhiloxState state) override;
   void dropout(const Tensor& in, double p, PhiloxState state, const Tensor& out) override;
+  // cpu_act.cpp
+  void act_frozen_projection(const Tensor& running, const ActFrozenProjection& a, const Tensor& out,
+                             const Tensor& inv_sigma) override;
+  void act_frozen_projection_backward(const Tensor& grad, const ActFrozenProjection& a,
+                                      const Tensor& inv_sigma,
+                                      const ActFrozenProjectionGrads& grads) override;
   // cpu_nn.cpp
   void softmax(const Tensor& in, const Tensor& mask, bool log, const Tensor& out) override;
   void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,

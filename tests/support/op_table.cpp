@@ -158,6 +158,22 @@ V ce_big(Rng& r) {
   return {logits, target};
 }
 
+// act_frozen_projection forward and its gradients (of sum(out * probe)) with respect to every floating input;
+// squared_norm is |centred|^2 as the model makes it, so the variance is positive.
+V act_frozen_projection_case(const V& x, Device dev) {
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < 6; ++i) leaves.push_back(x[i].detach().requires_grad_());
+  ActFrozenRows frozen{tensor(std::vector<int64_t>{1, 2, 4, 6}, {4}).to(dev), leaves[1], leaves[2],
+                       sum(leaves[2] * leaves[2], {1})};
+  ActStepSignalTerms signal{leaves[3], leaves[4], leaves[5]};
+  Tensor out = act_frozen_projection(leaves[0], tensor(std::vector<int64_t>{0, 3, 5}, {3}).to(dev), frozen,
+                                     signal, 1e-6);
+  sum(out * x[6]).backward();
+  V result{out.detach()};
+  for (const Tensor& leaf : leaves) result.push_back(leaf.grad());
+  return result;
+}
+
 std::vector<OpCase> build() {
   std::vector<OpCase> t;
   auto row = [&t](const char* name, MakeFn make, RunFn run, Tolerance tol = {}) {
@@ -605,6 +621,10 @@ std::vector<OpCase> build() {
          RUN(index_add(x[0], 0, x[1], x[2])), sum_tol);
   parity("embedding_big", MAKE(ints(r, {8, 64}, 0, 1000), normal(r, {1000, 64})), RUN(embedding(x[0], x[1])));
   parity("tril_big", MAKE(normal(r, {3, 200, 200})), RUN(tril(x[0], 1)));
+  parity("act_frozen_projection",
+         MAKE(normal(r, {3, 6}), normal(r, {4, 6}), normal(r, {4, 5}), normal(r, {5}), normal(r, {6}),
+              normal(r, {6}), normal(r, {7, 6})),
+         act_frozen_projection_case, {1e-5, 1e-5});
   parity("contiguous_big_permuted", MAKE(normal(r, {32, 64, 48})), RUN(x[0].permute({2, 0, 1}).contiguous()));
   return t;
 }
