@@ -93,6 +93,13 @@ void Backend::layer_norm_backward(const Tensor& grad, const Tensor& in, const Te
   }
 }
 
+void Backend::relu_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) {
+  NoGradGuard no_grad;
+  if (grad_in.numel() == 0) return;
+  Tensor g = grad_in;  // a handle to the same storage, to write through
+  g.copy_(loom::where(gt(out, 0.0), grad, 0.0));
+}
+
 void Backend::gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in) {
   NoGradGuard no_grad;
   if (grad_in.numel() == 0) return;

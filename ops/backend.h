@@ -171,6 +171,9 @@ class Backend {
                                    const Tensor& grad_weight, const Tensor& grad_bias);
   // grad_in = grad * gelu'(in), exact (erf) form or the tanh approximation; all of one shape.
   virtual void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in);
+  // grad_in = grad where out > 0, else 0 (PyTorch's threshold_backward on relu's result: 0 at 0 and NaN);
+  // contiguous, all of one shape and floating dtype.
+  virtual void relu_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in);
   // Attention's backward from the forward's out and logsumexp; operands as in attention_forward (grad_out
   // like out; grad_q, grad_k, grad_v like q, k, v, each with a unit last stride and non-overlapping rows, or
   // undefined when not wanted). Every element of a defined gradient is written.

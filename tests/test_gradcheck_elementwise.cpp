@@ -218,6 +218,31 @@ TEST(GradcheckElementwise, PiecewiseUnaryOpsAwayFromTheirKinks) {
   EXPECT_TRUE(check([](const auto& in) { return relu(in[0].transpose(0, 1)); }, {x}));
 }
 
+TEST(GradcheckElementwise, ReluBackwardKernelMatchesComposedDefault) {
+  // The CPU's fused relu_backward against the backend default (where(out > 0, grad, 0)) on a long float32 and
+  // float64 tensor with zeros, negative zeros, NaN and infinities among the outputs (vector body and tail).
+  for (DType dtype : {kFloat32, kFloat64}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    manual_seed(3);
+    const int64_t n = 100003;
+    Tensor out = relu(randn({n}, dtype));
+    {
+      NoGradGuard no_grad;
+      out.narrow(0, 5, 1).fill_(NAN);
+      out.narrow(0, 6, 1).fill_(-0.0);
+      out.narrow(0, 7, 1).fill_(INFINITY);
+      out.narrow(0, n - 1, 1).fill_(NAN);
+    }
+    Tensor grad = randn({n}, dtype);
+    Tensor fused = Tensor::empty({n}, dtype), composed = Tensor::empty({n}, dtype);
+    cpu_backend().relu_backward(grad, out, fused);
+    cpu_backend().Backend::relu_backward(grad, out, composed);
+    EXPECT_EQ(sum(ne(fused, composed).to(kInt64)).item<int64_t>(), 0);
+    EXPECT_EQ(fused.narrow(0, 5, 3).to(kFloat64).to_vector<double>(),
+              (std::vector<double>{0, 0, grad.narrow(0, 7, 1).to(kFloat64).item<double>()}));
+  }
+}
+
 TEST(GradcheckElementwise, KinksFollowPyTorch) {
   Tensor x = leaf({-1.0, 0.0, 1.0, 2.0, 3.0}, {5});
   sum(relu(x)).backward();

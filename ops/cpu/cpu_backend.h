@@ -56,6 +56,7 @@ class CpuBackend final : public Backend {
   void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                  const AdamStep& step) override;
   void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in) override;
+  void relu_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) override;
   // cpu_attention.cpp
   void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
                          double scale, const AttentionDropout& dropout, const Tensor& out,

@@ -414,6 +414,19 @@ void gelu_backward_elems(const Tensor& grad, const Tensor& in, bool tanh_approx,
   });
 }
 
+template <typename T>
+void relu_backward_elems(const Tensor& grad, const Tensor& out, const Tensor& grad_in) {
+  const T* g = grad.data<T>();
+  const T* y = out.data<T>();
+  T* gi = grad_in.data<T>();
+  parallel_for(0, out.numel(), kGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const T gv = g[i], yv = y[i];  // both loaded before the select, so that the loop vectorises
+      gi[i] = yv > T(0) ? gv : T(0);
+    }
+  });
+}
+
 }  // namespace
 
 void CpuBackend::softmax(const Tensor& in, const Tensor& mask, bool log, const Tensor& out) {
@@ -455,6 +468,12 @@ void CpuBackend::gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_a
   if (in.numel() == 0) return;
   LOOM_DISPATCH_FLOATING(in.dtype(), "gelu_backward",
                          [&] { gelu_backward_elems<scalar_t>(grad, in, tanh_approx, grad_in); });
+}
+
+void CpuBackend::relu_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) {
+  if (out.numel() == 0) return;
+  LOOM_DISPATCH_FLOATING(out.dtype(), "relu_backward",
+                         [&] { relu_backward_elems<scalar_t>(grad, out, grad_in); });
 }
 
 }  // namespace loom
