@@ -118,6 +118,8 @@ struct Attention {
     }
   }
 
+  // Multiply-adds of the forward's two products (a causal problem counted whole: an upper bound).
+  int64_t work() const { return batch * l * s * (d + dv); }
   const T* q_at(int64_t b, int64_t i) const { return q + mq.offset[b] + i * mq.ld; }
   const T* k_at(int64_t b, int64_t j) const { return k + mk.offset[b] + j * mk.ld; }
   const T* v_at(int64_t b, int64_t j) const { return v + mv.offset[b] + j * mv.ld; }
@@ -367,14 +369,23 @@ void backward_query_block(const Attention<T>& a, const Grads<T>& g, int64_t b, i
   }
 }
 
-// Runs task(item, scratch) for every item in [0, items) on up to get_num_threads() workers, each with its own
-// scratch of `scratch_size` elements, taking items in order from a shared counter.
+// Multiply-adds below which a second worker slows the kernel down: the tiles' GEMMs then cost OpenBLAS more
+// in its per-call buffer allocation, behind a global lock the workers contend for, than in arithmetic. A UT
+// step with four running queries per sequence (B 32, 4 heads of 32, 64 keys: 2M multiply-adds forward, 5M
+// backward) ran 2x slower on two threads than on one; with 64 queries (34M / 84M) two threads were 1.2-1.6x
+// faster.
+constexpr int64_t kWorkPerWorker = int64_t{1} << 24;
+
+// Runs task(item, scratch) for every item in [0, items) on up to get_num_threads() workers (fewer when
+// `work`, the multiply-adds in all, is small), each with its own scratch of `scratch_size` elements, taking
+// items in order from a shared counter.
 template <typename T, typename Task>
-void run_items(int64_t items, int64_t scratch_size, Task task) {
+void run_items(int64_t items, int64_t scratch_size, int64_t work, Task task) {
   if (items <= 0) return;
   cpu::single_threaded_blas();
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(get_num_threads(), items);
+  const int64_t workers = std::clamp<int64_t>(
+      work / kWorkPerWorker, 1, std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
   parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     std::vector<T> scratch(static_cast<size_t>(scratch_size));
     for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < items;) task(i, scratch.data());
@@ -407,7 +418,7 @@ void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
   T* lse = logsumexp.data<T>();
   const int64_t blocks = (a.l + kBlockQ - 1) / kBlockQ;
   BlockOrder order{a.batch, blocks, true, causal};
-  run_items<T>(a.batch * blocks, kBlockQ * (kBlockK + a.dv + 2) + dropout_scratch(a),
+  run_items<T>(a.batch * blocks, kBlockQ * (kBlockK + a.dv + 2) + dropout_scratch(a), a.work(),
                [&](int64_t item, T* scratch) {
                  int64_t b, block;
                  order(item, b, block);
@@ -436,14 +447,16 @@ void backward_impl(const Tensor& grad_out, const Tensor& q, const Tensor& k, con
     });
   }
   const int64_t scratch = 2 * kBlockQ * kBlockK + dropout_scratch(a);
-  if (a.batch >= get_num_threads() || in_parallel_region()) {
-    run_items<T>(a.batch, scratch, [&](int64_t b, T* s) { backward_matrix(a, g, b, s); });
+  // About 2.5 times the forward's products (P recomputed, dP, dV, dQ, dK).
+  const int64_t work = a.work() * 5 / 2;
+  if (a.batch >= get_num_threads() || in_parallel_region() || work < 2 * kWorkPerWorker) {
+    run_items<T>(a.batch, scratch, work, [&](int64_t b, T* s) { backward_matrix(a, g, b, s); });
     return;
   }
   if (g.gk || g.gv) {
     const int64_t blocks = (a.s + kBlockK - 1) / kBlockK;
     BlockOrder order{a.batch, blocks, false, causal};
-    run_items<T>(a.batch * blocks, scratch, [&](int64_t item, T* s) {
+    run_items<T>(a.batch * blocks, scratch, work, [&](int64_t item, T* s) {
       int64_t b, block;
       order(item, b, block);
       backward_key_block(a, g, b, block * kBlockK, s);
@@ -452,7 +465,7 @@ void backward_impl(const Tensor& grad_out, const Tensor& q, const Tensor& k, con
   if (g.gq) {
     const int64_t blocks = (a.l + kBlockQ - 1) / kBlockQ;
     BlockOrder order{a.batch, blocks, true, causal};
-    run_items<T>(a.batch * blocks, scratch, [&](int64_t item, T* s) {
+    run_items<T>(a.batch * blocks, scratch, work, [&](int64_t item, T* s) {
       int64_t b, block;
       order(item, b, block);
       backward_query_block(a, g, b, block * kBlockQ, s);
