@@ -118,8 +118,8 @@ struct Attention {
     }
   }
 
-  // Multiply-adds of the forward's two products (a causal problem counted whole: an upper bound).
-  int64_t work() const { return batch * l * s * (d + dv); }
+  // Multiply-adds of one full tile's product: the most query rows and keys a tile holds times the head width.
+  int64_t tile_work() const { return std::min(l, kBlockQ) * std::min(s, kBlockK) * std::max(d, dv); }
   const T* q_at(int64_t b, int64_t i) const { return q + mq.offset[b] + i * mq.ld; }
   const T* k_at(int64_t b, int64_t j) const { return k + mk.offset[b] + j * mk.ld; }
   const T* v_at(int64_t b, int64_t j) const { return v + mv.offset[b] + j * mv.ld; }
@@ -265,7 +265,9 @@ void prob_tile(const Attention<T>& a, const Grads<T>& g, int64_t b, int64_t i0, 
   score_tile(a, b, i0, br, j0, bc, p);
   for (int64_t r = 0; r < br; ++r) {
     const T shift = g.lse[b * a.l + i0 + r];
-    cpu::vec::map(p + r * bc, p + r * bc, bc, [shift](auto x) { return cpu::vec::exp(x - shift); });
+    // s - lse <= 0 (but for rounding): the softmax's exp without the overflow path.
+    cpu::vec::map(p + r * bc, p + r * bc, bc,
+                  [shift](auto x) { return cpu::vec::exp_nonpositive(x - shift); });
   }
 }
 
@@ -369,23 +371,22 @@ void backward_query_block(const Attention<T>& a, const Grads<T>& g, int64_t b, i
   }
 }
 
-// Multiply-adds below which a second worker slows the kernel down: the tiles' GEMMs then cost OpenBLAS more
-// in its per-call buffer allocation, behind a global lock the workers contend for, than in arithmetic. A UT
-// step with four running queries per sequence (B 32, 4 heads of 32, 64 keys: 2M multiply-adds forward, 5M
-// backward) ran 2x slower on two threads than on one; with 64 queries (34M / 84M) two threads were 1.2-1.6x
-// faster.
-constexpr int64_t kWorkPerWorker = int64_t{1} << 24;
+// A tile product (query rows x keys x head width) below this many multiply-adds costs OpenBLAS more in its
+// per-call buffer allocation, behind a global lock that concurrent callers contend for, than in arithmetic,
+// so such problems run on one worker. Measured on 2 threads against 1: 4 queries x 64 keys x 32 (a UT step
+// with most positions halted; B 32, 4 heads) and 16 x 16 x 32 (B 64) ran up to 2x slower on two; 40 x 40 x 32
+// and 64 x 64 x 32 ran 1.2-1.6x faster.
+constexpr int64_t kMinParallelTile = int64_t{1} << 15;
 
-// Runs task(item, scratch) for every item in [0, items) on up to get_num_threads() workers (fewer when
-// `work`, the multiply-adds in all, is small), each with its own scratch of `scratch_size` elements, taking
-// items in order from a shared counter.
+// Runs task(item, scratch) for every item in [0, items) on up to get_num_threads() workers (one when the tile
+// products, tile_work multiply-adds each, are small), each with its own scratch of `scratch_size` elements,
+// taking items in order from a shared counter.
 template <typename T, typename Task>
-void run_items(int64_t items, int64_t scratch_size, int64_t work, Task task) {
+void run_items(int64_t items, int64_t scratch_size, int64_t tile_work, Task task) {
   if (items <= 0) return;
   cpu::single_threaded_blas();
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::clamp<int64_t>(
-      work / kWorkPerWorker, 1, std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
+  const int64_t workers = tile_work < kMinParallelTile ? 1 : std::min<int64_t>(get_num_threads(), items);
   parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     std::vector<T> scratch(static_cast<size_t>(scratch_size));
     for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < items;) task(i, scratch.data());
@@ -418,7 +419,7 @@ void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
   T* lse = logsumexp.data<T>();
   const int64_t blocks = (a.l + kBlockQ - 1) / kBlockQ;
   BlockOrder order{a.batch, blocks, true, causal};
-  run_items<T>(a.batch * blocks, kBlockQ * (kBlockK + a.dv + 2) + dropout_scratch(a), a.work(),
+  run_items<T>(a.batch * blocks, kBlockQ * (kBlockK + a.dv + 2) + dropout_scratch(a), a.tile_work(),
                [&](int64_t item, T* scratch) {
                  int64_t b, block;
                  order(item, b, block);
@@ -447,9 +448,8 @@ void backward_impl(const Tensor& grad_out, const Tensor& q, const Tensor& k, con
     });
   }
   const int64_t scratch = 2 * kBlockQ * kBlockK + dropout_scratch(a);
-  // About 2.5 times the forward's products (P recomputed, dP, dV, dQ, dK).
-  const int64_t work = a.work() * 5 / 2;
-  if (a.batch >= get_num_threads() || in_parallel_region() || work < 2 * kWorkPerWorker) {
+  const int64_t work = a.tile_work();
+  if (a.batch >= get_num_threads() || in_parallel_region() || work < kMinParallelTile) {
     run_items<T>(a.batch, scratch, work, [&](int64_t b, T* s) { backward_matrix(a, g, b, s); });
     return;
   }

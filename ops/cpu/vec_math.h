@@ -544,7 +544,8 @@ inline T map_store_sum(const T* x, T* y, int64_t n, F f) {
   return sum;
 }
 
-// x = exp(x - shift) in place; returns the sum of the new values (one accumulator, then the tail in order).
+// x = exp(x - shift) in place for shift >= max(x) (exp_nonpositive); returns the sum of the new values (one
+// accumulator, then the tail in order).
 // The attention kernels' softmax step: the tail goes through the vector exp too (via load_partial), so a
 // value's result does not depend on where the row ends.
 template <typename T>
@@ -555,14 +556,14 @@ inline T exp_shift_sum(T* x, int64_t n, T shift) {
   for (; i + kLanes<T> <= n; i += kLanes<T>) {
     V x_v;
     std::memcpy(&x_v, x + i, sizeof(V));
-    x_v = exp(x_v - shift);
+    x_v = exp_nonpositive(x_v - shift);
     std::memcpy(x + i, &x_v, sizeof(V));
     acc += x_v;
   }
   T sum = 0;
   for (int64_t j = 0; j < kLanes<T>; ++j) sum += acc[j];
   if (i < n) {
-    V x_v = exp(load_partial(x + i, n - i) - shift);
+    V x_v = exp_nonpositive(load_partial(x + i, n - i) - shift);
     std::memcpy(x + i, &x_v, static_cast<size_t>(n - i) * sizeof(T));
     for (int64_t j = 0; j < n - i; ++j) sum += x_v[j];  // the padding lanes hold exp(-shift), not 0
   }
