@@ -78,8 +78,43 @@ void dropout_shapes(benchmark::internal::Benchmark* b) {
   b->Args({64, 48})->Args({8, 512})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 }
 
+// Small problems with 4 heads of 32, not causal: `queries` rows against `keys` keys per sequence, forward +
+// backward of the fused op (dropout off, then 0.1). The Universal Transformer's ACT step attends from the few
+// positions still running (4 of 64 per sequence late in the loop) to all of them, and its training batches
+// are 64 sequences of up to 41 tokens; tiles this small are where the kernels' thread count matters (one
+// worker below 32K multiply-adds per tile product). Args: batch, queries, keys. Counter: FLOP/s of the
+// forward's two products (4 B H queries keys D), times 3.5 as above.
+template <bool kWithDropout>
+void BM_SmallHeads(benchmark::State& state) {
+  constexpr int64_t kSmallHeadDim = 32;
+  const int64_t batch = state.range(0), queries = state.range(1), keys = state.range(2);
+  loom::manual_seed(0);
+  loom::Tensor q = loom::randn({batch, kHeads, queries, kSmallHeadDim}).requires_grad_();
+  loom::Tensor k = loom::randn({batch, kHeads, keys, kSmallHeadDim}).requires_grad_();
+  loom::Tensor v = loom::randn({batch, kHeads, keys, kSmallHeadDim}).requires_grad_();
+  loom::Tensor grad = loom::randn({batch, kHeads, queries, kSmallHeadDim});
+  auto step = [&] {
+    loom::Tensor out =
+        loom::scaled_dot_product_attention(q, k, v, {}, false, 0, kWithDropout ? kDropout : 0.0);
+    for (loom::Tensor* t : {&q, &k, &v}) t->set_grad(loom::Tensor());
+    out.backward(grad);
+    return out;
+  };
+  step();
+  for (auto _ : state) benchmark::DoNotOptimize(step().data_ptr());
+  const double forward = 4.0 * static_cast<double>(batch * kHeads * queries * keys * kSmallHeadDim);
+  state.counters["FLOP/s"] = benchmark::Counter(3.5 * forward, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void small_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({32, 4, 64})->Args({32, 16, 64})->Args({32, 64, 64})->Args({64, 16, 16})->Args({64, 41, 41});
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+}
+
 }  // namespace
 
+BENCHMARK(BM_SmallHeads<false>)->Name("SmallHeads/forward_backward")->Apply(small_shapes);
+BENCHMARK(BM_SmallHeads<true>)->Name("SmallHeadsDropout/forward_backward")->Apply(small_shapes);
 BENCHMARK(BM_CausalAttention<true, false>)->Name("Fused/forward")->Apply(shapes);
 BENCHMARK(BM_CausalAttention<false, false>)->Name("Unfused/forward")->Apply(shapes);
 BENCHMARK(BM_CausalAttention<true, true>)->Name("Fused/forward_backward")->Apply(shapes);
