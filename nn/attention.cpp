@@ -125,7 +125,8 @@ MultiheadAttention::ProjectedKeyValue MultiheadAttention::project_key_value(cons
   if (key.is_same(value)) return split_key_value(linear(key, key_value_weight(), key_value_bias()));
   return {
       heads(unpack(linear(key, rows(in_proj_weight, e, e), rows(in_proj_bias, e, e)), 1, h, d), 0),
-      heads(unpack(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d), 0)};
+      heads(unpack(linear(value, rows(in_proj_weight, 2 * e, e), rows(in_proj_bias, 2 * e, e)), 1, h, d), 0),
+      Tensor()};
 }
 
 Tensor MultiheadAttention::key_value_weight() const {
@@ -140,7 +141,7 @@ MultiheadAttention::ProjectedKeyValue MultiheadAttention::split_key_value(const 
              "MultiheadAttention::split_key_value(embed_dim=", e, "): packed keys and values must be [B, S, ",
              2 * e, "], got ", packed.defined() ? shape_str(packed.shape()) : "undefined");
   Tensor kv = unpack(packed, 2, num_heads_, head_dim());
-  return {heads(kv, 0), heads(kv, 1)};
+  return {heads(kv, 0), heads(kv, 1), kv};
 }
 
 Tensor MultiheadAttention::forward(const Tensor& query, const ProjectedKeyValue& key_value,
@@ -157,16 +158,21 @@ Tensor MultiheadAttention::forward(const Tensor& query, const ProjectedKeyValue&
              "] (from project_key_value on a batch like query ", query.shape(), "), got ",
              k.defined() ? shape_str(k.shape()) : "undefined", " and ",
              v.defined() ? shape_str(v.shape()) : "undefined");
+  // The packed form only when it is what key and value view (a caller may have built the struct otherwise).
+  const Tensor& p = key_value.packed;
+  auto same_view = [](const Tensor& a, const Tensor& b) {
+    return a.data_ptr() == b.data_ptr() && a.shape() == b.shape() && a.strides() == b.strides();
+  };
+  const bool packed =
+      p.defined() && p.dim() == 5 && p.size(2) == 2 && same_view(k, heads(p, 0)) && same_view(v, heads(p, 1));
   return attend_projected(query, Tensor(), project_query(query), k, v, attn_mask, key_padding_mask, is_causal,
-                          /*need_weights=*/false)
+                          /*need_weights=*/false, packed ? p : Tensor())
       .output;
 }
 
-MultiheadAttention::Output MultiheadAttention::attend_projected(const Tensor& query, const Tensor& qkv,
-                                                                Tensor q, Tensor k, Tensor v,
-                                                                const Tensor& attn_mask,
-                                                                const Tensor& key_padding_mask,
-                                                                bool is_causal, bool need_weights) {
+MultiheadAttention::Output MultiheadAttention::attend_projected(
+    const Tensor& query, const Tensor& qkv, Tensor q, Tensor k, Tensor v, const Tensor& attn_mask,
+    const Tensor& key_padding_mask, bool is_causal, bool need_weights, const Tensor& kv_packed) {
   const char* op = "MultiheadAttention";
   const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
   const int64_t b = query.size(0), l = query.size(1), s = qkv.defined() ? l : k.size(2);
@@ -216,7 +222,9 @@ MultiheadAttention::Output MultiheadAttention::attend_projected(const Tensor& qu
   if (!need_weights && !float_mask.defined()) {
     Tensor context =  // [B, H, L, D]
         qkv.defined() ? scaled_dot_product_attention_packed(qkv, bool_mask, is_causal, 0, attention_dropout)
-                      : scaled_dot_product_attention(q, k, v, bool_mask, is_causal, 0, attention_dropout);
+        : kv_packed.defined()
+            ? scaled_dot_product_attention_kv_packed(q, kv_packed, bool_mask, is_causal, 0, attention_dropout)
+            : scaled_dot_product_attention(q, k, v, bool_mask, is_causal, 0, attention_dropout);
     return {out_proj->forward(context.permute({0, 2, 1, 3}).reshape({b, l, e})), Tensor()};
   }
   if (qkv.defined()) q = heads(qkv, 0), k = heads(qkv, 1), v = heads(qkv, 2);

@@ -43,6 +43,9 @@ class MultiheadAttention : public Module {
   struct ProjectedKeyValue {
     Tensor key;    // [B, H, S, D]
     Tensor value;  // [B, H, S, D]
+    // [B, S, 2, H, D] when key and value are views of one projection (split_key_value sets it): the fused
+    // attention then takes them packed and returns one gradient for both.
+    Tensor packed;
   };
   // key and value [B, S, E] (one GEMM when they are the same tensor).
   ProjectedKeyValue project_key_value(const Tensor& key, const Tensor& value);
@@ -78,7 +81,7 @@ class MultiheadAttention : public Module {
   // messages).
   Output attend_projected(const Tensor& query, const Tensor& qkv, Tensor q, Tensor k, Tensor v,
                           const Tensor& attn_mask, const Tensor& key_padding_mask, bool is_causal,
-                          bool need_weights);
+                          bool need_weights, const Tensor& kv_packed = Tensor());
   // The query projection of query [B, L, E], as a [B, H, L, D] view.
   Tensor project_query(const Tensor& query);
 

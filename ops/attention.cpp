@@ -186,4 +186,41 @@ Tensor scaled_dot_product_attention_packed(const Tensor& qkv, const Tensor& attn
   return f.out;
 }
 
+Tensor scaled_dot_product_attention_kv_packed(const Tensor& q, const Tensor& kv, const Tensor& attn_mask,
+                                              bool is_causal, double scale, double dropout_p) {
+  const char* op = "scaled_dot_product_attention_kv_packed";
+  detail::check_attention_operand(op, "q", q, q);
+  detail::check_attention_operand(op, "kv", kv, q);
+  bool fits = q.dim() >= 2 && kv.dim() == q.dim() + 1 && kv.size(-3) == 2 && kv.size(-2) == q.size(-3) &&
+              kv.size(-1) == q.size(-1);
+  for (int64_t i = 0; fits && i < q.dim() - 3; ++i) fits = kv.size(i) == q.size(i);
+  LOOM_CHECK(fits, op,
+             ": expected q [..., H, L, D] and packed keys and values kv [..., S, 2, H, D] with the same "
+             "leading dims, H and D, got shapes ",
+             q.shape(), " and ", kv.shape());
+  Shape scores = q.shape();
+  scores[scores.size() - 1] = kv.size(-4);
+  Tensor mask = expand_mask(op, attn_mask, scores, q);
+  const double sc = resolve_scale(op, scale, q.size(-1));
+  const AttentionDropout dropout = draw_dropout(op, dropout_p, scores);
+
+  autograd::OpScope scope(op, {q, kv});
+  Tensor qk = kernel_operand(q), k = kernel_operand(packed_part(kv, 0)),
+         v = kernel_operand(packed_part(kv, 1));
+  Forward f = run_forward(qk, k, v, mask, is_causal, sc, dropout);
+  if (scope.recording()) {
+    scope.record({f.out}, [saved = Saved(scope, qk, k, v, f, mask, is_causal, sc, dropout),
+                           need_q = scope.needs_grad(0), need_kv = scope.needs_grad(1),
+                           kv_shape = kv.shape()](const std::vector<Tensor>& g) {
+      const Tensor& q_ = saved.q.get();
+      Tensor gq = need_q ? empty_like_layout(q_.shape(), q_) : Tensor();
+      Tensor gkv = need_kv ? Tensor::empty(kv_shape, g[0].options()) : Tensor();
+      saved.backward(g[0], gq, need_kv ? packed_part(gkv, 0) : Tensor(),
+                     need_kv ? packed_part(gkv, 1) : Tensor());
+      return std::vector<Tensor>{gq, gkv};
+    });
+  }
+  return f.out;
+}
+
 }  // namespace loom

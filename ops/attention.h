@@ -35,4 +35,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 Tensor scaled_dot_product_attention_packed(const Tensor& qkv, const Tensor& attn_mask = Tensor(),
                                            bool is_causal = false, double scale = 0, double dropout_p = 0);
 
+// Attention from queries q [..., H, L, D] to keys and values packed as one projection kv [..., S, 2, H, D]
+// (x @ [Wk; Wv]^T viewed so, as MultiheadAttention::split_key_value makes it): scaled_dot_product_attention
+// on q, k, v = kv.select(-3, i).transpose(-3, -2), i = 0, 1. The same values; the backward writes dk and dv
+// into one packed gradient instead of two zero-filled copies of the projection that are then summed.
+Tensor scaled_dot_product_attention_kv_packed(const Tensor& q, const Tensor& kv,
+                                              const Tensor& attn_mask = Tensor(), bool is_causal = false,
+                                              double scale = 0, double dropout_p = 0);
+
 }  // namespace loom

@@ -481,3 +481,44 @@ TEST(AttentionModule, WeightsOnlyFromForwardWithWeights) {
   expect_close(mha.forward(x, x, x, {}, {}, true), mha.forward_with_weights(x, x, x, {}, {}, true).output, 1e-5,
                1e-6, "float32 module");
 }
+
+TEST(Attention, KvPackedMatchesSeparateViews) {
+  // Queries against keys and values packed as one projection [B, S, 2, H, D]: the values and gradients of the
+  // separate views, with a mask, causal, and with dropout from the same generator state; float64 gradcheck.
+  Tensor q = leaf({2, 4, 30, 16}, 81), kv = leaf({2, 50, 2, 4, 16}, 82);
+  Tensor mask = random_mask({2, 1, 30, 50}, 83, 0.2);
+  for (double p : {0.0, 0.3}) {
+    SCOPED_TRACE(p);
+    Tensor packed, grad_q, grad_kv;
+    {
+      GeneratorStateGuard rewind(dropout_state(17));
+      packed = scaled_dot_product_attention_kv_packed(q, kv, mask, true, 0, p);
+      sum(mul(packed, packed)).backward();
+      grad_q = q.grad();
+      grad_kv = kv.grad();
+    }
+    q.set_grad(Tensor());
+    kv.set_grad(Tensor());
+    Tensor separate;
+    {
+      GeneratorStateGuard rewind(dropout_state(17));
+      Tensor parts = kv.permute({2, 0, 3, 1, 4});
+      separate = scaled_dot_product_attention(q, parts.select(0, 0), parts.select(0, 1), mask, true, 0, p);
+      sum(mul(separate, separate)).backward();
+    }
+    expect_close(packed, separate, 0, 0, "kv-packed out");
+    expect_close(grad_q, q.grad(), 0, 0, "kv-packed grad q");
+    expect_close(grad_kv, kv.grad(), 0, 0, "kv-packed grad kv");
+    q.set_grad(Tensor());
+    kv.set_grad(Tensor());
+  }
+  Tensor small_q = leaf({2, 2, 3, 2}, 84), small_kv = leaf({2, 4, 2, 2, 2}, 85);
+  EXPECT_TRUE(
+      check([](const auto& in) { return scaled_dot_product_attention_kv_packed(in[0], in[1], {}, true); },
+            {small_q, small_kv}));
+  expect_error(
+      [] {
+        scaled_dot_product_attention_kv_packed(normal({2, 4, 3, 8}, 1), normal({2, 5, 2, 3, 8}, 2));
+      },
+      {"scaled_dot_product_attention_kv_packed", "[2, 4, 3, 8]", "[2, 5, 2, 3, 8]", "[..., S, 2, H, D]"});
+}

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "loom/autograd/profiler.h"
 #include "loom/loom.h"
 #include "support/compare.h"
 #include "support/expect.h"
@@ -495,7 +496,16 @@ TEST(MultiheadAttention, ProjectedKeyValueEqualsProjectingInForward) {
       };
       Tensor want = mha.forward(q, k, v, Tensor(), padding, causal);
       std::vector<Tensor> want_grads = grads(want);
-      Tensor got = mha.forward(q, mha.project_key_value(k, v), Tensor(), padding, causal);
+      Tensor got;
+      {
+        // key == value gives one packed projection, which the fused op takes whole (one gradient for both).
+        autograd::Profiler profiler;
+        got = mha.forward(q, mha.project_key_value(k, v), Tensor(), padding, causal);
+        int64_t packed_calls = 0;
+        for (const auto& e : profiler.entries())
+          if (e.name == "scaled_dot_product_attention_kv_packed") packed_calls = e.calls;
+        EXPECT_EQ(packed_calls, same_key_value ? 1 : 0);
+      }
       expect_close(got, want, 1e-12, 1e-12);
       std::vector<Tensor> got_grads = grads(got);
       for (size_t i = 0; i < got_grads.size(); ++i) expect_close(got_grads[i], want_grads[i], 1e-12, 1e-12);
