@@ -425,6 +425,17 @@ TEST(Attention, CudaMatchesCpu) {
   expect_close(qc.grad().cpu(), q.grad(), 1e-9, 1e-11, "dropout grad q");
   expect_close(kc.grad().cpu(), k.grad(), 1e-9, 1e-11, "dropout grad k");
   expect_close(vc.grad().cpu(), v.grad(), 1e-9, 1e-11, "dropout grad v");
+  // Keys and values packed as one projection.
+  Tensor kv = leaf({2, 90, 2, 3, 16}, 55), kvc = kv.detach().cuda().requires_grad_();
+  q.set_grad(Tensor());
+  qc.set_grad(Tensor());
+  Tensor pk = scaled_dot_product_attention_kv_packed(q, kv, pad, true);
+  Tensor pkc = scaled_dot_product_attention_kv_packed(qc, kvc, pad.cuda(), true);
+  sum(mul(pk, pk)).backward();
+  sum(mul(pkc, pkc)).backward();
+  expect_close(pkc.cpu(), pk, 1e-9, 1e-11, "kv-packed out");
+  expect_close(qc.grad().cpu(), q.grad(), 1e-9, 1e-11, "kv-packed grad q");
+  expect_close(kvc.grad().cpu(), kv.grad(), 1e-9, 1e-11, "kv-packed grad kv");
 }
 
 // ---- MultiheadAttention: fused forward() against the explicit-weights path ---------------------------------
