@@ -325,6 +325,46 @@ TEST(Elementwise, Clamp) {
   EXPECT_EQ(clamp(i, 0.5, INFINITY).to_vector<float>(), (std::vector<float>{0.5f, 2, 9}));
 }
 
+TEST(Elementwise, WhereSelectsBitsExactly) {
+  // A long random mask (vector body, tails, several threads) in every dtype, contiguous, scalar and
+  // transposed operands, against a scalar loop; -0, inf and NaN pass through unchanged (the kernel selects
+  // bits).
+  manual_seed(21);
+  const int64_t rows = 301, cols = 257;
+  Tensor mask = gt(rand({rows, cols}), 0.5);
+  std::vector<bool> m;
+  for (double v : mask.to(kFloat64).to_vector<double>()) m.push_back(v != 0);
+  for (DType dtype : {kFloat32, kFloat64, kInt64, kInt32, kBool}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Tensor a = (randn({rows, cols}) * 100.0).to(dtype), b = (randn({cols, rows}) * 100.0).to(dtype).t();
+    if (is_floating(dtype)) {
+      NoGradGuard no_grad;
+      a.narrow(1, 0, 1).fill_(-0.0);
+      a.narrow(1, 1, 1).fill_(std::numeric_limits<double>::infinity());
+      a.narrow(1, 2, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+    }
+    const std::vector<double> av = a.to(kFloat64).contiguous().to_vector<double>();
+    const std::vector<double> bv = b.to(kFloat64).contiguous().to_vector<double>();
+    auto expect_rows = [&](const Tensor& got, const std::vector<double>& x, const std::vector<double>& y) {
+      std::vector<double> g = got.to(kFloat64).contiguous().to_vector<double>();
+      int64_t wrong = 0;
+      for (size_t i = 0; i < g.size(); ++i) {
+        const double want = m[i] ? x[i] : y[i];
+        const bool same =
+            std::isnan(want) ? std::isnan(g[i]) : g[i] == want && std::signbit(g[i]) == std::signbit(want);
+        wrong += !same;
+      }
+      EXPECT_EQ(wrong, 0);
+    };
+    expect_rows(where(mask, a, b), av, bv);  // one operand transposed: the strided loop
+    expect_rows(where(mask, a.contiguous(), b.contiguous()), av, bv);
+    if (dtype == kBool) continue;  // a scalar 7 is `true` there
+    const std::vector<double> sevens(av.size(), 7.0);
+    expect_rows(where(mask, a, 7.0).to(kFloat64), av, sevens);  // a scalar on either side
+    expect_rows(masked_fill(a, mask, 7.0).to(kFloat64), sevens, av);
+  }
+}
+
 TEST(Elementwise, WhereAndMaskedFill) {
   Tensor cond = tensor<bool>({true, false, true}, {3});
   Tensor a = tensor<float>({1, 2, 3});
