@@ -80,6 +80,18 @@ void BM_Dropout(benchmark::State& state) {
   set_bytes(state, 2 * n * 4);
 }
 
+// where over a random mask (half the elements from each side): read the mask (1 byte) and both sides, write
+// the result, 13 bytes an element. A branch per element would mispredict half the time.
+void BM_Where(benchmark::State& state) {
+  int64_t n = state.range(0);
+  loom::Tensor mask = loom::gt(loom::rand({n}), 0.5), a = loom::rand({n}), b = loom::rand({n});
+  for (auto _ : state) {
+    loom::Tensor y = loom::where(mask, a, b);
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  set_bytes(state, 13 * n);
+}
+
 }  // namespace
 
 // 16M floats = 64 MiB per operand: far beyond the caches, so these measure DRAM bandwidth.
@@ -90,3 +102,4 @@ LOOM_BANDWIDTH_BENCH(BM_Add);
 LOOM_BANDWIDTH_BENCH(BM_Softmax);
 LOOM_BANDWIDTH_BENCH(BM_LayerNorm);
 LOOM_BANDWIDTH_BENCH(BM_Dropout);
+LOOM_BANDWIDTH_BENCH(BM_Where);
