@@ -217,14 +217,12 @@ class Backend {
                                       const LshChunks& chunks, const Tensor& out, const Tensor& grad_qk,
                                       const Tensor& grad_v);
 
-  // --- ACT
-  // ---------------------------------------------------------------------------------------------------
+  // --- ACT -------------------------------------------------------------------------------------------------
   // act_frozen_projection (ops/act.h): out [N, C] gets running [n, C] at rows running_rows and, at
-  // frozen_rows, (projected + signal_projected) * inv_sigma + shift, with inv_sigma [h] (also written) = 1 /
-  // sqrt((squared_norm
-  // + 2 centred . signal_centred + |signal_centred|^2) / d + eps). Backward, from grad [N, C], writes each
-  // defined gradient. Contiguous operands, one dtype. The defaults compose ops; the CPU fuses each into one
-  // pass.
+  // frozen_rows, (projected + signal_projected) * inv_sigma + shift, with inv_sigma [h] (also written)
+  //   = 1 / sqrt((squared_norm + 2 centred . signal_centred + |signal_centred|^2) / d + eps).
+  // Backward, from grad [N, C], writes each defined gradient. Contiguous operands, one dtype. The defaults
+  // compose ops; the CPU fuses each into one pass.
   struct ActFrozenProjection {
     Tensor running_rows, frozen_rows;  // int64 [n], [h]
     Tensor projected, centred, squared_norm, signal_centred, signal_projected, shift;

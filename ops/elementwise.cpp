@@ -480,11 +480,10 @@ Tensor relu(const Tensor& x) {
   // Zero gradient at x = 0, as PyTorch (threshold_backward on the result): one fused pass where the backend
   // has it (a compare and a where would be two, with a bool tensor between them).
   if (scope.recording())
-    scope.record({out}, [y = scope.save(out)](const Grads& g) {
+    scope.record({out}, [y = scope.save(out)](const Grads& g) {  // recording means x, so out, is floating
       const Tensor yv = y.get().contiguous();
-      if (!is_floating(yv.dtype())) return Grads{where(gt(yv, 0.0), g[0], 0.0)};
       Tensor gi = Tensor::empty(yv.shape(), yv.options());
-      backend_for(yv.device()).relu_backward(g[0].to(yv.dtype()).contiguous(), yv, gi);
+      backend_for(yv.device()).relu_backward(g[0].contiguous(), yv, gi);
       return Grads{gi};
     });
   return out;

@@ -38,24 +38,27 @@ void forward(const Tensor& running, const Backend::ActFrozenProjection& a, const
   const int64_t* rows = a.frozen_rows.data<int64_t>();
   T* inv = inv_sigma.data<T>();
   const T ss = cpu::vec::dot(s, s, d), eps = static_cast<T>(a.eps), inv_d = T(1) / static_cast<T>(d);
-  parallel_for(0, h, std::max<int64_t>(1, (1 << 13) / std::max<int64_t>(C + d, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t j = lo; j < hi; ++j) {
-      const T variance = (sq[j] + T(2) * cpu::vec::dot(V + j * d, s, d) + ss) * inv_d;
-      const T r = T(1) / std::sqrt(variance + eps);
-      inv[j] = r;
-      const T* p = P + j * C;
-      T* row = o + rows[j] * C;
-      for (int64_t c = 0; c < C; ++c) row[c] = (p[c] + sp[c]) * r + shift[c];
-    }
-  });
+  parallel_for(0, h, std::max<int64_t>(1, (1 << 13) / std::max<int64_t>(C + d, 1)),
+               [&](int64_t lo, int64_t hi) {
+                 for (int64_t j = lo; j < hi; ++j) {
+                   const T variance = (sq[j] + T(2) * cpu::vec::dot(V + j * d, s, d) + ss) * inv_d;
+                   const T r = T(1) / std::sqrt(variance + eps);
+                   inv[j] = r;
+                   const T* p = P + j * C;
+                   T* row = o + rows[j] * C;
+                   for (int64_t c = 0; c < C; ++c) row[c] = (p[c] + sp[c]) * r + shift[c];
+                 }
+               });
 }
 
 template <typename T>
 void backward(const Tensor& grad, const Backend::ActFrozenProjection& a, const Tensor& inv_sigma,
               const Backend::ActFrozenProjectionGrads& g) {
-  const int64_t n = a.running_rows.numel(), C = grad.size(1), h = a.frozen_rows.numel(), d = a.centred.size(1);
+  const int64_t n = a.running_rows.numel(), C = grad.size(1), h = a.frozen_rows.numel(),
+                d = a.centred.size(1);
   const T* G = grad.data<T>();
-  if (g.running.defined()) copy_rows(G, a.running_rows.data<int64_t>(), n, C, g.running.data<T>(), /*gather=*/true);
+  if (g.running.defined())
+    copy_rows(G, a.running_rows.data<int64_t>(), n, C, g.running.data<T>(), /*gather=*/true);
   const T *P = a.projected.data<T>(), *V = a.centred.data<T>(), *s = a.signal_centred.data<T>();
   const T *sp = a.signal_projected.data<T>(), *inv = inv_sigma.data<T>();
   const int64_t* rows = a.frozen_rows.data<int64_t>();
@@ -97,8 +100,10 @@ void backward(const Tensor& grad, const Backend::ActFrozenProjection& a, const T
   });
   std::vector<T> total(static_cast<size_t>(width), T(0));
   for (int64_t chunk = 0; chunk < chunks; ++chunk)
-    for (int64_t i = 0; i < width; ++i) total[static_cast<size_t>(i)] += partial[static_cast<size_t>(chunk * width + i)];
-  if (g.signal_projected.defined()) std::memcpy(g.signal_projected.data<T>(), total.data(), static_cast<size_t>(C) * sizeof(T));
+    for (int64_t i = 0; i < width; ++i)
+      total[static_cast<size_t>(i)] += partial[static_cast<size_t>(chunk * width + i)];
+  if (g.signal_projected.defined())
+    std::memcpy(g.signal_projected.data<T>(), total.data(), static_cast<size_t>(C) * sizeof(T));
   if (g.shift.defined()) std::memcpy(g.shift.data<T>(), total.data() + C, static_cast<size_t>(C) * sizeof(T));
   if (g.signal_centred.defined()) {
     T* gs = g.signal_centred.data<T>();
@@ -116,7 +121,8 @@ void CpuBackend::act_frozen_projection(const Tensor& running, const ActFrozenPro
 }
 
 void CpuBackend::act_frozen_projection_backward(const Tensor& grad, const ActFrozenProjection& a,
-                                                const Tensor& inv_sigma, const ActFrozenProjectionGrads& grads) {
+                                                const Tensor& inv_sigma,
+                                                const ActFrozenProjectionGrads& grads) {
   LOOM_DISPATCH_FLOATING(grad.dtype(), "act_frozen_projection_backward",
                          [&] { backward<scalar_t>(grad, a, inv_sigma, grads); });
 }
