@@ -36,8 +36,16 @@ std::string Device::str() const {
 
 #ifdef LOOM_WITH_CUDA
 int cuda_device_count() { return cuda::device_count(); }
+void cuda_synchronize(Device device) {
+  LOOM_CHECK(device.is_cuda(), "cuda_synchronize: ", device, " is not a CUDA device");
+  cuda::synchronize(device.index);
+}
 #else
 int cuda_device_count() { return 0; }
+void cuda_synchronize(Device device) {
+  LOOM_FAIL("cuda_synchronize(", device,
+            "): this build of Loom has no CUDA backend (configure with -DLOOM_CUDA=ON)");
+}
 #endif
 bool cuda_is_available() { return cuda_device_count() > 0; }
 

@@ -32,5 +32,9 @@ inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os <
 // True when Loom was built with CUDA and at least one GPU is visible.
 bool cuda_is_available();
 int cuda_device_count();
+// Waits until every kernel queued on `device` (a CUDA device) has finished, as torch.cuda.synchronize does:
+// CUDA ops return once their kernels are queued, so timing them needs this. Throws for a CPU device or an
+// absent GPU.
+void cuda_synchronize(Device device = kCUDA);
 
 }  // namespace loom

@@ -171,6 +171,12 @@ void generate_into(CudaBackend& backend, const Tensor& out, Gen gen) {
 
 }  // namespace
 
+void synchronize(int index) {
+  check_device(index);
+  DeviceGuard guard(index);
+  LOOM_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 int device_count() {
   // cudaGetDeviceCount fails without a driver or a GPU; that means no devices, never an exception.
   static const int count = [] {

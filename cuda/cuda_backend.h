@@ -11,5 +11,7 @@ int device_count();
 // The backend and caching allocator of GPU `index`; throw a loom::Error naming the device when it is absent.
 Backend& backend(int index);
 Allocator& device_allocator(int index);
+// Blocks until GPU `index` has finished every queued kernel; throws a loom::Error if one of them failed.
+void synchronize(int index);
 
 }  // namespace loom::cuda

@@ -33,6 +33,35 @@ class CudaBackend final : public Backend {
   void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
   // cuda_reduce.cu
   void reduce(ReduceOp op, const Tensor& in, const Shape& dims, const Tensor& out, double param) override;
+  // cuda_index.cu
+  void arg_reduce(ArgReduceOp op, const Tensor& in, int64_t dim, const Tensor& values,
+                  const Tensor& indices) override;
+  void scan(ScanOp op, const Tensor& in, int64_t dim, const Tensor& out) override;
+  void gather(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void scatter(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src,
+               bool accumulate) override;
+  void index_select(const Tensor& in, int64_t dim, const Tensor& index, const Tensor& out) override;
+  void index_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) override;
+  void triangle(const Tensor& in, int64_t diagonal, bool upper, const Tensor& out) override;
+  // cuda_sort.cu
+  void sort(const Tensor& in, int64_t dim, bool descending, const Tensor& values,
+            const Tensor& indices) override;
+  void topk(const Tensor& in, int64_t k, int64_t dim, bool largest, const Tensor& values,
+            const Tensor& indices) override;
+  // cuda_nn.cu
+  void softmax(const Tensor& in, const Tensor& mask, bool log, const Tensor& out) override;
+  void layer_norm(const Tensor& in, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                  const Tensor& mean, const Tensor& rstd) override;
+  void softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) override;
+  void log_softmax_backward(const Tensor& grad, const Tensor& out, const Tensor& mask,
+                            const Tensor& grad_in) override;
+  void layer_norm_backward(const Tensor& grad, const Tensor& in, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& weight, const Tensor& grad_in, const Tensor& grad_weight,
+                           const Tensor& grad_bias) override;
+  void gelu_backward(const Tensor& grad, const Tensor& in, bool tanh_approx, const Tensor& grad_in) override;
+  void relu_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) override;
+  void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                 const AdamStep& step) override;
 
  private:
   cublasHandle_t cublas();  // created on first use, with this backend's device current

@@ -8,89 +8,10 @@
 
 #include "loom/cuda/cuda_backend_impl.h"
 #include "loom/cuda/launch.cuh"
+#include "loom/cuda/row_reduce.cuh"
 
 namespace loom::cuda {
 namespace {
-
-// Rows up to this long are reduced by one warp; longer rows by a whole block.
-constexpr int64_t kWarpRowLimit = 1024;
-
-struct Plus {
-  template <typename A>
-  __device__ A operator()(A a, A b) const {
-    return a + b;
-  }
-};
-struct Times {
-  template <typename A>
-  __device__ A operator()(A a, A b) const {
-    return a * b;
-  }
-};
-struct MaxNan {  // NaN wins, as in PyTorch's max
-  template <typename A>
-  __device__ A operator()(A a, A b) const {
-    return (a != a || a > b) ? a : b;
-  }
-};
-struct MinNan {
-  template <typename A>
-  __device__ A operator()(A a, A b) const {
-    return (a != a || a < b) ? a : b;
-  }
-};
-struct Or {
-  __device__ int operator()(int a, int b) const { return a | b; }
-};
-struct And {
-  __device__ int operator()(int a, int b) const { return a & b; }
-};
-
-// Reduces v over the kGroup threads of a row; every thread of the group gets the result. The xor butterfly is
-// symmetric, so all lanes hold the same bits.
-template <int kGroup, typename A, typename F>
-__device__ A group_allreduce(A v, F f) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v = f(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  if constexpr (kGroup > 32) {
-    __shared__ A warp_results[kGroup / 32];
-    __syncthreads();  // an earlier call may still be reading warp_results
-    if (threadIdx.x % 32 == 0) warp_results[threadIdx.x / 32] = v;
-    __syncthreads();
-    v = warp_results[0];
-#pragma unroll
-    for (int w = 1; w < kGroup / 32; ++w) v = f(v, warp_results[w]);
-  }
-  return v;
-}
-
-// Thread `lane` folds elements lane, lane + kGroup, ... of the row, then the group combines.
-template <int kGroup, typename A, typename Load, typename F>
-__device__ A row_allreduce(int64_t n, int lane, A init, Load load, F f) {
-  A acc = init;
-  for (int64_t j = lane; j < n; j += kGroup) acc = f(acc, load(j));
-  return group_allreduce<kGroup>(acc, f);
-}
-
-template <typename T>
-__device__ T lowest() {
-  if constexpr (std::is_floating_point_v<T>)
-    return -std::numeric_limits<T>::infinity();
-  else
-    return std::numeric_limits<T>::lowest();
-}
-template <typename T>
-__device__ T highest() {
-  if constexpr (std::is_floating_point_v<T>)
-    return std::numeric_limits<T>::infinity();
-  else
-    return std::numeric_limits<T>::max();
-}
-
-// float32 sums accumulate in double, as on the CPU: a long row keeps float32 precision and both backends
-// agree closely.
-template <typename T>
-using Accumulator = std::conditional_t<std::is_same_v<T, float>, double, T>;
 
 template <int kGroup, ReduceOp kOp, typename T>
 __device__ T reduce_row(const T* x, int64_t n, int lane, double param) {

@@ -142,8 +142,18 @@ TEST(CudaAvailability, CountIsConsistentAndAbsenceIsAClearError) {
   if (n == 0) {
     expect_error([] { Tensor::empty({2}, kCUDA); }, "cuda:0");
     expect_error([] { backend_for(kCUDA); }, "cuda:0");
+    expect_error([] { cuda_synchronize(); }, "cuda:0");
   }
   expect_error([n] { Tensor::empty({2}, Device(DeviceType::CUDA, n)); }, "cuda:" + std::to_string(n));
+  expect_error([n] { cuda_synchronize(Device(DeviceType::CUDA, n)); }, "cuda:" + std::to_string(n));
+  expect_error([] { cuda_synchronize(kCPU); }, "cpu");
+}
+
+TEST_F(Cuda, SynchronizeWaitsForQueuedKernels) {
+  Tensor x = full({1 << 20}, 2.0, {kFloat32, kCUDA});
+  Tensor y = exp(x);  // queued; synchronize returns once it has run
+  cuda_synchronize();
+  EXPECT_FLOAT_EQ(sum(y).to(kCPU).item<float>(), static_cast<float>((1 << 20) * std::exp(2.0)));
 }
 
 // --- caching allocator -------------------------------------------------------------------------------------

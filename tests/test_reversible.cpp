@@ -292,19 +292,21 @@ TEST(Reversible, TheEntryKeepsOnlyTheOutputsAndBackwardFreesEverything) {
   EXPECT_LE(memory_stats().current_bytes - before, param_bytes + 4096);
 }
 
-TEST(Reversible, PeakTrainingMemoryIsFlatInDepthWhileThePlainStackGrows) {
-  // d = 256, seq 4096, batch 1; F and G are LayerNorm + Linear + GELU + Linear. The parameters and their grad
-  // buffers (as a training loop that keeps them across steps has) are allocated before the peak is reset, so
-  // the peak is what the step itself adds: activations, which the reversible stack does not keep per block.
+// d = 256, seq 4096, batch 1; F and G are LayerNorm + Linear + GELU + Linear. The parameters and their grad
+// buffers (as a training loop that keeps them across steps has) are allocated before the peak is reset, so
+// the peak is what the step itself adds: activations, which the reversible stack does not keep per block.
+// Measured by `device`'s allocator.
+void expect_flat_peak_memory(Device device) {
   const int64_t d = 256, len = 4096;
   auto peak_of = [&](int64_t depth, bool reversible) {
     manual_seed(1);
     auto stack = make_stack(depth, d, d, 0.0, kFloat32);
+    stack->to(device);
     for (const Tensor& p : stack->parameters()) p.set_grad(zeros_like(p));
-    Tensor x = randn({1, len, d});
-    Tensor c = randn({1, len, d});
-    reset_peak_memory();
-    const int64_t base = memory_stats().current_bytes;
+    Tensor x = randn({1, len, d}).to(device);
+    Tensor c = randn({1, len, d}).to(device);
+    reset_peak_memory(device);
+    const int64_t base = memory_stats(device).current_bytes;
     {
       Tensor xr = x.detach().requires_grad_();
       ReversibleOutput y = reversible ? stack->forward(xr, xr) : explicit_two_stream(*stack, xr, xr);
@@ -312,15 +314,16 @@ TEST(Reversible, PeakTrainingMemoryIsFlatInDepthWhileThePlainStackGrows) {
       y = ReversibleOutput();
       loss.backward();
     }
-    return memory_stats().peak_bytes - base;
+    return memory_stats(device).peak_bytes - base;
   };
   int64_t rev[3], plain[3];
   const int64_t depths[3] = {2, 6, 12};
   for (int i = 0; i < 3; ++i) {
     rev[i] = peak_of(depths[i], true);
     plain[i] = peak_of(depths[i], false);
-    std::printf("[peak memory] depth %2lld: reversible %7.1f MiB, plain %7.1f MiB\n",
-                static_cast<long long>(depths[i]), rev[i] / 1048576.0, plain[i] / 1048576.0);
+    std::printf("[peak memory, %s] depth %2lld: reversible %7.1f MiB, plain %7.1f MiB\n",
+                device.str().c_str(), static_cast<long long>(depths[i]), rev[i] / 1048576.0,
+                plain[i] / 1048576.0);
   }
   EXPECT_LE(static_cast<double>(rev[2]), 1.10 * static_cast<double>(rev[0]));
   // Backward holds the two streams and their two gradients (rebuilt in place, block after block) plus one
@@ -331,6 +334,13 @@ TEST(Reversible, PeakTrainingMemoryIsFlatInDepthWhileThePlainStackGrows) {
   EXPECT_GT(plain[1], plain[0]);
   EXPECT_GT(static_cast<double>(plain[2]), 3.0 * static_cast<double>(plain[0]));
   EXPECT_GT(plain[2], 4 * rev[2]);
+}
+
+TEST(Reversible, PeakTrainingMemoryIsFlatInDepthWhileThePlainStackGrows) { expect_flat_peak_memory(kCPU); }
+
+TEST(Reversible, PeakTrainingMemoryIsFlatInDepthOnCuda) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device (no GPU visible, or Loom built without CUDA)";
+  expect_flat_peak_memory(kCUDA);
 }
 
 TEST(Reversible, ComposesWithCheckpoint) {

@@ -4,6 +4,7 @@
 #include "support/op_table.h"
 
 #include <cmath>
+#include <memory>
 #include <numbers>
 #include <numeric>
 
@@ -156,6 +157,42 @@ V ce_big(Rng& r) {
   Tensor target = ints(r, {256}, 0, 1000);
   for (int64_t p : {0, 7, 100, 255}) target.select(0, p).fill_(-100);
   return {logits, target};
+}
+
+// The op's output and the gradients of sum(out * probe) (probe = the last input) with respect to the first
+// n_leaves inputs: one row checks a kernel's forward and backward together.
+template <typename F>
+V with_grads(const V& x, size_t n_leaves, F op) {
+  V leaves;
+  for (size_t i = 0; i < n_leaves; ++i) leaves.push_back(x[i].detach().requires_grad_());
+  Tensor out = op(leaves);
+  sum(out * x.back()).backward();
+  V result{out.detach()};
+  for (const Tensor& leaf : leaves) result.push_back(leaf.grad());
+  return result;
+}
+
+// Two AdamW steps (weight decay on) and one Adam step with L2 decay from fixed gradients: the fused update.
+V adam_steps(const V& x, Device) {
+  V result;
+  for (bool decoupled : {true, false}) {
+    Tensor p = x[0].clone().requires_grad_();
+    nn::AdamOptions options;
+    options.lr = 1e-2;
+    options.weight_decay = 0.1;
+    std::unique_ptr<nn::Optimizer> opt;
+    if (decoupled)
+      opt = std::make_unique<nn::AdamW>(nn::Optimizer::NamedParameters{{"p", p}}, options);
+    else
+      opt = std::make_unique<nn::Adam>(nn::Optimizer::NamedParameters{{"p", p}}, options);
+    for (size_t step = 1; step < x.size(); ++step) {
+      opt->zero_grad();
+      sum(p * x[step]).backward();
+      opt->step();
+    }
+    result.push_back(p.detach());
+  }
+  return result;
 }
 
 // act_frozen_projection forward and its gradients (of sum(out * probe)) with respect to every floating input;
@@ -621,6 +658,97 @@ std::vector<OpCase> build() {
          RUN(index_add(x[0], 0, x[1], x[2])), sum_tol);
   parity("embedding_big", MAKE(ints(r, {8, 64}, 0, 1000), normal(r, {1000, 64})), RUN(embedding(x[0], x[1])));
   parity("tril_big", MAKE(normal(r, {3, 200, 200})), RUN(tril(x[0], 1)));
+  // --- parity only: forward and backward together (the gradient of sum(out * probe))
+  // -----------------------------
+  const Tolerance grad_tol{1e-4, 1e-4};
+  parity("softmax_grad", MAKE(normal(r, {64, 1000}), normal(r, {64, 1000})),
+         RUN(with_grads(x, 1, [](const V& l) { return softmax(l[0], -1); })), grad_tol);
+  parity("softmax_grad_dim0", MAKE(normal(r, {300, 70}), normal(r, {300, 70})),
+         RUN(with_grads(x, 1, [](const V& l) { return softmax(l[0], 0); })), grad_tol);
+  parity("softmax_masked_long_rows",
+         MAKE(normal(r, {6, 3000}), row_masked(r, {6, 3000}, 2), normal(r, {6, 3000})),
+         RUN(with_grads(x, 1, [&x](const V& l) { return softmax(l[0], -1, x[1]); })), grad_tol);
+  parity("log_softmax_masked_grad",
+         MAKE(normal(r, {64, 1000}), row_masked(r, {64, 1000}, 3), normal(r, {64, 1000})),
+         RUN(with_grads(x, 1, [&x](const V& l) { return log_softmax(l[0], -1, x[1]); })), grad_tol);
+  parity("log_softmax_grad_long_rows", MAKE(normal(r, {6, 3000}), normal(r, {6, 3000})),
+         RUN(with_grads(x, 1, [](const V& l) { return log_softmax(l[0], -1); })), grad_tol);
+  parity("layer_norm_grad",
+         MAKE(normal(r, {64, 768}), normal(r, {768}), normal(r, {768}), normal(r, {64, 768})),
+         RUN(with_grads(x, 3, [](const V& l) { return layer_norm(l[0], {768}, l[1], l[2]); })), grad_tol);
+  parity("layer_norm_grad_many_rows",
+         MAKE(normal(r, {5000, 48}, kFloat32, 1.0, 3.0), normal(r, {48}), normal(r, {48}),
+              normal(r, {5000, 48})),
+         RUN(with_grads(x, 3, [](const V& l) { return layer_norm(l[0], {48}, l[1], l[2]); })), {1e-4, 1e-3});
+  parity("layer_norm_grad_long_rows_no_affine", MAKE(normal(r, {33, 1500}), normal(r, {33, 1500})),
+         RUN(with_grads(x, 1, [](const V& l) { return layer_norm(l[0], {1500}); })), grad_tol);
+  parity("layer_norm_grad_f64",
+         MAKE(normal(r, {20, 30}, kFloat64), normal(r, {30}, kFloat64), normal(r, {30}, kFloat64),
+              normal(r, {20, 30}, kFloat64)),
+         RUN(with_grads(x, 3, [](const V& l) { return layer_norm(l[0], {30}, l[1], l[2]); })));
+  parity("gelu_grad", MAKE(normal(r, {129, 1031}), normal(r, {129, 1031})),
+         RUN(with_grads(x, 1, [](const V& l) { return gelu(l[0]); })), grad_tol);
+  parity("gelu_tanh_grad", MAKE(normal(r, {129, 1031}), normal(r, {129, 1031})),
+         RUN(with_grads(x, 1, [](const V& l) { return gelu(l[0], "tanh"); })), grad_tol);
+  parity("relu_grad", MAKE(normal(r, {129, 1031}), normal(r, {129, 1031})),
+         RUN(with_grads(x, 1, [](const V& l) { return relu(l[0]); })));
+  parity("cross_entropy_grad", MAKE(normal(r, {256, 1000}), ints(r, {256}, 0, 1000), normal(r, {})),
+         RUN(with_grads(x, 1, [&x](const V& l) { return cross_entropy(l[0], x[1]); })), grad_tol);
+  parity("embedding_grad_repeated",
+         MAKE(normal(r, {100, 64}), ints(r, {8, 64}, 0, 100), normal(r, {8, 64, 64})),
+         RUN(with_grads(x, 1, [&x](const V& l) { return embedding(x[1], l[0]); })), sum_tol);
+  parity("gather_grad", MAKE(normal(r, {64, 1000}), ints(r, {64, 300}, 0, 1000), normal(r, {64, 300})),
+         RUN(with_grads(x, 1, [&x](const V& l) { return gather(l[0], 1, x[1]); })), sum_tol);
+  parity("sort_grad", MAKE(distinct(r, {16, 1000}), normal(r, {16, 1000})),
+         RUN(with_grads(x, 1, [](const V& l) { return sort(l[0], -1, true).values; })));
+  parity("topk_grad_dim0", MAKE(distinct(r, {500, 12}), normal(r, {7, 12})),
+         RUN(with_grads(x, 1, [](const V& l) { return topk(l[0], 7, 0, false).values; })));
+  parity("max_grad_long_rows", MAKE(distinct(r, {9, 5000}), normal(r, {9})),
+         RUN(with_grads(x, 1, [](const V& l) { return max(l[0], 1).values; })));
+  parity("argmax_nan_and_ties", MAKE(floats({1, NAN, 3, NAN, 3, 3, -1, 3}, {2, 4})),
+         RUN(V{argmax(x[0], 1), argmin(x[0], 0)}));
+  parity("cumsum_grad", MAKE(normal(r, {16, 4000}), normal(r, {16, 4000})),
+         RUN(with_grads(x, 1, [](const V& l) { return cumsum(l[0], 1); })), {1e-4, 1e-3});
+  parity("matmul_grad", MAKE(normal(r, {64, 128}), normal(r, {128, 96}), normal(r, {64, 96})),
+         RUN(with_grads(x, 2, [](const V& l) { return matmul(l[0], l[1]); })), grad_tol);
+  parity("attention_grad_causal_masked",
+         MAKE(normal(r, {2, 4, 100, 32}), normal(r, {2, 4, 100, 32}), normal(r, {2, 4, 100, 32}),
+              bools(r, {100, 100}, 0.2), normal(r, {2, 4, 100, 32})),
+         RUN(with_grads(
+             x, 3, [&x](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], x[3], true); })),
+         grad_tol);
+  parity("attention_grad_dropout",
+         MAKE(normal(r, {2, 3, 70, 16}), normal(r, {2, 3, 90, 16}), normal(r, {2, 3, 90, 24}),
+              normal(r, {2, 3, 70, 24})),
+         RUN(with_grads(x, 3,
+                        [](const V& l) {
+                          return scaled_dot_product_attention(l[0], l[1], l[2], Tensor(), false, 0, 0.2);
+                        })),
+         grad_tol);
+  parity("lsh_attention_grad",
+         MAKE(normal(r, {2, 2, 128, 16}), normal(r, {2, 2, 128, 16}), bools(r, {2, 128}, 0.1),
+              normal(r, {2, 2, 128, 16})),
+         RUN(with_grads(x, 2,
+                        [&x](const V& l) {
+                          LshAttentionOptions o;
+                          o.chunk_len = 32;
+                          o.n_hashes = 2;
+                          o.causal = true;
+                          o.seed = 11;
+                          o.has_seed = true;
+                          return lsh_attention(l[0], l[1], o, x[2]).out;
+                        })),
+         grad_tol);
+  parity("multi_dim_attention_grad",
+         MAKE(normal(r, {3, 40, 16}), normal(r, {3, 40, 16}), normal(r, {3, 40, 16}), normal(r, {16}),
+              bools(r, {3, 40}, 0.2), normal(r, {3, 40, 16})),
+         RUN(with_grads(x, 4,
+                        [&x](const V& l) {
+                          return multi_dim_attention(l[0], l[1], l[2], l[3], AttentionDirection::Forward,
+                                                     x[4]);
+                        })),
+         grad_tol);
+  parity("adam_steps", MAKE(normal(r, {1000}), normal(r, {1000}), normal(r, {1000})), adam_steps);
   parity("act_frozen_projection",
          MAKE(normal(r, {3, 6}), normal(r, {4, 6}), normal(r, {4, 5}), normal(r, {5}), normal(r, {6}),
               normal(r, {6}), normal(r, {7, 6})),

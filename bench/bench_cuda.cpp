@@ -1,0 +1,279 @@
+// The CUDA backend's benchmarks (issue 9). Each iteration ends with cuda_synchronize, so the wall time is the
+// GPU's; memory counters come from the device allocator's statistics. Without a GPU every benchmark reports
+// "no CUDA device" and does nothing. bench/pytorch/gpu_reference.py times the same configurations in PyTorch.
+//
+//   Matmul/<n>           loom::matmul of two [n, n] float32 matrices on the GPU
+//   CublasSgemm/<n>      the same product from cuBLAS called directly (the target: Loom within 5% of it)
+//   Attention/<L>        scaled_dot_product_attention forward + backward, [4, 8, L, 64] float32, causal
+//   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds, causal
+//   ReformerStep/<L>     one training step (forward, loss, backward, AdamW) of bench_reformer's 6-layer model
+//   ReformerLongest      that step at 2^14, 2^15, ... until the GPU runs out of memory: the longest trainable
+//   L UtActStep            one training step of the Universal Transformer encoder-decoder with ACT
+//   (bench_ut's
+//                        anchor width: d 128, 4 heads, d_ff 512, batch 32, length 64, max 8 steps)
+// Counters: FLOP/s where the work is known, peak_bytes (device allocator high-water mark above what was live
+// before the timed steps), tokens/s.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "loom/loom.h"
+#include "loom/models/reformer/reformer_lm.h"
+#include "loom/models/universal_transformer/universal_transformer.h"
+
+#ifdef LOOM_WITH_CUDA
+#include "loom/cuda/cublas_loader.h"
+#endif
+
+namespace {
+
+using loom::Tensor;
+const loom::Device kGpu = loom::kCUDA;
+
+bool skip_without_gpu(benchmark::State& state) {
+  if (loom::cuda_is_available()) return false;
+  state.SkipWithError("no CUDA device (no GPU visible, or Loom built without CUDA)");
+  return true;
+}
+
+// Runs step() once untimed, resets the device's peak, then times it; sets peak_bytes.
+template <typename Step>
+void timed(benchmark::State& state, Step step) {
+  step();
+  loom::cuda_synchronize(kGpu);
+  loom::reset_peak_memory(kGpu);
+  const int64_t base = loom::memory_stats(kGpu).current_bytes;
+  for (auto _ : state) {
+    step();
+    loom::cuda_synchronize(kGpu);
+  }
+  state.counters["peak_bytes"] = static_cast<double>(loom::memory_stats(kGpu).peak_bytes - base);
+}
+
+void flops(benchmark::State& state, double per_iteration) {
+  state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_Matmul(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const int64_t n = state.range(0);
+  loom::manual_seed(0);
+  Tensor a = loom::randn({n, n}, {loom::kFloat32, kGpu}), b = loom::randn({n, n}, {loom::kFloat32, kGpu});
+  timed(state, [&] { benchmark::DoNotOptimize(loom::matmul(a, b).data_ptr()); });
+  flops(state, 2.0 * n * n * n);
+}
+
+void BM_CublasSgemm(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+#ifdef LOOM_WITH_CUDA
+  const int64_t n = state.range(0);
+  loom::manual_seed(0);
+  Tensor a = loom::randn({n, n}, {loom::kFloat32, kGpu}), b = loom::randn({n, n}, {loom::kFloat32, kGpu});
+  Tensor c = Tensor::empty({n, n}, {loom::kFloat32, kGpu});
+  const loom::cuda::CublasApi& api = loom::cuda::cublas_api();
+  cublasHandle_t handle = nullptr;
+  if (api.create(&handle) != CUBLAS_STATUS_SUCCESS) {
+    state.SkipWithError("cublasCreate failed");
+    return;
+  }
+  const float one = 1, zero = 0;
+  const int ni = static_cast<int>(n);
+  // Row-major C = A B is column-major C^T = B^T A^T: B first.
+  auto gemm = [&] {
+    api.sgemm_strided_batched(
+        handle, CUBLAS_OP_N, CUBLAS_OP_N, ni, ni, ni, &one, static_cast<const float*>(b.data_ptr()), ni, 0,
+        static_cast<const float*>(a.data_ptr()), ni, 0, &zero, static_cast<float*>(c.data_ptr()), ni, 0, 1);
+  };
+  timed(state, gemm);
+  flops(state, 2.0 * n * n * n);
+  // The handle is left alive, as Loom's own: destroying it after the runtime is gone would fail.
+#endif
+}
+
+void BM_Attention(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const int64_t len = state.range(0);
+  loom::manual_seed(0);
+  const loom::TensorOptions o{loom::kFloat32, kGpu};
+  Tensor q = loom::randn({4, 8, len, 64}, o).requires_grad_(),
+         k = loom::randn({4, 8, len, 64}, o).requires_grad_(),
+         v = loom::randn({4, 8, len, 64}, o).requires_grad_(), probe = loom::randn({4, 8, len, 64}, o);
+  timed(state, [&] {
+    for (Tensor* t : {&q, &k, &v}) t->set_grad(Tensor());
+    loom::scaled_dot_product_attention(q, k, v, Tensor(), /*is_causal=*/true).backward(probe);
+  });
+  // Forward 2 L^2 d (scores) + 2 L^2 d (values), backward twice that, halved by the causal mask.
+  flops(state, 3.0 * 4.0 * 4 * 8 * static_cast<double>(len) * len * 64 / 2);
+}
+
+void BM_LshAttention(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const int64_t len = state.range(0);
+  loom::manual_seed(0);
+  const loom::TensorOptions o{loom::kFloat32, kGpu};
+  Tensor qk = loom::randn({1, 8, len, 64}, o).requires_grad_(),
+         v = loom::randn({1, 8, len, 64}, o).requires_grad_(), probe = loom::randn({1, 8, len, 64}, o);
+  loom::LshAttentionOptions opts;
+  opts.chunk_len = 64;
+  opts.n_hashes = 2;
+  opts.causal = true;
+  opts.seed = 1;
+  opts.has_seed = true;
+  timed(state, [&] {
+    qk.set_grad(Tensor());
+    v.set_grad(Tensor());
+    loom::lsh_attention(qk, v, opts).out.backward(probe);
+  });
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// bench_reformer's model (see its file comment): d 256, 4 heads of 64, every layer LSH, chunk 64, 2 rounds.
+loom::models::ReformerConfig reformer_config(int64_t len) {
+  loom::models::ReformerConfig c;
+  c.vocab_size = 256;
+  c.d_model = 256;
+  c.d_ff = 1024;
+  c.layers = 6;
+  c.heads = 4;
+  c.head_dim = 64;
+  c.attention = {"lsh"};
+  c.lsh_chunk = 64;
+  c.lsh_chunks_before = 1;
+  c.n_hashes = 2;
+  const int64_t buckets = len / 64;
+  if (buckets <= 128) {
+    c.n_buckets = {buckets};
+  } else {
+    int64_t f1 = 1;
+    while (f1 * f1 < buckets) f1 *= 2;
+    c.n_buckets = {f1, buckets / f1};
+  }
+  c.max_seq = len;
+  c.positions = "axial";
+  c.axial_shape = {len / 64, 64};
+  c.dropout = 0.0;
+  c.activation = "gelu";
+  c.eps = 1e-5;
+  c.ff_chunk = 4096;
+  c.loss_chunk = 4096;
+  return c;
+}
+
+struct ReformerTrainer {
+  loom::models::ReformerLM model;
+  loom::nn::AdamW optimizer;
+  explicit ReformerTrainer(int64_t len)
+      : model(reformer_config(len), {loom::kFloat32, kGpu}), optimizer(model.named_parameters(), 1e-4) {}
+  void step(const Tensor& x, const Tensor& y) {
+    optimizer.zero_grad();
+    model.loss(x, y).backward();
+    optimizer.step();
+  }
+};
+
+void BM_ReformerStep(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const int64_t len = state.range(0);
+  loom::manual_seed(0);
+  ReformerTrainer t(len);
+  Tensor x = loom::randint(0, 256, {1, len}).to(kGpu), y = loom::randint(0, 256, {1, len}).to(kGpu);
+  timed(state, [&] { t.step(x, y); });
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Doubles L from 2^14 until a step fails with the allocator's out-of-memory error; reports the longest that
+// trained (and that step's seconds and peak).
+void BM_ReformerLongest(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  int64_t longest = 0;
+  double seconds = 0, peak = 0;
+  for (auto _ : state) {
+    for (int64_t len = int64_t{1} << 14; len <= (int64_t{1} << 24); len *= 2) {
+      try {
+        loom::manual_seed(0);
+        ReformerTrainer t(len);
+        Tensor x = loom::randint(0, 256, {1, len}).to(kGpu), y = loom::randint(0, 256, {1, len}).to(kGpu);
+        loom::cuda_synchronize(kGpu);
+        loom::reset_peak_memory(kGpu);
+        const auto start = std::chrono::steady_clock::now();
+        t.step(x, y);
+        loom::cuda_synchronize(kGpu);
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        peak = static_cast<double>(loom::memory_stats(kGpu).peak_bytes);
+        longest = len;
+      } catch (const loom::Error& e) {
+        state.SetLabel(std::string("stopped at L = ") + std::to_string(len) + ": " + e.what());
+        break;
+      }
+    }
+  }
+  state.counters["longest_len"] = static_cast<double>(longest);
+  state.counters["longest_step_s"] = seconds;
+  state.counters["longest_peak_bytes"] = peak;
+}
+
+void BM_UtActStep(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  loom::models::UniversalTransformerConfig c = loom::models::UniversalTransformerConfig::tiny(13);
+  c.max_steps = 8;
+  c.act_epsilon = 0.01;
+  c.dropout = 0.1;
+  loom::manual_seed(0);
+  loom::models::UniversalTransformer model(c, {loom::kFloat32, kGpu});
+  loom::nn::AdamW optimizer(model.named_parameters(), 1e-3);
+  Tensor src = loom::randint(2, 12, {32, 64}).to(kGpu), tgt = loom::randint(2, 12, {32, 64}).to(kGpu);
+  double ponder = 0;
+  timed(state, [&] {
+    optimizer.zero_grad();
+    loom::models::UTLoss loss = model.loss(src, tgt);
+    loss.total.backward();
+    optimizer.step();
+    ponder = loom::mean(loss.encoder.times).to(loom::kCPU).item<float>();
+  });
+  state.counters["encoder_ponder"] = ponder;
+  state.counters["tokens/s"] = benchmark::Counter(32.0 * 64, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK(BM_Matmul)->Name("Matmul")->Arg(1024)->Arg(2048)->Arg(4096)->Arg(8192)->UseRealTime()->Unit(
+    benchmark::kMillisecond);
+BENCHMARK(BM_CublasSgemm)
+    ->Name("CublasSgemm")
+    ->Arg(1024)
+    ->Arg(2048)
+    ->Arg(4096)
+    ->Arg(8192)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Attention)
+    ->Name("Attention")
+    ->Arg(1024)
+    ->Arg(2048)
+    ->Arg(4096)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LshAttention)
+    ->Name("LshAttention")
+    ->Arg(4096)
+    ->Arg(16384)
+    ->Arg(65536)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReformerStep)
+    ->Name("ReformerStep")
+    ->Arg(4096)
+    ->Arg(16384)
+    ->Arg(65536)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_UtActStep)->Name("UtActStep")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReformerLongest)
+    ->Name("ReformerLongest")
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kSecond);
