@@ -22,6 +22,7 @@
 #include "loom/loom.h"
 #include "loom/models/reformer/reformer_lm.h"
 #include "loom/models/universal_transformer/universal_transformer.h"
+#include "reformer_bench_config.h"
 
 #ifdef LOOM_WITH_CUDA
 #include "loom/cuda/cublas_loader.h"
@@ -130,43 +131,12 @@ void BM_LshAttention(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// bench_reformer's model (see its file comment): d 256, 4 heads of 64, every layer LSH, chunk 64, 2 rounds.
-loom::models::ReformerConfig reformer_config(int64_t len) {
-  loom::models::ReformerConfig c;
-  c.vocab_size = 256;
-  c.d_model = 256;
-  c.d_ff = 1024;
-  c.layers = 6;
-  c.heads = 4;
-  c.head_dim = 64;
-  c.attention = {"lsh"};
-  c.lsh_chunk = 64;
-  c.lsh_chunks_before = 1;
-  c.n_hashes = 2;
-  const int64_t buckets = len / 64;
-  if (buckets <= 128) {
-    c.n_buckets = {buckets};
-  } else {
-    int64_t f1 = 1;
-    while (f1 * f1 < buckets) f1 *= 2;
-    c.n_buckets = {f1, buckets / f1};
-  }
-  c.max_seq = len;
-  c.positions = "axial";
-  c.axial_shape = {len / 64, 64};
-  c.dropout = 0.0;
-  c.activation = "gelu";
-  c.eps = 1e-5;
-  c.ff_chunk = 4096;
-  c.loss_chunk = 4096;
-  return c;
-}
-
 struct ReformerTrainer {
   loom::models::ReformerLM model;
   loom::nn::AdamW optimizer;
   explicit ReformerTrainer(int64_t len)
-      : model(reformer_config(len), {loom::kFloat32, kGpu}), optimizer(model.named_parameters(), 1e-4) {}
+      : model(loom::bench::reformer_config(len, 6), {loom::kFloat32, kGpu}),
+        optimizer(model.named_parameters(), 1e-4) {}
   void step(const Tensor& x, const Tensor& y) {
     optimizer.zero_grad();
     model.loss(x, y).backward();

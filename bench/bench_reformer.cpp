@@ -42,45 +42,15 @@
 #include "loom/nn/chunked_feed_forward.h"
 #include "loom/nn/lsh_attention.h"
 #include "op_profile.h"
+#include "reformer_bench_config.h"
 #include "step_memory.h"
 
 namespace {
 
-constexpr int64_t kVocab = 256, kWidth = 256, kHeads = 4, kWarmupLen = 256;
+constexpr int64_t kVocab = loom::bench::kReformerVocab, kWidth = loom::bench::kReformerWidth,
+                  kHeads = loom::bench::kReformerHeads, kWarmupLen = 256;
 
-// reformer-pytorch's bucket count L / bucket_size, factorised (trax's way) above 128 buckets: hashing into n
-// buckets needs an [L, n / 2] projection per head and round, which at L = 2^20 would be terabytes.
-std::vector<int64_t> buckets_for(int64_t len, int64_t chunk) {
-  const int64_t n = std::max<int64_t>(2, len / chunk);
-  if (n <= 128) return {n};
-  int64_t f1 = 1;
-  while (f1 * f1 < n) f1 *= 2;
-  return {f1, n / f1};
-}
-
-loom::models::ReformerConfig reformer_config(int64_t len, int64_t layers) {
-  loom::models::ReformerConfig c;
-  c.vocab_size = kVocab;
-  c.d_model = kWidth;
-  c.d_ff = 4 * kWidth;
-  c.layers = layers;
-  c.heads = kHeads;
-  c.head_dim = 64;
-  c.attention = {"lsh"};
-  c.lsh_chunk = 64;
-  c.lsh_chunks_before = 1;
-  c.n_hashes = 2;
-  c.n_buckets = buckets_for(len, c.lsh_chunk);
-  c.max_seq = len;
-  c.positions = "axial";
-  c.axial_shape = {len / 64, 64};
-  c.dropout = 0.0;
-  c.activation = "gelu";
-  c.eps = 1e-5;
-  c.ff_chunk = 4096;
-  c.loss_chunk = 4096;
-  return c;
-}
+using loom::bench::reformer_config;
 
 // A model, its optimizer and a step split into phases.
 struct Trainer {

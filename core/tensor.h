@@ -70,11 +70,14 @@ class Tensor {
   // How many handles share this tensor's impl (autograd uses it to tell whether a gradient may be reused).
   long use_count() const { return impl_.use_count(); }
 
-  // Pointer to the first element; checks that T matches the dtype. Host pointers only make sense on the CPU.
+  // Host pointer to the first element of a CPU tensor; checks that T matches the dtype. (A GPU tensor's
+  // memory cannot be read from the host: copy it with to(kCPU) first, or use data_ptr() in device code.)
   template <typename T>
   T* data() const {
     LOOM_CHECK(dtype_of_v<T> == dtype(), "Tensor::data<T>: tensor has dtype ", dtype_name(dtype()),
                " but data was requested as ", dtype_name(dtype_of_v<T>));
+    LOOM_CHECK(device().is_cpu(), "Tensor::data<T>: tensor of shape ", shape(), " is on ", device(),
+               ", not the host; copy it with .to(kCPU) first");
     return static_cast<T*>(data_ptr());
   }
   void* data_ptr() const;

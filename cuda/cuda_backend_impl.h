@@ -72,4 +72,8 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
 };
 
+// cuda_sort.cu: sorted_keys and order (int64 [n], contiguous) such that sorted_keys[i] = keys[order[i]] in
+// ascending order, stably (equal keys keep their order). keys: int64 [n], contiguous, in [0, 2^key_bits).
+void stable_sort_keys(const Tensor& keys, int key_bits, const Tensor& sorted_keys, const Tensor& order);
+
 }  // namespace loom::cuda

@@ -3,6 +3,7 @@
 // thread that applies the row's index entries in order: repeated indices accumulate race-free and in a fixed
 // order, so results do not vary from run to run. Arg-reductions and scans move the reduced dim last and make
 // the rows contiguous first (as cuda_reduce.cu does).
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <limits>
@@ -11,26 +12,12 @@
 #include "loom/cuda/cuda_backend_impl.h"
 #include "loom/cuda/launch.cuh"
 #include "loom/cuda/row_reduce.cuh"
+#include "loom/ops/index_views.h"
 
 namespace loom::cuda {
 namespace {
 
-// `t` viewed with extents `shape` (t's strides kept) and then with `dim` removed: one element per row along
-// dim.
-Tensor rows_of(const Tensor& t, Shape shape, int64_t dim) {
-  shape[dim] = 1;
-  return t.as_strided(shape, t.strides(), t.offset()).select(dim, 0);
-}
-
-// `t` viewed with extents `shape` and stride 0 along `dim`, so an elementwise walk over `shape` visits the
-// start of the matching row of t; the kernel adds index * t.stride(dim).
-Tensor row_starts(const Tensor& t, const Shape& shape, int64_t dim) {
-  Shape strides = t.strides();
-  strides[dim] = 0;
-  return t.as_strided(shape, strides, t.offset());
-}
-
-// `t` with `dim` moved last, and the permutation that did it.
+// The permutation of a rank-`rank` tensor's dims that moves `dim` last.
 std::vector<int64_t> dim_last(int64_t rank, int64_t dim) {
   std::vector<int64_t> perm;
   for (int64_t d = 0; d < rank; ++d)
@@ -85,6 +72,34 @@ void scatter_rows(const Tensor& self, int64_t dim, const Tensor& index, const Te
   ScatterRow<T, kAccumulate> f{ptr<T>(self),     ptr<int64_t>(index), ptr<T>(src),    shape[dim],
                                self.stride(dim), index.stride(dim),   src.stride(dim)};
   launch_elementwise<3>({rows_of(self, shape, dim), rows_of(index, shape, dim), rows_of(src, shape, dim)}, f);
+}
+
+// index_add over runs of equal indices: with the entries sorted stably by destination, the block that finds
+// the start of a run adds the run's source rows, in increasing source order (the CPU's order), into its
+// destination row [o, v, :]; threads cover the row's inner elements. Operands: self [outer, V, inner] and src
+// [outer, N, inner] contiguous; sorted[k] = the k-th smallest index, order[k] = its entry in src.
+template <typename T>
+__global__ void index_add_runs_kernel(T* self, const T* src, const int64_t* sorted, const int64_t* order,
+                                      int64_t n, int64_t v_size, int64_t inner) {
+  const int64_t o = blockIdx.y;
+  for (int64_t k = blockIdx.x; k < n; k += gridDim.x) {
+    if (k > 0 && sorted[k] == sorted[k - 1]) continue;  // not the start of a run
+    int64_t end = k + 1;
+    while (end < n && sorted[end] == sorted[k]) ++end;
+    T* dst = self + (o * v_size + sorted[k]) * inner;
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
+      T acc = dst[i];
+      for (int64_t r = k; r < end; ++r) {
+        const T v = src[(o * n + order[r]) * inner + i];
+        if constexpr (std::is_same_v<T, bool>) {
+          acc = acc || v;
+        } else {
+          acc += v;
+        }
+      }
+      dst[i] = acc;
+    }
+  }
 }
 
 // --- tril / triu ---------------------------------------------------------------------------------------
@@ -243,10 +258,36 @@ void CudaBackend::index_select(const Tensor& in, int64_t dim, const Tensor& inde
 
 void CudaBackend::index_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
   if (src.numel() == 0) return;
-  // A scatter-accumulate whose index is the 1-d index broadcast over src's other dims.
-  Shape strides(src.dim(), 0);
-  strides[dim] = index.stride(0);
-  scatter(self, dim, index.as_strided(src.shape(), strides, index.offset()), src, true);
+  DeviceGuard guard(device_);
+  const int64_t n = index.numel(), v_size = self.size(dim);
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= self.size(d);
+  for (int64_t d = dim + 1; d < self.dim(); ++d) inner *= self.size(d);
+  if (!self.is_contiguous() || outer > 65535) {
+    // A scatter-accumulate whose index is the 1-d index broadcast over src's other dims: one thread per row
+    // of the non-indexed dims walks every index entry.
+    Shape strides(src.dim(), 0);
+    strides[dim] = index.stride(0);
+    scatter(self, dim, index.as_strided(src.shape(), strides, index.offset()), src, true);
+    return;
+  }
+  // Embedding and LSH gradients: few rows of the other dims (a [V, 64] table has 64), many entries. Sorting
+  // the entries by destination lets a block per destination row add its run, every element of it in parallel.
+  Tensor keys = index.is_contiguous() ? index : index.contiguous();
+  Tensor sorted = Tensor::empty({n}, {DType::Int64, self.device()});
+  Tensor order = Tensor::empty({n}, {DType::Int64, self.device()});
+  int bits = 1;
+  while (bits < 63 && (int64_t{1} << bits) < v_size) ++bits;  // indices are in [0, v_size)
+  stable_sort_keys(keys, bits, sorted, order);
+  Tensor source = src.is_contiguous() ? src : src.contiguous();
+  const unsigned threads = static_cast<unsigned>(std::clamp<int64_t>((inner + 31) / 32 * 32, 32, kThreads));
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(n, kMaxBlocks)), static_cast<unsigned>(outer));
+  LOOM_DISPATCH_ALL(self.dtype(), "index_add", [&] {
+    using T = scalar_t;
+    index_add_runs_kernel<T><<<grid, threads>>>(ptr<T>(self), ptr<T>(source), ptr<int64_t>(sorted),
+                                                ptr<int64_t>(order), n, v_size, inner);
+    LOOM_CUDA_CHECK_LAUNCH();
+  });
 }
 
 void CudaBackend::triangle(const Tensor& in, int64_t diagonal, bool upper, const Tensor& out) {

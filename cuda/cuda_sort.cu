@@ -2,8 +2,10 @@
 // row along the sorted dim; topk is the first k of that sort. The keys are those of the CPU kernel
 // (ops/cpu/cpu_index.cpp): NaN above +inf, -0.0 equal to +0.0, and complemented for descending order, so a
 // stable ascending sort gives exactly the CPU's order, ties included (the lower index first).
+#include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <vector>
 
@@ -88,11 +90,46 @@ struct SortedRows {
   std::vector<int64_t> perm;  // the permutation of in's dims that put the sorted dim last
 };
 
+__global__ void iota_kernel(int64_t* out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    out[i] = i;
+}
+
+// CUB's radix sort of (key, value) pairs, stable: one segmented sort of `segments` rows of n, or, for a
+// single row, the device-wide sort (the segmented one gives each segment one thread block, so a single long
+// row would run on one multiprocessor).
+template <typename K>
+void sort_pairs(const K* keys_in, K* keys_out, const int64_t* values_in, int64_t* values_out, int64_t numel,
+                int64_t segments, int64_t n, int end_bit, Device device) {
+  size_t temp_bytes = 0;
+  const int items = static_cast<int>(numel);
+  if (segments == 1) {
+    LOOM_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, keys_out, values_in,
+                                                    values_out, items, 0, end_bit));
+    Tensor temp = scratch_bytes(temp_bytes, device);
+    LOOM_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys_in, keys_out, values_in,
+                                                    values_out, items, 0, end_bit));
+    return;
+  }
+  Tensor offsets = Tensor::empty({segments + 1}, {DType::Int32, device});
+  segment_offsets_kernel<<<blocks_for(segments + 1), kThreads>>>(ptr<int>(offsets), segments, n);
+  LOOM_CUDA_CHECK_LAUNCH();
+  const int* begin = ptr<int>(offsets);
+  LOOM_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(nullptr, temp_bytes, keys_in, keys_out, values_in,
+                                                           values_out, items, static_cast<int>(segments),
+                                                           begin, begin + 1, 0, end_bit));
+  Tensor temp = scratch_bytes(temp_bytes, device);
+  LOOM_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
+      temp.data_ptr(), temp_bytes, keys_in, keys_out, values_in, values_out, items,
+      static_cast<int>(segments), begin, begin + 1, 0, end_bit));
+}
+
 // Sorts every row of `in` along dim (ascending, or descending when flip), stably.
 SortedRows sort_rows(const Tensor& in, int64_t dim, bool flip, const char* op) {
   const int64_t numel = in.numel(), n = in.size(dim), segments = numel / n;
   LOOM_CHECK(numel <= INT_MAX, op, ": a CUDA tensor of ", numel, " elements (shape ", in.shape(),
-             ") is beyond the 2^31 - 1 elements CUB's segmented sort takes");
+             ") is beyond the 2^31 - 1 elements CUB's radix sort takes");
   SortedRows r;
   for (int64_t d = 0; d < in.dim(); ++d)
     if (d != dim) r.perm.push_back(d);
@@ -113,23 +150,15 @@ SortedRows sort_rows(const Tensor& in, int64_t dim, bool flip, const char* op) {
     Tensor keys_in = Tensor::empty({numel}, {key_dtype, device});
     Tensor keys_out = Tensor::empty({numel}, {key_dtype, device});
     Tensor positions = Tensor::empty({numel}, {DType::Int64, device});
-    Tensor offsets = Tensor::empty({segments + 1}, {DType::Int32, device});
     K* k_in = static_cast<K*>(keys_in.data_ptr());
     K* k_out = static_cast<K*>(keys_out.data_ptr());
     make_keys_kernel<T>
         <<<blocks_for(numel), kThreads>>>(ptr<T>(work), k_in, ptr<int64_t>(positions), numel, n, flip);
     LOOM_CUDA_CHECK_LAUNCH();
-    segment_offsets_kernel<<<blocks_for(segments + 1), kThreads>>>(ptr<int>(offsets), segments, n);
-    LOOM_CUDA_CHECK_LAUNCH();
-    const int* begin = ptr<int>(offsets);
-    size_t temp_bytes = 0;
-    LOOM_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
-        nullptr, temp_bytes, k_in, k_out, ptr<int64_t>(positions), ptr<int64_t>(r.indices),
-        static_cast<int>(numel), static_cast<int>(segments), begin, begin + 1));
-    Tensor temp = scratch_bytes(temp_bytes, device);
-    LOOM_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
-        temp.data_ptr(), temp_bytes, k_in, k_out, ptr<int64_t>(positions), ptr<int64_t>(r.indices),
-        static_cast<int>(numel), static_cast<int>(segments), begin, begin + 1));
+    // bool keys are 0 and 1, or complemented ~0 and ~1: either way the lowest bit alone orders them.
+    const int end_bit = std::is_same_v<T, bool> ? 1 : static_cast<int>(sizeof(K) * 8);
+    sort_pairs<K>(k_in, k_out, ptr<int64_t>(positions), ptr<int64_t>(r.indices), numel, segments, n, end_bit,
+                  device);
     take_sorted_kernel<T>
         <<<blocks_for(numel), kThreads>>>(ptr<T>(work), ptr<int64_t>(r.indices), ptr<T>(r.values), numel, n);
     LOOM_CUDA_CHECK_LAUNCH();
@@ -138,6 +167,20 @@ SortedRows sort_rows(const Tensor& in, int64_t dim, bool flip, const char* op) {
 }
 
 }  // namespace
+
+void stable_sort_keys(const Tensor& keys, int key_bits, const Tensor& sorted_keys, const Tensor& order) {
+  const int64_t n = keys.numel();
+  if (n == 0) return;
+  LOOM_CHECK(n <= INT_MAX, "index_add: ", n, " indices are beyond the 2^31 - 1 CUB's radix sort takes");
+  const Device device = keys.device();
+  Tensor positions = Tensor::empty({n}, {DType::Int64, device});
+  iota_kernel<<<blocks_for(n), kThreads>>>(ptr<int64_t>(positions), n);
+  LOOM_CUDA_CHECK_LAUNCH();
+  // Non-negative int64 keys order as their unsigned bit patterns.
+  sort_pairs<uint64_t>(static_cast<const uint64_t*>(keys.data_ptr()),
+                       static_cast<uint64_t*>(sorted_keys.data_ptr()), ptr<int64_t>(positions),
+                       ptr<int64_t>(order), n, 1, n, std::clamp(key_bits, 1, 64), device);
+}
 
 void CudaBackend::sort(const Tensor& in, int64_t dim, bool descending, const Tensor& values,
                        const Tensor& indices) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -15,14 +16,18 @@
 #include "loom/core/generator.h"
 #include "loom/models/biblosa/text_classifier.h"
 #include "loom/models/reformer/reformer_lm.h"
+#include "loom/models/universal_transformer/train_ut.h"
 #include "loom/models/universal_transformer/universal_transformer.h"
 #include "loom/nn/optim_adam.h"
 #include "loom/ops/ops.h"
+#include "support/driver_fixture.h"
 #include "support/expect.h"
+#include "support/module_copy.h"
 
 namespace loom::models {
 namespace {
 
+using test::copy_parameters;
 using test::expect_close;
 
 class CudaModels : public ::testing::Test {
@@ -37,17 +42,6 @@ class CudaModels : public ::testing::Test {
     }
   }
 };
-
-// Copies every parameter of `from` into `to` by name, across devices.
-void copy_parameters(const nn::Module& from, nn::Module& to) {
-  auto src = from.named_parameters();
-  NoGradGuard no_grad;
-  for (auto& [name, p] : to.named_parameters()) {
-    auto it = std::find_if(src.begin(), src.end(), [&](const auto& kv) { return kv.first == name; });
-    ASSERT_NE(it, src.end()) << name;
-    p.copy_(it->second.to(p.device()));
-  }
-}
 
 // One training step of `cpu` and `gpu` (same parameters): loss(model, device) under the same seed, backward,
 // one AdamW step; losses, gradients and updated parameters compared.
@@ -162,6 +156,48 @@ TEST_F(CudaModels, BiBlosaTrainingStepMatchesCpu) {
         return cross_entropy(static_cast<TextClassifier&>(m).forward(ids.to(d), padding.to(d)), labels.to(d));
       },
       1e-8, 1e-10);
+}
+
+// `loom train ut --device cuda` end to end (training, teacher-forced and decoded evaluation, ponder maps,
+// checkpoints): the same logged losses and accuracies as the CPU run of the same command, up to float32
+// rounding.
+TEST_F(CudaModels, UtDriverOnCudaFollowsTheCpuRun) {
+  auto run = [](const std::string& device) {
+    const std::filesystem::path dir = test::scratch_dir("loom_cuda_ut_driver_", device);
+    UTTrainOptions o;
+    o.task = "copy";
+    o.out_dir = (dir / "run").string();
+    o.steps = 20;
+    o.batch = 16;
+    o.lr = 3e-3;
+    o.warmup = 5;
+    o.eval_every = 20;
+    o.checkpoint_every = 10;
+    o.train_size = 200;
+    o.train_length = 6;
+    o.eval_size = 16;
+    o.eval_length = 12;
+    o.decode_examples = 4;
+    o.ponder_maps = 1;
+    o.model.d_model = 32;
+    o.model.heads = 4;
+    o.model.d_ff = 64;
+    o.model.max_steps = 4;
+    o.model.dropout = 0.1;
+    o.device = device;
+    EXPECT_EQ(train_ut(o), 0) << device;
+    return dir / "run" / "metrics.jsonl";
+  };
+  const auto cpu = run("cpu"), gpu = run("cuda");
+  for (const char* kind : {"\"train\"", "\"test\""}) {
+    auto lc = test::lines_with(cpu, kind), lg = test::lines_with(gpu, kind);
+    ASSERT_EQ(lc.size(), lg.size()) << kind;
+    ASSERT_FALSE(lc.empty()) << kind;
+    for (size_t i = 0; i < lc.size(); ++i) {
+      const char* key = std::string(kind) == "\"train\"" ? "loss" : "char_accuracy";
+      EXPECT_NEAR(test::json_field(lg[i], key), test::json_field(lc[i], key), 1e-3) << lc[i] << "\n" << lg[i];
+    }
+  }
 }
 
 }  // namespace

@@ -12,10 +12,12 @@
 #include "loom/nn/embedding.h"
 #include "loom/ops/ops.h"
 #include "support/expect.h"
+#include "support/module_copy.h"
 
 namespace loom::models {
 namespace {
 
+using test::copy_parameters;
 using test::expect_close;
 using test::expect_error;
 
@@ -38,17 +40,6 @@ ReformerConfig tiny(int64_t L) {
 Tensor tokens_for(int64_t B, int64_t L, uint64_t seed) {
   manual_seed(seed);
   return randint(0, 11, {B, L});
-}
-
-// Copies every parameter of `from` into `to` by name (both must have the same names and shapes).
-void copy_parameters(const nn::Module& from, nn::Module& to) {
-  auto src = from.named_parameters();
-  NoGradGuard no_grad;
-  for (auto& [name, p] : to.named_parameters()) {
-    auto it = std::find_if(src.begin(), src.end(), [&](const auto& kv) { return kv.first == name; });
-    ASSERT_NE(it, src.end()) << name;
-    p.copy_(it->second);
-  }
 }
 
 std::vector<std::pair<std::string, Tensor>> grads_of(const nn::Module& m) {

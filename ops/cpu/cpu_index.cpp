@@ -13,26 +13,12 @@
 #include "loom/core/parallel.h"
 #include "loom/ops/cpu/cpu_backend.h"
 #include "loom/ops/cpu/strided.h"
+#include "loom/ops/index_views.h"
 
 namespace loom {
 namespace {
 
 constexpr int64_t kGrain = 1 << 15;
-
-// `t` viewed with extents `shape` (t's strides kept) and then with `dim` removed: one element per row along
-// dim.
-Tensor rows_of(const Tensor& t, Shape shape, int64_t dim) {
-  shape[dim] = 1;
-  return t.as_strided(shape, t.strides(), t.offset()).select(dim, 0);
-}
-
-// `t` viewed with extents `shape` and stride 0 along `dim`, so an elementwise walk over `shape` visits the
-// start of the matching row of t; the kernel adds index * t.stride(dim).
-Tensor row_starts(const Tensor& t, const Shape& shape, int64_t dim) {
-  Shape strides = t.strides();
-  strides[dim] = 0;
-  return t.as_strided(shape, strides, t.offset());
-}
 
 template <typename T>
 inline void accumulate(T& dst, T v) {

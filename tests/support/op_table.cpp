@@ -656,6 +656,10 @@ std::vector<OpCase> build() {
          RUN(scatter_add(x[0], 0, x[1], x[2])), sum_tol);
   parity("index_add_big", MAKE(zeros({100, 64}), ints(r, {5000}, 0, 100), normal(r, {5000, 64})),
          RUN(index_add(x[0], 0, x[1], x[2])), sum_tol);
+  parity("index_add_big_dim1", MAKE(zeros({3, 50, 7}), ints(r, {400}, 0, 50), normal(r, {3, 400, 7})),
+         RUN(index_add(x[0], 1, x[1], x[2])), sum_tol);
+  parity("sort_big_1d_ties", MAKE(ints(r, {100000}, 0, 1000, kFloat32)), RUN(sort(x[0])));
+  parity("sort_bool_desc", MAKE(bools(r, {7, 300})), RUN(sort(x[0], -1, true)));
   parity("embedding_big", MAKE(ints(r, {8, 64}, 0, 1000), normal(r, {1000, 64})), RUN(embedding(x[0], x[1])));
   parity("tril_big", MAKE(normal(r, {3, 200, 200})), RUN(tril(x[0], 1)));
   // --- parity only: forward and backward together (the gradient of sum(out * probe))

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""PyTorch on the GPU, the configurations of bench/bench_cuda.cpp (issue 9), one JSON line each:
+
+  Matmul/<n>         torch.matmul of two [n, n] float32 matrices
+  Attention/<L>      F.scaled_dot_product_attention forward + backward, [4, 8, L, 64] float32, causal
+  ReformerStep/<L>   one training step of bench/pytorch/reformer_lm.py's model (Loom's bench_reformer model)
+
+Times are means over timed iterations after warm-up, each ended by torch.cuda.synchronize(); peak_bytes is
+torch.cuda.max_memory_allocated above what was allocated before the timed steps (Loom's counter is its own
+device allocator's high-water mark above the same base). Run on the GPU machine by bench/gpu_session.sh.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def timed(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sum(times) / len(times), torch.cuda.max_memory_allocated() - base
+
+
+def report(name, seconds, peak, flops=None, tokens=None):
+    out = dict(name=name, torch=torch.__version__, device=torch.cuda.get_device_name(), ms=seconds * 1e3,
+               peak_bytes=peak)
+    if flops is not None:
+        out["tflop_s"] = flops / seconds / 1e12
+    if tokens is not None:
+        out["tokens_s"] = tokens / seconds
+    print(json.dumps(out), flush=True)
+
+
+def matmul(n, repeats):
+    a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+    s, peak = timed(lambda: torch.matmul(a, b), repeats)
+    report(f"Matmul/{n}", s, peak, flops=2.0 * n ** 3)
+
+
+def attention(length, repeats):
+    q, k, v = (torch.randn(4, 8, length, 64, device="cuda", requires_grad=True) for _ in range(3))
+    probe = torch.randn(4, 8, length, 64, device="cuda")
+
+    def step():
+        for t in (q, k, v):
+            t.grad = None
+        F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(probe)
+
+    s, peak = timed(step, repeats)
+    report(f"Attention/{length}", s, peak, flops=3.0 * 4.0 * 4 * 8 * length * length * 64 / 2)
+
+
+def reformer_step(length, repeats):
+    import reformer_lm  # the PyTorch reference model of bench_reformer
+
+    torch.set_default_device("cuda")  # the reference creates its rotations and indices on the default device
+    try:
+        model, opt = reformer_lm.make(dict(len=length, layers=6))
+        g = torch.Generator().manual_seed(1)
+        x, y = (torch.randint(0, reformer_lm.VOCAB, (1, length), generator=g, device="cpu").cuda() for _ in range(2))
+        s, peak = timed(lambda: reformer_lm.step(model, opt, x, y), repeats, warmup=1)
+        report(f"ReformerStep/{length}", s, peak, tokens=length)
+    finally:
+        torch.set_default_device("cpu")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    assert torch.cuda.is_available(), "no CUDA device visible to PyTorch"
+    for n in (1024, 2048, 4096, 8192):
+        matmul(n, args.repeats)
+    for length in (1024, 2048, 4096):
+        attention(length, args.repeats)
+    for length in (4096, 16384, 65536):
+        try:
+            reformer_step(length, max(2, args.repeats // 3))
+        except Exception as e:  # noqa: BLE001 - report and go on (out of memory, say)
+            print(json.dumps(dict(name=f"ReformerStep/{length}", error=str(e).splitlines()[0])), flush=True)
+
+
+if __name__ == "__main__":
+    main()
