@@ -1,8 +1,9 @@
 // Indexing kernels on the GPU: gather/scatter, index_select/index_add, tril/triu, arg-reductions and scans.
 // As on the CPU (ops/cpu/cpu_index.cpp), scatters give each row (every position of the non-indexed dims) one
-// thread that applies the row's index entries in order: repeated indices accumulate race-free and in a fixed
-// order, so results do not vary from run to run. Arg-reductions and scans move the reduced dim last and make
-// the rows contiguous first (as cuda_reduce.cu does).
+// thread that applies the row's index entries in order; index_add sorts its entries stably by destination and
+// gives each run of equal destinations a block. Either way repeated indices accumulate race-free and in the
+// CPU's order, so results do not vary from run to run. Arg-reductions and scans move the reduced dim last and
+// make the rows contiguous first (as cuda_reduce.cu does).
 #include <algorithm>
 #include <climits>
 #include <cstdint>
