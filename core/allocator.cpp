@@ -7,6 +7,7 @@
 #include "loom/core/error.h"
 #ifdef LOOM_WITH_CUDA
 #include "loom/cuda/cuda_backend.h"
+#include "loom/cuda/pinned_allocator.h"
 #endif
 
 namespace loom {
@@ -140,5 +141,28 @@ Allocator& allocator_for(Device device) {
 MemoryStats memory_stats(Device device) { return allocator_for(device).stats(); }
 void reset_peak_memory(Device device) { allocator_for(device).reset_peak(); }
 void empty_cache(Device device) { allocator_for(device).empty_cache(); }
+
+Allocator& pinned_host_allocator() {
+#ifdef LOOM_WITH_CUDA
+  return cuda::pinned_allocator();
+#else
+  LOOM_FAIL(
+      "pin_memory: this build of Loom has no CUDA backend (configure with -DLOOM_CUDA=ON); pinned host "
+      "memory only serves copies to a GPU");
+#endif
+}
+
+MemoryStats pinned_memory_stats() {
+#ifdef LOOM_WITH_CUDA
+  if (cuda::device_count() > 0) return cuda::pinned_allocator().stats();
+#endif
+  return {};
+}
+
+void empty_pinned_cache() {
+#ifdef LOOM_WITH_CUDA
+  if (cuda::device_count() > 0) cuda::pinned_allocator().empty_cache();
+#endif
+}
 
 }  // namespace loom

@@ -40,6 +40,8 @@ class Allocator {
   virtual void reset_peak() = 0;
   // Returns cached blocks to the system (no-op for allocators that cache nothing).
   virtual void empty_cache() {}
+  // True for page-locked host memory (Tensor::pin_memory).
+  virtual bool pinned() const { return false; }
 };
 
 // The allocator serving `device`. CUDA devices throw a clear error when Loom was built without CUDA or no GPU exists.
@@ -49,5 +51,13 @@ MemoryStats memory_stats(Device device = Device());
 void reset_peak_memory(Device device = Device());
 // Returns the blocks a device's allocator keeps for reuse to the system (torch.cuda.empty_cache).
 void empty_cache(Device device = Device());
+
+// Page-locked ("pinned") host memory, which a GPU reads and writes by DMA, so copies between it and the
+// device run at the link's full speed (Tensor::pin_memory). Throws a loom::Error naming the reason when Loom
+// has no CUDA backend or no GPU is visible: pinning needs the driver.
+Allocator& pinned_host_allocator();
+// Its statistics (all zero when there is no GPU); its cache is released by empty_pinned_cache().
+MemoryStats pinned_memory_stats();
+void empty_pinned_cache();
 
 }  // namespace loom

@@ -11,7 +11,9 @@ namespace loom {
 
 class Storage {
  public:
+  // nbytes from the allocator serving `device`, or from `allocator` (pinned host memory, say).
   Storage(size_t nbytes, Device device);
+  Storage(size_t nbytes, Device device, Allocator& allocator);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -19,6 +21,7 @@ class Storage {
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  const Allocator& allocator() const { return *allocator_; }
   // Bumped by every in-place write, so autograd can refuse a saved tensor that was modified after saving.
   uint64_t version() const { return version_; }
   void bump_version() { ++version_; }

@@ -95,6 +95,10 @@ class Tensor {
   Tensor to(DType dtype) const;
   Tensor cpu() const { return to(Device()); }
   Tensor cuda() const { return to(Device(DeviceType::CUDA, 0)); }
+  // A copy of this CPU tensor in pinned host memory (itself if already pinned), for fast copies to a GPU, as
+  // torch.Tensor.pin_memory; differentiable like clone(). Throws without a GPU (see pinned_host_allocator).
+  Tensor pin_memory() const;
+  bool is_pinned() const;
   // Copies src into this tensor (broadcasting src, converting dtype, across devices). In-place.
   Tensor& copy_(const Tensor& src);
   Tensor& fill_(double value);

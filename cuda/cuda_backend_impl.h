@@ -62,6 +62,22 @@ class CudaBackend final : public Backend {
   void relu_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) override;
   void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                  const AdamStep& step) override;
+  // cuda_attention.cu
+  void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
+                         double scale, const AttentionDropout& dropout, const Tensor& out,
+                         const Tensor& logsumexp) override;
+  void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
+                          double scale, const AttentionDropout& dropout, const Tensor& grad_q,
+                          const Tensor& grad_k, const Tensor& grad_v) override;
+  // cuda_lsh_attention.cu
+  void lsh_attention_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
+                             const Tensor& bias, const LshChunks& chunks, const Tensor& out,
+                             const Tensor& lse) override;
+  void lsh_attention_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor& sqk,
+                              const Tensor& sv, const Tensor& spos, const Tensor& padding, const Tensor& bias,
+                              const LshChunks& chunks, const Tensor& out, const Tensor& grad_qk,
+                              const Tensor& grad_v) override;
 
  private:
   cublasHandle_t cublas();  // created on first use, with this backend's device current

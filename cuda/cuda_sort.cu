@@ -171,7 +171,7 @@ SortedRows sort_rows(const Tensor& in, int64_t dim, bool flip, const char* op) {
 void stable_sort_keys(const Tensor& keys, int key_bits, const Tensor& sorted_keys, const Tensor& order) {
   const int64_t n = keys.numel();
   if (n == 0) return;
-  LOOM_CHECK(n <= INT_MAX, "index_add: ", n, " indices are beyond the 2^31 - 1 CUB's radix sort takes");
+  LOOM_CHECK(n <= INT_MAX, "index_add: ", n, " indices are beyond the 2^31 - 1 keys CUB's radix sort takes");
   const Device device = keys.device();
   Tensor positions = Tensor::empty({n}, {DType::Int64, device});
   iota_kernel<<<blocks_for(n), kThreads>>>(ptr<int64_t>(positions), n);

@@ -1,8 +1,9 @@
 #pragma once
 // Fused scaled-dot-product attention (torch.nn.functional.scaled_dot_product_attention):
 //   out = softmax(scale * q @ k^T, masked) @ v
-// as one op and one tape entry. The CPU kernel never materialises the [L, S] score matrix (FlashAttention-2
-// tiling); the backward pass recomputes it tile by tile from the per-row logsumexp saved by the forward.
+// as one op and one tape entry. The CPU and CUDA kernels never materialise the [L, S] score matrix
+// (FlashAttention-2 tiling); the backward pass recomputes it tile by tile from the per-row logsumexp saved by
+// the forward.
 #include "loom/core/tensor.h"
 
 namespace loom {

@@ -138,8 +138,8 @@ class Backend {
   // denominator, +inf for a row with no allowed key (which outputs zeros), so that exp(score - logsumexp) is
   // the probability everywhere, 0 in such rows. With dropout active, out = dropout(probabilities) @ v and
   // logsumexp is unchanged. Unlike the kernels above, the default composes ops (matmul, logsumexp, exp, the
-  // dropout kernel) and so runs on every backend; the CPU overrides it with a tiled kernel that never holds
-  // the [L, S] scores.
+  // dropout kernel) and so runs on every backend; the CPU and CUDA override it with tiled kernels that never
+  // hold the [L, S] scores.
   virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                  bool causal, double scale, const AttentionDropout& dropout,
                                  const Tensor& out, const Tensor& logsumexp);
@@ -195,12 +195,12 @@ class Backend {
   // --- LSH attention's per-chunk core (ops/lsh_attention.h) ------------------------------------------------
   // Rows are already sorted by (round, bucket, position): sqk [B, H, N, d] (the shared query/key rows), sv
   // [B, H, N, dv], spos [B, H, N] int64 (each row's original position in [0, L)), N = n_hashes * L, all
-  // contiguous. Chunk c (rows [cC, cC + C)) attends to chunks (c + i) mod (N / C), i = -n_before..n_after, in that
-  // order: W = (n_before + 1 + n_after) C keys. Keys are k = sqk / sqrt(mean(sqk^2) + 1e-6) / sqrt(d); logits
-  // s = q k - 1e5 [same position] - bias, then replaced by -1e9 where causal and kpos > qpos, or where
-  // padding[b, kpos] (padding bool [B, L] or undefined; bias [B, H, N, W] or undefined). Writes out [B, H, N, dv]
-  // = softmax(s) V and lse [B, H, N] = logsumexp(s). The defaults compose ops over all chunks at once (the
-  // reference, and what CUDA runs); the CPU overrides them chunk by chunk in O(N) memory.
+  // contiguous. Chunk c (rows [cC, cC + C)) attends to chunks (c + i) mod (N / C), i = -n_before..n_after, in
+  // that order: W = (n_before + 1 + n_after) C keys. Keys are k = sqk / sqrt(mean(sqk^2) + 1e-6) / sqrt(d);
+  // logits s = q k - 1e5 [same position] - bias, then replaced by -1e9 where causal and kpos > qpos, or where
+  // padding[b, kpos] (padding bool [B, L] or undefined; bias [B, H, N, W] or undefined). Writes out [B, H, N,
+  // dv] = softmax(s) V and lse [B, H, N] = logsumexp(s). The defaults compose ops over all chunks at once
+  // (the reference); the CPU and CUDA override them chunk by chunk in O(N) memory.
   struct LshChunks {
     int64_t chunk_len, n_before, n_after;
     bool causal;

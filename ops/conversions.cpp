@@ -23,10 +23,14 @@ Tensor& Tensor::copy_(const Tensor& src) {
     backend_for(device()).copy(expanded, *this);
     return *this;
   }
-  // Across devices: make the source contiguous in the destination dtype on its own device, move the bytes,
-  // then copy into this tensor's geometry.
-  Tensor staged = Tensor::empty(shape(), {dtype(), src.device()});
-  backend_for(src.device()).copy(expanded, staged);
+  // Across devices: make the source contiguous in the destination dtype on its own device (unless it already
+  // is: a pinned host tensor must be read by the transfer itself), move the bytes, then copy into this
+  // tensor's geometry.
+  Tensor staged = expanded;
+  if (!expanded.is_contiguous() || expanded.dtype() != dtype()) {
+    staged = Tensor::empty(shape(), {dtype(), src.device()});
+    backend_for(src.device()).copy(expanded, staged);
+  }
   Tensor landed = is_contiguous() ? *this : Tensor::empty(shape(), options());
   Backend& mover = device().is_cpu() ? backend_for(src.device()) : backend_for(device());
   mover.copy_across_devices(staged, landed);
@@ -59,6 +63,21 @@ Tensor Tensor::clone() const {
   if (scope.recording()) scope.record({out}, [](const std::vector<Tensor>& g) { return g; });
   return out;
 }
+
+Tensor Tensor::pin_memory() const {
+  LOOM_CHECK(device().is_cpu(), "pin_memory: ", describe(*this), " is on ", device(),
+             "; only CPU tensors can be pinned");
+  if (is_pinned()) return *this;
+  Allocator& pinned = pinned_host_allocator();
+  autograd::OpScope scope("pin_memory", {*this});
+  auto storage = std::make_shared<Storage>(static_cast<size_t>(numel()) * element_size(), device(), pinned);
+  Tensor out = make_view(std::move(storage), shape(), contiguous_strides(shape()), 0, dtype());
+  backend_for(device()).copy(*this, out);
+  if (scope.recording()) scope.record({out}, [](const std::vector<Tensor>& g) { return g; });
+  return out;
+}
+
+bool Tensor::is_pinned() const { return defined() && storage()->allocator().pinned(); }
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;

@@ -1,7 +1,7 @@
 // The Backend defaults of LSH attention's per-chunk core (backend.h), composed of ops over every chunk at
 // once: the look-adjacent windows are materialised with index_select ([B, H, n_ch, W, d]) and the logits as
 // one [B, H, n_ch, C, W] tensor. This is the reference the fused CPU kernel is tested against, and what a
-// backend without its own kernel (CUDA) runs.
+// backend without its own kernel runs.
 #include <cmath>
 
 #include "loom/autograd/grad_mode.h"

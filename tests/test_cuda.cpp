@@ -147,6 +147,11 @@ TEST(CudaAvailability, CountIsConsistentAndAbsenceIsAClearError) {
   expect_error([n] { Tensor::empty({2}, Device(DeviceType::CUDA, n)); }, "cuda:" + std::to_string(n));
   expect_error([n] { cuda_synchronize(Device(DeviceType::CUDA, n)); }, "cuda:" + std::to_string(n));
   expect_error([] { cuda_synchronize(kCPU); }, "cpu");
+  EXPECT_FALSE(ones({2}).is_pinned());
+  if (n == 0) {
+    expect_error([] { ones({2}).pin_memory(); }, "pin_memory");
+    EXPECT_EQ(pinned_memory_stats().current_bytes, 0);
+  }
 }
 
 TEST_F(Cuda, SynchronizeWaitsForQueuedKernels) {
@@ -228,6 +233,34 @@ TEST_F(Cuda, DeviceErrors) {
   expect_error([&] { add(c, g); }, "add: tensors on cpu and cuda:0");
   // A device pointer handed to host code would crash it: data<T>() refuses.
   expect_error([&] { g.data<float>(); }, "tensor of shape [3] is on cuda:0, not the host");
+}
+
+// Pinned host memory: a contiguous copy in page-locked memory, device round trips through it, cached blocks,
+// gradients through the copy, and a clear error for a GPU tensor.
+TEST_F(Cuda, PinnedHostMemory) {
+  const int64_t before = pinned_memory_stats().current_bytes;
+  Tensor x = host_random({257, 33}, kFloat32, -1, 1, 50);
+  Tensor p = x.pin_memory();
+  EXPECT_TRUE(p.is_pinned());
+  EXPECT_FALSE(x.is_pinned());
+  EXPECT_TRUE(p.pin_memory().is_same(p));
+  test::expect_close(p, x, 0, 0, "pinned copy");
+  EXPECT_EQ(pinned_memory_stats().current_bytes - before, 257 * 33 * 4);
+  Tensor g = p.to(kCUDA);
+  Tensor back = zeros({257, 33}).pin_memory();
+  back.copy_(g);
+  test::expect_close(back, x, 0, 0, "device round trip through pinned memory");
+  Tensor t = x.t().pin_memory();
+  EXPECT_TRUE(t.is_contiguous() && t.is_pinned());
+  test::expect_close(t, x.t(), 0, 0, "pinned transposed view");
+  { Tensor q = x.pin_memory(); }
+  const int64_t reserved = pinned_memory_stats().reserved_bytes;
+  { Tensor q = x.pin_memory(); }  // served from the cache
+  EXPECT_EQ(pinned_memory_stats().reserved_bytes, reserved);
+  Tensor a = x.clone().requires_grad_();
+  sum(a.pin_memory() * 2.0).backward();
+  test::expect_close(a.grad(), full({257, 33}, 2.0), 0, 0, "gradient through pin_memory");
+  expect_error([&] { g.pin_memory(); }, "only CPU tensors can be pinned");
 }
 
 // --- transfers and copies ----------------------------------------------------------------------------------
@@ -478,6 +511,30 @@ TEST_F(Cuda, BmmMatchesCpu) {
         {host_random({3, 17, 58}, dtype, -1, 1, 42), [](const Tensor& t) { return t.slice(2, 0, 58, 2); }},
         {b}, 1, 0);
   }
+}
+
+// --- fused attention
+// ----------------------------------------------------------------------------------------
+
+// The fused kernels hold scores only as tiles in shared memory: at L = S = 4096 a [L, S] float32 score matrix
+// would be 64 MiB, while the forward and backward passes together allocate the operands' size only (q, k, v,
+// out, dO and the three gradients, 1 MiB each). Their values are the op table's parity rows.
+TEST_F(Cuda, AttentionNeverHoldsTheScoreMatrix) {
+  const int64_t n = 4096, d = 64;
+  Tensor q = host_random({1, n, d}, kFloat32, -1, 1, 60).to(kCUDA).requires_grad_();
+  Tensor k = host_random({1, n, d}, kFloat32, -1, 1, 61).to(kCUDA).requires_grad_();
+  Tensor v = host_random({1, n, d}, kFloat32, -1, 1, 62).to(kCUDA).requires_grad_();
+  Tensor go = host_random({1, n, d}, kFloat32, -1, 1, 63).to(kCUDA);
+  cuda_synchronize();
+  reset_peak_memory(kCUDA);
+  const int64_t before = memory_stats(kCUDA).current_bytes;
+  Tensor out = scaled_dot_product_attention(q, k, v, Tensor(), true);
+  out.backward(go);
+  cuda_synchronize();
+  const int64_t grown = memory_stats(kCUDA).peak_bytes - before;
+  EXPECT_LT(grown, int64_t{8} << 20) << "attention at L = S = " << n << " allocated " << grown << " bytes";
+  EXPECT_GT(grown, 4 * n * d * 4);  // out and three gradients at least
+  EXPECT_TRUE(std::isfinite(sum(out).to(kCPU).item<float>()));
 }
 
 // --- random ------------------------------------------------------------------------------------------------

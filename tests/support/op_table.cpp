@@ -672,6 +672,11 @@ std::vector<OpCase> build() {
   parity("softmax_masked_long_rows",
          MAKE(normal(r, {6, 3000}), row_masked(r, {6, 3000}, 2), normal(r, {6, 3000})),
          RUN(with_grads(x, 1, [&x](const V& l) { return softmax(l[0], -1, x[1]); })), grad_tol);
+  parity("softmax_mask_broadcast_leading_dims",
+         MAKE(normal(r, {2, 3, 5, 7}), bools(r, {2, 1, 5, 7}, 0.3), normal(r, {2, 3, 5, 7})),
+         RUN(with_grads(x, 1, [&x](const V& l) { return softmax(l[0], -1, x[1]); })), grad_tol);
+  parity("log_softmax_mask_dim1", MAKE(normal(r, {4, 9, 6}), bools(r, {1, 9, 6}, 0.3), normal(r, {4, 9, 6})),
+         RUN(with_grads(x, 1, [&x](const V& l) { return log_softmax(l[0], 1, x[1]); })), grad_tol);
   parity("log_softmax_masked_grad",
          MAKE(normal(r, {64, 1000}), row_masked(r, {64, 1000}, 3), normal(r, {64, 1000})),
          RUN(with_grads(x, 1, [&x](const V& l) { return log_softmax(l[0], -1, x[1]); })), grad_tol);
@@ -729,6 +734,46 @@ std::vector<OpCase> build() {
                           return scaled_dot_product_attention(l[0], l[1], l[2], Tensor(), false, 0, 0.2);
                         })),
          grad_tol);
+  // The CUDA kernel's edges: strided [B, L, H, D] views with a broadcast per-batch mask, float64 heads wide
+  // enough for a smaller tile, a head too wide for any tile (the composed fallback), rows with no allowed
+  // key, a single query row against many keys, and causal attention with more keys than queries.
+  parity("attention_grad_strided_views",
+         MAKE(normal(r, {2, 75, 3, 40}), normal(r, {2, 61, 3, 40}), normal(r, {2, 61, 3, 24}),
+              bools(r, {2, 1, 75, 61}, 0.3), normal(r, {2, 3, 75, 24})),
+         RUN(with_grads(x, 3,
+                        [&x](const V& l) {
+                          return scaled_dot_product_attention(l[0].permute({0, 2, 1, 3}),
+                                                              l[1].permute({0, 2, 1, 3}),
+                                                              l[2].permute({0, 2, 1, 3}), x[3]);
+                        })),
+         grad_tol);
+  parity("attention_grad_f64_wide_head",
+         MAKE(normal(r, {3, 50, 96}, kFloat64), normal(r, {3, 45, 96}, kFloat64),
+              normal(r, {3, 45, 80}, kFloat64), normal(r, {3, 50, 80}, kFloat64)),
+         RUN(with_grads(x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); })));
+  parity("attention_grad_head_beyond_tiles",
+         MAKE(normal(r, {2, 20, 400}, kFloat32, 0.1), normal(r, {2, 30, 400}, kFloat32, 0.1),
+              normal(r, {2, 30, 40}), normal(r, {2, 20, 40})),
+         RUN(with_grads(x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); })),
+         grad_tol);
+  parity("attention_grad_rows_without_keys",
+         MAKE(normal(r, {2, 40, 16}), normal(r, {2, 70, 16}), normal(r, {2, 70, 16}),
+              row_masked(r, {40, 70}, 5), normal(r, {2, 40, 16})),
+         RUN(with_grads(x, 3,
+                        [&x](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], x[3]); })),
+         grad_tol);
+  parity(
+      "attention_grad_one_query_many_keys",
+      MAKE(normal(r, {4, 1, 64}), normal(r, {4, 1000, 64}), normal(r, {4, 1000, 64}), normal(r, {4, 1, 64})),
+      RUN(with_grads(x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); })),
+      grad_tol);
+  parity(
+      "attention_grad_causal_more_keys",
+      MAKE(normal(r, {2, 33, 128}), normal(r, {2, 97, 128}), normal(r, {2, 97, 128}),
+           normal(r, {2, 33, 128})),
+      RUN(with_grads(
+          x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], Tensor(), true); })),
+      grad_tol);
   parity("lsh_attention_grad",
          MAKE(normal(r, {2, 2, 128, 16}), normal(r, {2, 2, 128, 16}), bools(r, {2, 128}, 0.1),
               normal(r, {2, 2, 128, 16})),
@@ -743,6 +788,36 @@ std::vector<OpCase> build() {
                           return lsh_attention(l[0], l[1], o, x[2]).out;
                         })),
          grad_tol);
+  // LSH kernel edges: chunks that are not a multiple of the 32-key tile, look-ahead, three rounds with the
+  // duplicate-attention bias and the rounds' logsumexp gradient; and a window wider than the chunk count (the
+  // same chunk twice in one window) in float64.
+  parity("lsh_attention_grad_lookahead_dedup",
+         MAKE(normal(r, {2, 2, 96, 32}), normal(r, {2, 2, 96, 16}), bools(r, {2, 96}, 0.1),
+              normal(r, {2, 2, 96, 16})),
+         RUN(with_grads(x, 2,
+                        [&x](const V& l) {
+                          LshAttentionOptions o;
+                          o.chunk_len = 24;
+                          o.n_chunks_after = 1;
+                          o.n_hashes = 3;
+                          o.allow_duplicate_attention = false;
+                          o.seed = 12;
+                          o.has_seed = true;
+                          return lsh_attention(l[0], l[1], o, x[2]).out;
+                        })),
+         grad_tol);
+  parity("lsh_attention_grad_window_wraps_f64",
+         MAKE(normal(r, {1, 3, 32, 8}, kFloat64), normal(r, {1, 3, 32, 8}, kFloat64),
+              normal(r, {1, 3, 32, 8}, kFloat64)),
+         RUN(with_grads(x, 2, [](const V& l) {
+           LshAttentionOptions o;
+           o.chunk_len = 16;
+           o.n_chunks_after = 1;
+           o.n_buckets = {2};
+           o.seed = 13;
+           o.has_seed = true;
+           return lsh_attention(l[0], l[1], o).out;
+         })));
   parity("multi_dim_attention_grad",
          MAKE(normal(r, {3, 40, 16}), normal(r, {3, 40, 16}), normal(r, {3, 40, 16}), normal(r, {16}),
               bools(r, {3, 40}, 0.2), normal(r, {3, 40, 16})),

@@ -1,0 +1,79 @@
+#pragma once
+// Device-side building blocks of the fused attention kernels (cuda_attention.cu, cuda_lsh_attention.cu):
+// 256-thread blocks whose threads own fixed entries of a tile (entry e = thread + 256 k, so accumulators stay
+// in registers), warp-wide row statistics, and shared-memory tiles loaded row by row.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace loom::cuda::attention {
+
+constexpr int kAttnThreads = 256;
+constexpr int kWarps = kAttnThreads / 32;
+constexpr int kMaxOwned = 16;                // accumulator entries per thread
+constexpr size_t kSharedBudget = 48 * 1024;  // dynamic shared memory available without opting in
+constexpr int kTileRows[] = {32, 16, 8};     // tile heights tried, largest first
+
+// Shared-memory row pitch of a width: odd, so that a warp reading one column of 32 rows hits 32 banks.
+__host__ __device__ constexpr int odd_pitch(int width) { return width | 1; }
+
+__device__ __forceinline__ int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
+
+template <typename T>
+__device__ __forceinline__ T exp_of(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return expf(x);
+  } else {
+    return exp(x);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ T log_of(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return logf(x);
+  } else {
+    return log(x);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ T dot(const T* a, const T* b, int n) {
+  T acc = 0;
+  for (int c = 0; c < n; ++c) acc += a[c] * b[c];
+  return acc;
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_max(T v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Copies rows [first, first + n) of an operand (row length `cols`, row stride `rs` in global memory) into
+// shared memory with row pitch `pitch`.
+template <typename T>
+__device__ __forceinline__ void load_rows(const T* base, int64_t rs, int64_t first, int n, int cols, T* dst,
+                                          int pitch) {
+  for (int e = threadIdx.x; e < n * cols; e += kAttnThreads) {
+    const int r = e / cols, c = e % cols;
+    dst[r * pitch + c] = base[(first + r) * rs + c];
+  }
+}
+
+// Splits the flat block index into (matrix, tile).
+__device__ __forceinline__ void block_coords(int64_t tiles, int64_t& b, int64_t& tile) {
+  b = blockIdx.x / tiles;
+  tile = blockIdx.x % tiles;
+}
+
+}  // namespace loom::cuda::attention

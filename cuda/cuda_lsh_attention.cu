@@ -1,0 +1,641 @@
+// LSH attention's per-chunk core on the GPU (backend.h, lsh_attention_forward / _backward): the rows are
+// already sorted by (round, bucket, position), and chunk ci of C rows attends to the W = span C rows of
+// chunks ci - n_before .. ci + n_after (circularly). Like cuda_attention.cu, no [C, W] logit tile leaves
+// shared memory and nothing of size N W is allocated; ops/cpu/cpu_lsh_attention.cpp is the same computation
+// on the CPU.
+//
+// Logits: s = q . k - 1e5 [same position] - bias, replaced by -1e9 where the key is padding or (causal) after
+// the query, with keys k = q_key rho / sqrt(d), rho = (mean(q_key^2) + 1e-6)^(-1/2), normalised as each key
+// tile is loaded (every window recomputes its keys' norms instead of holding an [N, d] key matrix).
+//
+// Forward: a block owns R query rows of one chunk and walks its window 32 keys at a time with an online
+//   softmax (as the dense kernel); writes out = softmax(s) V and lse = logsumexp(s). Every logit is finite,
+//   so every row has a maximum and a sum >= 1.
+// Backward, in three steps, none of which writes another block's rows (no atomics, the same bits every run):
+//   1. per query tile: the row's softmax maximum m and sum l are recomputed (one pass over the window: the
+//      probabilities must be a row softmax, not exp(s - lse), which float32 cannot resolve for a fully masked
+//      row whose lse is near -1e9), delta = dO . O - dlse, then dS = P (dP - delta) (0 at replaced logits,
+//      which are constants) and the query path dQ = dS K is written to grad_qk; m, 1 / l and delta are kept
+//      per row.
+//   2. per key tile (32 rows of one chunk): every window slot the chunk occupies (chunk c' sits in slot s of
+//      chunk c' - s + n_before's window; a small chunk count can put it in several slots of one window) is
+//      visited, its query rows' P and dS recomputed from the kept statistics, and dV = P^T dO and dK = dS^T Q
+//      accumulated; grad_v is written and the key path through the normalisation,
+//      rho / sqrt(d) (dK - q rho^2 (dK . q) / d), added to the key rows of grad_qk.
+// Heads wider than 128 (or whose tiles exceed 48 KiB of shared memory) take the composed default.
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <iterator>
+#include <limits>
+#include <type_traits>
+
+#include "loom/cuda/attention_tiles.cuh"
+#include "loom/cuda/cuda_backend_impl.h"
+#include "loom/cuda/launch.cuh"
+
+namespace loom::cuda {
+namespace {
+
+using namespace attention;
+
+constexpr int kKeys = 32;  // keys per tile: one per lane in the row statistics
+constexpr double kSelfPenalty = 1e5;
+constexpr double kMasked = -1e9;
+constexpr double kNormEps = 1e-6;
+
+template <typename T>
+__device__ __forceinline__ T sqrt_of(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return sqrtf(x);
+  } else {
+    return sqrt(x);
+  }
+}
+
+// Carves shared memory into typed arrays, each aligned for its type. With a null base it only measures, so
+// the host sizes the launch with the very code that lays the tiles out.
+struct Carver {
+  unsigned char* base;
+  size_t offset = 0;
+  template <typename U>
+  __host__ __device__ U* take(size_t n) {
+    offset = (offset + alignof(U) - 1) / alignof(U) * alignof(U);
+    U* at = base ? reinterpret_cast<U*>(base + offset) : nullptr;
+    offset += n * sizeof(U);
+    return at;
+  }
+};
+
+template <typename T>
+struct Lsh {
+  const T *qk = nullptr, *v = nullptr, *bias = nullptr;
+  const int64_t* pos = nullptr;
+  const bool* pad = nullptr;
+  T *out = nullptr, *lse = nullptr;                                    // forward
+  const T *go = nullptr, *glse = nullptr, *fwd_out = nullptr;          // backward inputs
+  T *gq = nullptr, *gv = nullptr;                                      // backward outputs
+  T *row_max = nullptr, *row_inv_sum = nullptr, *row_delta = nullptr;  // step 1 -> step 2, [bh n] each
+  int64_t heads = 0, bh = 0, n = 0, c = 0, n_ch = 0, before = 0, span = 0, w = 0, l = 0;
+  int d = 0, dv = 0;
+  bool causal = false;
+  T inv_sqrt_d = 0;
+
+  // The chunk in window slot s of chunk ci.
+  __device__ int64_t window_chunk(int64_t ci, int64_t s) const {
+    return ((ci + s - before) % n_ch + n_ch) % n_ch;
+  }
+  // The global row of window position wpos of chunk ci of (batch, head) g.
+  __device__ int64_t window_row(int64_t g, int64_t ci, int64_t wpos) const {
+    return g * n + window_chunk(ci, wpos / c) * c + wpos % c;
+  }
+  // The masked logit of a query (position qpos, global row qrow) against key window position wpos; `replaced`
+  // tells whether it is the -1e9 constant. The self penalty comes before the bias, as on the CPU: in float32
+  // at 1e5 the order decides the rounding.
+  __device__ T logit(T qk_dot, int64_t qpos, int64_t kpos, bool kpad, int64_t qrow, int64_t wpos,
+                     bool& replaced) const {
+    replaced = kpad || (causal && kpos > qpos);
+    if (replaced) return static_cast<T>(kMasked);
+    T x = qk_dot - (kpos == qpos ? static_cast<T>(kSelfPenalty) : T(0));
+    if (bias) x -= bias[qrow * w + wpos];
+    return x;
+  }
+};
+
+// Loads `count` keys, key e being global row row_of(e): normalised into k (pitch odd_pitch(d)), positions,
+// padding flags and, when asked, their rho. A warp per key.
+template <typename T, typename RowOf>
+__device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T* k, int64_t* kpos,
+                          bool* kpad, T* rho_out) {
+  const int lane = threadIdx.x % 32;
+  for (int e = threadIdx.x / 32; e < count; e += kWarps) {
+    const int64_t row = row_of(e);
+    const T* q = a.qk + row * a.d;
+    T ss = 0;
+    for (int c = lane; c < a.d; c += 32) ss += q[c] * q[c];
+    ss = warp_sum(ss);
+    const T rho = T(1) / sqrt_of(ss / static_cast<T>(a.d) + static_cast<T>(kNormEps));
+    const T scale = rho * a.inv_sqrt_d;
+    for (int c = lane; c < a.d; c += 32) k[e * odd_pitch(a.d) + c] = q[c] * scale;
+    if (lane == 0) {
+      const int64_t p = a.pos[row];
+      kpos[e] = p;
+      kpad[e] = a.pad && a.pad[(g / a.heads) * a.l + p];
+      if (rho_out) rho_out[e] = rho;
+    }
+  }
+}
+
+// Loads `count` rows of `src` (row length cols), row e being global row row_of(e), with pitch `pitch`.
+template <typename T, typename RowOf>
+__device__ void load_rows_at(const T* src, int count, int cols, RowOf row_of, T* dst, int pitch) {
+  for (int e = threadIdx.x; e < count * cols; e += kAttnThreads) {
+    const int r = e / cols, col = e % cols;
+    dst[r * pitch + col] = src[row_of(r) * cols + col];
+  }
+}
+
+// The block's place: (batch-head g, chunk, tile of the chunk).
+__device__ __forceinline__ void chunk_coords(int64_t n_ch, int64_t tiles, int64_t& g, int64_t& chunk,
+                                             int64_t& tile) {
+  const int64_t x = blockIdx.x;
+  g = x / (n_ch * tiles);
+  chunk = x / tiles % n_ch;
+  tile = x % tiles;
+}
+
+// --- forward
+// -------------------------------------------------------------------------------------------------
+
+template <typename T>
+struct ForwardTiles {
+  int64_t *qpos, *kpos;
+  T *q, *k, *v, *s, *row_max, *row_sum, *row_scale;
+  bool* kpad;
+  size_t bytes;
+  __host__ __device__ ForwardTiles(unsigned char* base, int rows, int d, int dv) {
+    Carver cv{base};
+    qpos = cv.take<int64_t>(rows);
+    kpos = cv.take<int64_t>(kKeys);
+    q = cv.take<T>(static_cast<size_t>(rows) * d);
+    k = cv.take<T>(static_cast<size_t>(kKeys) * odd_pitch(d));
+    v = cv.take<T>(static_cast<size_t>(kKeys) * dv);
+    s = cv.take<T>(static_cast<size_t>(rows) * (kKeys + 1));
+    row_max = cv.take<T>(rows);
+    row_sum = cv.take<T>(rows);
+    row_scale = cv.take<T>(rows);
+    kpad = cv.take<bool>(kKeys);
+    bytes = cv.offset;
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads) lsh_forward_kernel(Lsh<T> a, int tile_rows) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const ForwardTiles<T> t(shared_bytes, tile_rows, a.d, a.dv);
+  const int d = a.d, dv = a.dv, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  int64_t g, ci, qt;
+  chunk_coords(a.n_ch, (a.c + tile_rows - 1) / tile_rows, g, ci, qt);
+  const int64_t q0 = g * a.n + ci * a.c + qt * tile_rows;  // global row of the tile's first query
+  const int rows = static_cast<int>(min_of(tile_rows, a.c - qt * tile_rows));
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+
+  load_rows(a.qk, d, q0, rows, d, t.q, d);
+  for (int r = tid; r < rows; r += kAttnThreads) {
+    t.qpos[r] = a.pos[q0 + r];
+    t.row_max[r] = -kInf;
+    t.row_sum[r] = 0;
+  }
+  T acc[kMaxOwned];
+#pragma unroll
+  for (int k = 0; k < kMaxOwned; ++k) acc[k] = 0;
+  const int owned = rows * dv;
+
+  for (int64_t w0 = 0; w0 < a.w; w0 += kKeys) {
+    const int kc = static_cast<int>(min_of(kKeys, a.w - w0));
+    auto row_of = [&](int e) { return a.window_row(g, ci, w0 + e); };
+    __syncthreads();  // the previous tile has been read
+    load_keys(a, g, kc, row_of, t.k, t.kpos, t.kpad, static_cast<T*>(nullptr));
+    load_rows_at(a.v, kc, dv, row_of, t.v, dv);
+    __syncthreads();
+    for (int e = tid; e < rows * kKeys; e += kAttnThreads) {
+      const int r = e / kKeys, j = e % kKeys;
+      T score = -kInf;  // past the window's end: weight 0
+      if (j < kc) {
+        bool replaced;
+        score = a.logit(dot(t.q + r * d, t.k + j * odd_pitch(d), d), t.qpos[r], t.kpos[j], t.kpad[j], q0 + r,
+                        w0 + j, replaced);
+      }
+      t.s[r * (kKeys + 1) + j] = score;
+    }
+    __syncthreads();
+    for (int r = warp; r < rows; r += kWarps) {
+      const T score = t.s[r * (kKeys + 1) + lane];
+      const T old_max = t.row_max[r];
+      const T new_max = fmax(old_max, warp_max(score));  // finite: the tile has at least one key
+      const T weight = exp_of(score - new_max);
+      const T scale = exp_of(old_max - new_max);  // 0 on the first tile
+      const T tile_sum = warp_sum(weight);
+      __syncwarp();  // every lane has read row_max[r]
+      if (lane == 0) {
+        t.row_max[r] = new_max;
+        t.row_sum[r] = t.row_sum[r] * scale + tile_sum;
+        t.row_scale[r] = scale;
+      }
+      t.s[r * (kKeys + 1) + lane] = weight;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < kMaxOwned; ++k) {
+      const int e = tid + k * kAttnThreads;
+      if (e < owned) {
+        const int r = e / dv, col = e % dv;
+        const T* weights = t.s + r * (kKeys + 1);
+        T x = acc[k] * t.row_scale[r];
+        for (int j = 0; j < kc; ++j) x += weights[j] * t.v[j * dv + col];
+        acc[k] = x;
+      }
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int k = 0; k < kMaxOwned; ++k) {
+    const int e = tid + k * kAttnThreads;
+    if (e < owned) a.out[(q0 + e / dv) * dv + e % dv] = acc[k] / t.row_sum[e / dv];
+  }
+  for (int r = tid; r < rows; r += kAttnThreads) a.lse[q0 + r] = t.row_max[r] + log_of(t.row_sum[r]);
+}
+
+// --- backward step 1: statistics and the query path
+// -----------------------------------------------------------
+
+template <typename T>
+struct QueryTiles {
+  int64_t *qpos, *kpos;
+  T *q, *go, *m, *inv_l, *delta, *k, *v, *s;
+  bool* kpad;
+  size_t bytes;
+  __host__ __device__ QueryTiles(unsigned char* base, int rows, int d, int dv) {
+    Carver cv{base};
+    qpos = cv.take<int64_t>(rows);
+    kpos = cv.take<int64_t>(kKeys);
+    q = cv.take<T>(static_cast<size_t>(rows) * d);
+    go = cv.take<T>(static_cast<size_t>(rows) * dv);
+    m = cv.take<T>(rows);
+    inv_l = cv.take<T>(rows);
+    delta = cv.take<T>(rows);
+    k = cv.take<T>(static_cast<size_t>(kKeys) * odd_pitch(d));
+    v = cv.take<T>(static_cast<size_t>(kKeys) * odd_pitch(dv));
+    s = cv.take<T>(static_cast<size_t>(rows) * (kKeys + 1));
+    kpad = cv.take<bool>(kKeys);
+    bytes = cv.offset;
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads) lsh_backward_query_kernel(Lsh<T> a, int tile_rows) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const QueryTiles<T> t(shared_bytes, tile_rows, a.d, a.dv);
+  const int d = a.d, dv = a.dv, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  int64_t g, ci, qt;
+  chunk_coords(a.n_ch, (a.c + tile_rows - 1) / tile_rows, g, ci, qt);
+  const int64_t q0 = g * a.n + ci * a.c + qt * tile_rows;
+  const int rows = static_cast<int>(min_of(tile_rows, a.c - qt * tile_rows));
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+
+  load_rows(a.qk, d, q0, rows, d, t.q, d);
+  load_rows(a.go, dv, q0, rows, dv, t.go, dv);
+  for (int r = tid; r < rows; r += kAttnThreads) {
+    t.qpos[r] = a.pos[q0 + r];
+    t.m[r] = -kInf;
+    t.inv_l[r] = 0;  // the running sum until the first pass ends
+  }
+  for (int r = warp; r < rows; r += kWarps) {  // delta = dO . O - dlse, straight from global memory
+    const T* go = a.go + (q0 + r) * dv;
+    const T* o = a.fwd_out + (q0 + r) * dv;
+    T x = 0;
+    for (int col = lane; col < dv; col += 32) x += go[col] * o[col];
+    x = warp_sum(x);
+    if (lane == 0) t.delta[r] = a.glse ? x - a.glse[q0 + r] : x;
+  }
+
+  // Pass 1: each row's maximum and sum.
+  for (int64_t w0 = 0; w0 < a.w; w0 += kKeys) {
+    const int kc = static_cast<int>(min_of(kKeys, a.w - w0));
+    __syncthreads();
+    load_keys(
+        a, g, kc, [&](int e) { return a.window_row(g, ci, w0 + e); }, t.k, t.kpos, t.kpad,
+        static_cast<T*>(nullptr));
+    __syncthreads();
+    for (int r = warp; r < rows; r += kWarps) {
+      T score = -kInf;
+      if (lane < kc) {
+        bool replaced;
+        score = a.logit(dot(t.q + r * d, t.k + lane * odd_pitch(d), d), t.qpos[r], t.kpos[lane], t.kpad[lane],
+                        q0 + r, w0 + lane, replaced);
+      }
+      const T old_max = t.m[r];
+      const T new_max = fmax(old_max, warp_max(score));
+      const T tile_sum = warp_sum(exp_of(score - new_max));
+      __syncwarp();
+      if (lane == 0) {
+        t.inv_l[r] = t.inv_l[r] * exp_of(old_max - new_max) + tile_sum;
+        t.m[r] = new_max;
+      }
+    }
+  }
+  __syncthreads();
+  for (int r = tid; r < rows; r += kAttnThreads) {
+    t.inv_l[r] = T(1) / t.inv_l[r];
+    a.row_max[q0 + r] = t.m[r];
+    a.row_inv_sum[q0 + r] = t.inv_l[r];
+    a.row_delta[q0 + r] = t.delta[r];
+  }
+
+  // Pass 2: dS and dQ = dS K.
+  T acc[kMaxOwned];
+#pragma unroll
+  for (int k = 0; k < kMaxOwned; ++k) acc[k] = 0;
+  const int owned = rows * d;
+  for (int64_t w0 = 0; w0 < a.w; w0 += kKeys) {
+    const int kc = static_cast<int>(min_of(kKeys, a.w - w0));
+    auto row_of = [&](int e) { return a.window_row(g, ci, w0 + e); };
+    __syncthreads();
+    load_keys(a, g, kc, row_of, t.k, t.kpos, t.kpad, static_cast<T*>(nullptr));
+    load_rows_at(a.v, kc, dv, row_of, t.v, odd_pitch(dv));
+    __syncthreads();
+    for (int e = tid; e < rows * kKeys; e += kAttnThreads) {
+      const int r = e / kKeys, j = e % kKeys;
+      T ds = 0;
+      if (j < kc) {
+        bool replaced;
+        const T x = a.logit(dot(t.q + r * d, t.k + j * odd_pitch(d), d), t.qpos[r], t.kpos[j], t.kpad[j],
+                            q0 + r, w0 + j, replaced);
+        if (!replaced) {
+          const T p = exp_of(x - t.m[r]) * t.inv_l[r];
+          ds = p * (dot(t.go + r * dv, t.v + j * odd_pitch(dv), dv) - t.delta[r]);
+        }
+      }
+      t.s[r * (kKeys + 1) + j] = ds;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < kMaxOwned; ++k) {
+      const int e = tid + k * kAttnThreads;
+      if (e < owned) {
+        const int r = e / d, col = e % d;
+        const T* ds = t.s + r * (kKeys + 1);
+        T x = acc[k];
+        for (int j = 0; j < kc; ++j) x += ds[j] * t.k[j * odd_pitch(d) + col];
+        acc[k] = x;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kMaxOwned; ++k) {
+    const int e = tid + k * kAttnThreads;
+    if (e < owned) a.gq[(q0 + e / d) * d + e % d] = acc[k];
+  }
+}
+
+// --- backward step 2: the key path and the values
+// ---------------------------------------------------------------
+
+template <typename T>
+struct KeyTiles {
+  int64_t *kpos, *qpos;
+  T *k, *v, *rho, *kdot, *q, *go, *dk, *m, *inv_l, *delta, *p, *ds;
+  bool* kpad;
+  size_t bytes;
+  __host__ __device__ KeyTiles(unsigned char* base, int rows, int d, int dv) {
+    Carver cv{base};
+    kpos = cv.take<int64_t>(kKeys);
+    qpos = cv.take<int64_t>(rows);
+    k = cv.take<T>(static_cast<size_t>(kKeys) * odd_pitch(d));
+    v = cv.take<T>(static_cast<size_t>(kKeys) * odd_pitch(dv));
+    rho = cv.take<T>(kKeys);
+    kdot = cv.take<T>(kKeys);
+    // The query tile (q, dO), reused for dK [32][odd_pitch(d)] once every query has been visited.
+    const size_t query_region =
+        std::max(static_cast<size_t>(rows) * (d + dv), static_cast<size_t>(kKeys) * odd_pitch(d));
+    q = cv.take<T>(query_region);
+    go = q ? q + static_cast<size_t>(rows) * d : nullptr;
+    dk = q;
+    m = cv.take<T>(rows);
+    inv_l = cv.take<T>(rows);
+    delta = cv.take<T>(rows);
+    p = cv.take<T>(static_cast<size_t>(rows) * (kKeys + 1));
+    ds = cv.take<T>(static_cast<size_t>(rows) * (kKeys + 1));
+    kpad = cv.take<bool>(kKeys);
+    bytes = cv.offset;
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads) lsh_backward_key_kernel(Lsh<T> a, int tile_rows) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const KeyTiles<T> t(shared_bytes, tile_rows, a.d, a.dv);
+  const int d = a.d, dv = a.dv, tid = threadIdx.x, lane = tid % 32, warp = tid / 32, pitch = kKeys + 1;
+  int64_t g, kc_chunk, kt;
+  chunk_coords(a.n_ch, (a.c + kKeys - 1) / kKeys, g, kc_chunk, kt);
+  const int64_t k0 = g * a.n + kc_chunk * a.c + kt * kKeys;  // global row of the tile's first key
+  const int kc = static_cast<int>(min_of(kKeys, a.c - kt * kKeys));
+  load_keys(
+      a, g, kc, [&](int e) { return k0 + e; }, t.k, t.kpos, t.kpad, t.rho);
+  load_rows(a.v, dv, k0, kc, dv, t.v, odd_pitch(dv));
+  T acc_k[kMaxOwned], acc_v[kMaxOwned];
+#pragma unroll
+  for (int k = 0; k < kMaxOwned; ++k) acc_k[k] = acc_v[k] = 0;
+  const int owned_k = kc * d, owned_v = kc * dv;
+
+  for (int64_t slot = 0; slot < a.span; ++slot) {
+    // The chunk whose window holds this key chunk in `slot`, and the keys' positions in that window.
+    const int64_t cq = ((kc_chunk - slot + a.before) % a.n_ch + a.n_ch) % a.n_ch;
+    const int64_t wpos0 = slot * a.c + kt * kKeys;
+    for (int64_t i0 = 0; i0 < a.c; i0 += tile_rows) {
+      const int rows = static_cast<int>(min_of(tile_rows, a.c - i0));
+      const int64_t q0 = g * a.n + cq * a.c + i0;
+      __syncthreads();  // the previous query tile has been read (the first time: keys loaded)
+      load_rows(a.qk, d, q0, rows, d, t.q, d);
+      load_rows(a.go, dv, q0, rows, dv, t.go, dv);
+      for (int r = tid; r < rows; r += kAttnThreads) {
+        t.qpos[r] = a.pos[q0 + r];
+        t.m[r] = a.row_max[q0 + r];
+        t.inv_l[r] = a.row_inv_sum[q0 + r];
+        t.delta[r] = a.row_delta[q0 + r];
+      }
+      __syncthreads();
+      for (int e = tid; e < rows * kKeys; e += kAttnThreads) {
+        const int r = e / kKeys, j = e % kKeys;
+        T p = 0, ds = 0;
+        if (j < kc) {
+          bool replaced;
+          const T x = a.logit(dot(t.q + r * d, t.k + j * odd_pitch(d), d), t.qpos[r], t.kpos[j], t.kpad[j],
+                              q0 + r, wpos0 + j, replaced);
+          p = exp_of(x - t.m[r]) * t.inv_l[r];  // replaced logits still carry weight (a fully masked row)
+          if (!replaced) ds = p * (dot(t.go + r * dv, t.v + j * odd_pitch(dv), dv) - t.delta[r]);
+        }
+        t.p[r * pitch + j] = p;
+        t.ds[r * pitch + j] = ds;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int k = 0; k < kMaxOwned; ++k) {
+        const int e = tid + k * kAttnThreads;
+        if (e < owned_v) {
+          const int j = e / dv, col = e % dv;
+          T x = acc_v[k];
+          for (int r = 0; r < rows; ++r) x += t.p[r * pitch + j] * t.go[r * dv + col];
+          acc_v[k] = x;
+        }
+        if (e < owned_k) {
+          const int j = e / d, col = e % d;
+          T x = acc_k[k];
+          for (int r = 0; r < rows; ++r) x += t.ds[r * pitch + j] * t.q[r * d + col];
+          acc_k[k] = x;
+        }
+      }
+    }
+  }
+  __syncthreads();  // the query tile is free: dK goes there
+#pragma unroll
+  for (int k = 0; k < kMaxOwned; ++k) {
+    const int e = tid + k * kAttnThreads;
+    if (e < owned_v) a.gv[(k0 + e / dv) * dv + e % dv] = acc_v[k];
+    if (e < owned_k) t.dk[(e / d) * odd_pitch(d) + e % d] = acc_k[k];
+  }
+  __syncthreads();
+  for (int j = warp; j < kc; j += kWarps) {  // dK . q per key
+    const T* q = a.qk + (k0 + j) * d;
+    T x = 0;
+    for (int col = lane; col < d; col += 32) x += t.dk[j * odd_pitch(d) + col] * q[col];
+    x = warp_sum(x);
+    if (lane == 0) t.kdot[j] = x;
+  }
+  __syncthreads();
+  // k = q rho / sqrt(d), rho = (mean(q^2) + eps)^(-1/2)  =>  dq += rho / sqrt(d) (dk - q rho^2 (dk . q) / d).
+#pragma unroll
+  for (int k = 0; k < kMaxOwned; ++k) {
+    const int e = tid + k * kAttnThreads;
+    if (e < owned_k) {
+      const int j = e / d, col = e % d;
+      const T rho = t.rho[j];
+      const T coef = rho * rho * t.kdot[j] / static_cast<T>(d), scale = rho * a.inv_sqrt_d;
+      T* gq = a.gq + (k0 + j) * d + col;
+      *gq += scale * (acc_k[k] - a.qk[(k0 + j) * d + col] * coef);
+    }
+  }
+}
+
+// --- host side
+// -----------------------------------------------------------------------------------------------
+
+// The tallest query tile that every kernel can run with (shared memory within budget, accumulators within
+// kMaxOwned a thread), no taller than the chunk unless it is the smallest; 0 when none fits.
+template <typename T>
+int lsh_tile(int64_t chunk_len, int d, int dv) {
+  if (kKeys * std::max(d, dv) > kMaxOwned * kAttnThreads) return 0;  // the key kernel's dK and dV
+  for (int rows : kTileRows) {
+    if (rows > chunk_len && rows != kTileRows[std::size(kTileRows) - 1]) continue;
+    const size_t most =
+        std::max({ForwardTiles<T>(nullptr, rows, d, dv).bytes, QueryTiles<T>(nullptr, rows, d, dv).bytes,
+                  KeyTiles<T>(nullptr, rows, d, dv).bytes});
+    if (most <= kSharedBudget && rows * std::max(d, dv) <= kMaxOwned * kAttnThreads) return rows;
+  }
+  return 0;
+}
+
+template <typename T>
+Lsh<T> make_lsh(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
+                const Tensor& bias, const Backend::LshChunks& ch) {
+  Lsh<T> a;
+  a.qk = ptr<const T>(sqk);
+  a.v = ptr<const T>(sv);
+  if (bias.defined()) a.bias = ptr<const T>(bias);
+  a.pos = ptr<const int64_t>(spos);
+  if (padding.defined()) {
+    a.pad = ptr<const bool>(padding);
+    a.l = padding.size(1);
+  }
+  a.heads = sqk.size(1);
+  a.bh = sqk.size(0) * sqk.size(1);
+  a.n = sqk.size(2);
+  a.d = static_cast<int>(sqk.size(3));
+  a.dv = static_cast<int>(sv.size(3));
+  a.c = ch.chunk_len;
+  a.n_ch = a.n / a.c;
+  a.before = ch.n_before;
+  a.span = ch.n_before + 1 + ch.n_after;
+  a.w = a.span * a.c;
+  a.causal = ch.causal;
+  a.inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(a.d)));
+  return a;
+}
+
+unsigned chunk_grid(int64_t bh, int64_t n_ch, int64_t chunk_len, int tile) {
+  const int64_t blocks = bh * n_ch * ((chunk_len + tile - 1) / tile);
+  LOOM_CHECK(blocks <= INT_MAX, "lsh_attention: ", blocks, " tiles exceed the CUDA grid's 2^31 - 1 blocks");
+  return static_cast<unsigned>(blocks);
+}
+
+bool fits(const Tensor& sqk, const Tensor& sv) {
+  return sqk.numel() > 0 && sv.numel() > 0 && sqk.size(3) <= INT_MAX && sv.size(3) <= INT_MAX;
+}
+
+template <typename T>
+bool fused_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
+                   const Tensor& bias, const Backend::LshChunks& ch, const Tensor& out, const Tensor& lse) {
+  if (!fits(sqk, sv)) return false;
+  Lsh<T> a = make_lsh<T>(sqk, sv, spos, padding, bias, ch);
+  const int tile = lsh_tile<T>(a.c, a.d, a.dv);
+  if (tile == 0) return false;
+  a.out = ptr<T>(out);
+  a.lse = ptr<T>(lse);
+  lsh_forward_kernel<T><<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads,
+                          ForwardTiles<T>(nullptr, tile, a.d, a.dv).bytes>>>(a, tile);
+  LOOM_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+template <typename T>
+bool fused_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor& sqk, const Tensor& sv,
+                    const Tensor& spos, const Tensor& padding, const Tensor& bias,
+                    const Backend::LshChunks& ch, const Tensor& out, const Tensor& grad_qk,
+                    const Tensor& grad_v) {
+  if (!fits(sqk, sv)) return false;
+  Lsh<T> a = make_lsh<T>(sqk, sv, spos, padding, bias, ch);
+  const int tile = lsh_tile<T>(a.c, a.d, a.dv);
+  if (tile == 0) return false;
+  a.go = ptr<const T>(grad_out);
+  if (grad_lse.defined()) a.glse = ptr<const T>(grad_lse);
+  a.fwd_out = ptr<const T>(out);
+  a.gq = ptr<T>(grad_qk);
+  a.gv = ptr<T>(grad_v);
+  Tensor stats = Tensor::empty({3, a.bh * a.n}, sqk.options());
+  a.row_max = ptr<T>(stats);
+  a.row_inv_sum = a.row_max + a.bh * a.n;
+  a.row_delta = a.row_inv_sum + a.bh * a.n;
+  lsh_backward_query_kernel<T>
+      <<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads, QueryTiles<T>(nullptr, tile, a.d, a.dv).bytes>>>(
+          a, tile);
+  LOOM_CUDA_CHECK_LAUNCH();
+  lsh_backward_key_kernel<T>
+      <<<chunk_grid(a.bh, a.n_ch, a.c, kKeys), kAttnThreads, KeyTiles<T>(nullptr, tile, a.d, a.dv).bytes>>>(
+          a, tile);
+  LOOM_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+}  // namespace
+
+void CudaBackend::lsh_attention_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos,
+                                        const Tensor& padding, const Tensor& bias, const LshChunks& chunks,
+                                        const Tensor& out, const Tensor& lse) {
+  bool fused = false;
+  {
+    DeviceGuard guard(device_);
+    LOOM_DISPATCH_FLOATING(sqk.dtype(), "lsh_attention", [&] {
+      fused = fused_forward<scalar_t>(sqk, sv, spos, padding, bias, chunks, out, lse);
+    });
+  }
+  if (!fused) Backend::lsh_attention_forward(sqk, sv, spos, padding, bias, chunks, out, lse);
+}
+
+void CudaBackend::lsh_attention_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor& sqk,
+                                         const Tensor& sv, const Tensor& spos, const Tensor& padding,
+                                         const Tensor& bias, const LshChunks& chunks, const Tensor& out,
+                                         const Tensor& grad_qk, const Tensor& grad_v) {
+  bool fused = false;
+  {
+    DeviceGuard guard(device_);
+    LOOM_DISPATCH_FLOATING(sqk.dtype(), "lsh_attention backward", [&] {
+      fused = fused_backward<scalar_t>(grad_out, grad_lse, sqk, sv, spos, padding, bias, chunks, out, grad_qk,
+                                       grad_v);
+    });
+  }
+  if (!fused)
+    Backend::lsh_attention_backward(grad_out, grad_lse, sqk, sv, spos, padding, bias, chunks, out, grad_qk,
+                                    grad_v);
+}
+
+}  // namespace loom::cuda
