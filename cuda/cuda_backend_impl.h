@@ -62,6 +62,12 @@ class CudaBackend final : public Backend {
   void relu_backward(const Tensor& grad, const Tensor& out, const Tensor& grad_in) override;
   void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                  const AdamStep& step) override;
+  // cuda_act.cu
+  void act_frozen_projection(const Tensor& running, const ActFrozenProjection& a, const Tensor& out,
+                             const Tensor& inv_sigma) override;
+  void act_frozen_projection_backward(const Tensor& grad, const ActFrozenProjection& a,
+                                      const Tensor& inv_sigma,
+                                      const ActFrozenProjectionGrads& grads) override;
   // cuda_attention.cu
   void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
                          double scale, const AttentionDropout& dropout, const Tensor& out,

@@ -200,11 +200,21 @@ V adam_steps(const V& x, Device) {
 V act_frozen_projection_case(const V& x, Device dev) {
   std::vector<Tensor> leaves;
   for (size_t i = 0; i < 6; ++i) leaves.push_back(x[i].detach().requires_grad_());
-  ActFrozenRows frozen{tensor(std::vector<int64_t>{1, 2, 4, 6}, {4}).to(dev), leaves[1], leaves[2],
+  // Rows [0, n + h) split between running (n) and frozen (h): the hand-picked split for the small case, else
+  // rows visited with a stride coprime to n + h, the first h of them frozen.
+  const int64_t n = x[0].size(0), h = x[1].size(0), total = n + h;
+  std::vector<int64_t> frozen_rows{1, 2, 4, 6}, running_rows{0, 3, 5};
+  if (n != 3 || h != 4) {
+    frozen_rows.clear();
+    running_rows.clear();
+    int64_t stride = 37;
+    while (std::gcd(stride, total) != 1) ++stride;
+    for (int64_t i = 0; i < total; ++i) (i < h ? frozen_rows : running_rows).push_back(i * stride % total);
+  }
+  ActFrozenRows frozen{tensor(frozen_rows, {h}).to(dev), leaves[1], leaves[2],
                        sum(leaves[2] * leaves[2], {1})};
   ActStepSignalTerms signal{leaves[3], leaves[4], leaves[5]};
-  Tensor out = act_frozen_projection(leaves[0], tensor(std::vector<int64_t>{0, 3, 5}, {3}).to(dev), frozen,
-                                     signal, 1e-6);
+  Tensor out = act_frozen_projection(leaves[0], tensor(running_rows, {n}).to(dev), frozen, signal, 1e-6);
   sum(out * x[6]).backward();
   V result{out.detach()};
   for (const Tensor& leaf : leaves) result.push_back(leaf.grad());
@@ -832,6 +842,11 @@ std::vector<OpCase> build() {
          MAKE(normal(r, {3, 6}), normal(r, {4, 6}), normal(r, {4, 5}), normal(r, {5}), normal(r, {6}),
               normal(r, {6}), normal(r, {7, 6})),
          act_frozen_projection_case, {1e-5, 1e-5});
+  // Frozen rows over several 64-row chunks of the column sums, wider rows than a warp.
+  parity("act_frozen_projection_chunks",
+         MAKE(normal(r, {50, 96}), normal(r, {200, 96}), normal(r, {200, 48}), normal(r, {48}),
+              normal(r, {96}), normal(r, {96}), normal(r, {250, 96})),
+         act_frozen_projection_case, {1e-4, 1e-4});
   parity("contiguous_big_permuted", MAKE(normal(r, {32, 64, 48})), RUN(x[0].permute({2, 0, 1}).contiguous()));
   return t;
 }
