@@ -115,9 +115,9 @@ template <typename T>
 __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(Problem<T> p, int tile_rows) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const int d = p.d, dv = p.dv, dp = p.dp, dvp = p.dvp, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  T* sq = reinterpret_cast<T*>(shared_bytes);    // [tile_rows][d]
-  T* sk = sq + tile_rows * dp;                   // [32][d + 1]
-  T* sv = sk + kKeyTile * dp;                    // [32][dv]
+  T* sq = reinterpret_cast<T*>(shared_bytes);    // [tile_rows][dp]
+  T* sk = sq + tile_rows * dp;                   // [32][dp]
+  T* sv = sk + kKeyTile * dp;                    // [32][dvp]
   T* ss = sv + kKeyTile * dvp;                   // [tile_rows][33]: scores, then weights
   T* row_max = ss + tile_rows * (kKeyTile + 1);  // [tile_rows]
   T* row_sum = row_max + tile_rows;

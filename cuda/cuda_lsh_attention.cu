@@ -395,12 +395,10 @@ struct KeyTiles {
     v = cv.take<T>(static_cast<size_t>(kKeys) * odd_pitch(dv));
     rho = cv.take<T>(kKeys);
     kdot = cv.take<T>(kKeys);
-    // The query tile (q, dO), reused for dK [32][odd_pitch(d)] once every query has been visited.
-    const size_t query_region =
-        std::max(static_cast<size_t>(rows) * (d + dv), static_cast<size_t>(kKeys) * odd_pitch(d));
-    q = cv.take<T>(query_region);
+    // The query tile (q, dO).
+    q = cv.take<T>(static_cast<size_t>(rows) * (d + dv));
     go = q ? q + static_cast<size_t>(rows) * d : nullptr;
-    dk = q;
+    dk = k;  // dK [32][odd_pitch(d)] once every query has been visited: the keys are no longer read
     m = cv.take<T>(rows);
     inv_l = cv.take<T>(rows);
     delta = cv.take<T>(rows);
@@ -477,7 +475,7 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_key_kernel(Lsh<T> a
       }
     }
   }
-  __syncthreads();  // the query tile is free: dK goes there
+  __syncthreads();  // every key tile read is done: dK goes over the keys
 #pragma unroll
   for (int k = 0; k < kMaxOwned; ++k) {
     const int e = tid + k * kAttnThreads;
