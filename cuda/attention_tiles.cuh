@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "loom/cuda/row_reduce.cuh"
+
 namespace loom::cuda::attention {
 
 constexpr int kAttnThreads = 256;
@@ -46,28 +48,49 @@ __device__ __forceinline__ T dot(const T* a, const T* b, int n) {
 }
 
 template <typename T>
+__device__ __forceinline__ T sqrt_of(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return sqrtf(x);
+  } else {
+    return sqrt(x);
+  }
+}
+
+struct FMax {  // NaN loses, as fmax: a row's maximum over its numbers
+  template <typename A>
+  __device__ A operator()(A a, A b) const {
+    return fmax(a, b);
+  }
+};
+
+// Over the 32 lanes of a warp; every lane gets the result (row_reduce.cuh's butterfly).
+template <typename T>
 __device__ __forceinline__ T warp_max(T v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
+  return group_allreduce<32>(v, FMax{});
 }
 
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
+  return group_allreduce<32>(v, Plus{});
 }
 
-// Copies rows [first, first + n) of an operand (row length `cols`, row stride `rs` in global memory) into
-// shared memory with row pitch `pitch`.
+// Copies `n` rows of an operand (row length `cols`, row stride `rs` in global memory), row r being row
+// row_of(r), into shared memory with row pitch `pitch`.
+template <typename T, typename RowOf>
+__device__ __forceinline__ void load_rows_at(const T* base, int64_t rs, int n, int cols, RowOf row_of, T* dst,
+                                             int pitch) {
+  for (int e = threadIdx.x; e < n * cols; e += kAttnThreads) {
+    const int r = e / cols, c = e % cols;
+    dst[r * pitch + c] = base[row_of(r) * rs + c];
+  }
+}
+
+// Rows [first, first + n) likewise.
 template <typename T>
 __device__ __forceinline__ void load_rows(const T* base, int64_t rs, int64_t first, int n, int cols, T* dst,
                                           int pitch) {
-  for (int e = threadIdx.x; e < n * cols; e += kAttnThreads) {
-    const int r = e / cols, c = e % cols;
-    dst[r * pitch + c] = base[(first + r) * rs + c];
-  }
+  load_rows_at(
+      base, rs, n, cols, [first](int r) { return first + r; }, dst, pitch);
 }
 
 // Splits the flat block index into (matrix, tile).

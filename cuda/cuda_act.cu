@@ -132,26 +132,26 @@ __global__ void frozen_column_totals_kernel(Frozen<T> f, const T* partial, int64
 }
 
 template <typename T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? ptr<T>(t) : nullptr;
+}
+
+template <typename T>
 Frozen<T> frozen_of(const Backend::ActFrozenProjection& a, const Tensor& inv_sigma) {
   Frozen<T> f;
   f.rows = ptr<const int64_t>(a.frozen_rows);
   f.projected = ptr<const T>(a.projected);
   f.centred = ptr<const T>(a.centred);
-  f.squared_norm = a.squared_norm.defined() ? ptr<const T>(a.squared_norm) : nullptr;
+  f.squared_norm = ptr_or_null<const T>(a.squared_norm);
   f.signal_centred = ptr<const T>(a.signal_centred);
   f.signal_projected = ptr<const T>(a.signal_projected);
-  f.shift = a.shift.defined() ? ptr<const T>(a.shift) : nullptr;
-  f.inv_sigma = inv_sigma.defined() ? ptr<const T>(inv_sigma) : nullptr;
+  f.shift = ptr_or_null<const T>(a.shift);
+  f.inv_sigma = ptr_or_null<const T>(inv_sigma);
   f.h = a.frozen_rows.numel();
   f.C = a.projected.size(1);
   f.d = a.centred.size(1);
   f.eps = static_cast<T>(a.eps);
   return f;
-}
-
-template <typename T>
-T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? ptr<T>(t) : nullptr;
 }
 
 }  // namespace

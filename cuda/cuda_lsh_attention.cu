@@ -44,15 +44,6 @@ constexpr double kSelfPenalty = 1e5;
 constexpr double kMasked = -1e9;
 constexpr double kNormEps = 1e-6;
 
-template <typename T>
-__device__ __forceinline__ T sqrt_of(T x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return sqrtf(x);
-  } else {
-    return sqrt(x);
-  }
-}
-
 // Carves shared memory into typed arrays, each aligned for its type. With a null base it only measures, so
 // the host sizes the launch with the very code that lays the tiles out.
 struct Carver {
@@ -126,15 +117,6 @@ __device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T
   }
 }
 
-// Loads `count` rows of `src` (row length cols), row e being global row row_of(e), with pitch `pitch`.
-template <typename T, typename RowOf>
-__device__ void load_rows_at(const T* src, int count, int cols, RowOf row_of, T* dst, int pitch) {
-  for (int e = threadIdx.x; e < count * cols; e += kAttnThreads) {
-    const int r = e / cols, col = e % cols;
-    dst[r * pitch + col] = src[row_of(r) * cols + col];
-  }
-}
-
 // The block's place: (batch-head g, chunk, tile of the chunk).
 __device__ __forceinline__ void chunk_coords(int64_t n_ch, int64_t tiles, int64_t& g, int64_t& chunk,
                                              int64_t& tile) {
@@ -196,7 +178,7 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_forward_kernel(Lsh<T> a, int
     auto row_of = [&](int e) { return a.window_row(g, ci, w0 + e); };
     __syncthreads();  // the previous tile has been read
     load_keys(a, g, kc, row_of, t.k, t.kpos, t.kpad, static_cast<T*>(nullptr));
-    load_rows_at(a.v, kc, dv, row_of, t.v, dv);
+    load_rows_at(a.v, dv, kc, dv, row_of, t.v, dv);
     __syncthreads();
     for (int e = tid; e < rows * kKeys; e += kAttnThreads) {
       const int r = e / kKeys, j = e % kKeys;
@@ -342,7 +324,7 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_query_kernel(Lsh<T>
     auto row_of = [&](int e) { return a.window_row(g, ci, w0 + e); };
     __syncthreads();
     load_keys(a, g, kc, row_of, t.k, t.kpos, t.kpad, static_cast<T*>(nullptr));
-    load_rows_at(a.v, kc, dv, row_of, t.v, odd_pitch(dv));
+    load_rows_at(a.v, dv, kc, dv, row_of, t.v, odd_pitch(dv));
     __syncthreads();
     for (int e = tid; e < rows * kKeys; e += kAttnThreads) {
       const int r = e / kKeys, j = e % kKeys;

@@ -1,4 +1,5 @@
-// Tensor conversions and copies: contiguous, clone, to(device/dtype), copy_, fill_, item, to_vector, printing.
+// Tensor conversions and copies: contiguous, clone, to(device/dtype), copy_, fill_, item, to_vector,
+// printing.
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -47,21 +48,28 @@ Tensor& Tensor::fill_(double value) {
 
 // Copies that keep the tape: the gradient of a copy is the incoming gradient, moved back to the source's
 // dtype and device.
-Tensor Tensor::contiguous() const {
-  if (is_contiguous()) return *this;
-  autograd::OpScope scope("contiguous", {*this});
-  Tensor out = Tensor::empty(shape(), options());
-  backend_for(device()).copy(*this, out);
+namespace {
+
+// `src` copied, as op `op`, into make_out() (a fresh tensor of its shape, dtype and device, allocated inside
+// the op's scope so that a profiler counts it); the gradient passes through unchanged.
+template <typename MakeOut>
+Tensor recorded_copy(const char* op, const Tensor& src, MakeOut make_out) {
+  autograd::OpScope scope(op, {src});
+  Tensor out = make_out();
+  backend_for(src.device()).copy(src, out);
   if (scope.recording()) scope.record({out}, [](const std::vector<Tensor>& g) { return g; });
   return out;
 }
 
+}  // namespace
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return recorded_copy("contiguous", *this, [this] { return Tensor::empty(shape(), options()); });
+}
+
 Tensor Tensor::clone() const {
-  autograd::OpScope scope("clone", {*this});
-  Tensor out = Tensor::empty(shape(), options());
-  backend_for(device()).copy(*this, out);
-  if (scope.recording()) scope.record({out}, [](const std::vector<Tensor>& g) { return g; });
-  return out;
+  return recorded_copy("clone", *this, [this] { return Tensor::empty(shape(), options()); });
 }
 
 Tensor Tensor::pin_memory() const {
@@ -69,12 +77,10 @@ Tensor Tensor::pin_memory() const {
              "; only CPU tensors can be pinned");
   if (is_pinned()) return *this;
   Allocator& pinned = pinned_host_allocator();
-  autograd::OpScope scope("pin_memory", {*this});
-  auto storage = std::make_shared<Storage>(static_cast<size_t>(numel()) * element_size(), device(), pinned);
-  Tensor out = make_view(std::move(storage), shape(), contiguous_strides(shape()), 0, dtype());
-  backend_for(device()).copy(*this, out);
-  if (scope.recording()) scope.record({out}, [](const std::vector<Tensor>& g) { return g; });
-  return out;
+  return recorded_copy("pin_memory", *this, [this, &pinned] {
+    auto storage = std::make_shared<Storage>(static_cast<size_t>(numel()) * element_size(), device(), pinned);
+    return make_view(std::move(storage), shape(), contiguous_strides(shape()), 0, dtype());
+  });
 }
 
 bool Tensor::is_pinned() const { return defined() && storage()->allocator().pinned(); }
@@ -119,7 +125,7 @@ T Tensor::item() const {
   return to_vector<T>()[0];
 }
 
-#define LOOM_INSTANTIATE_HOST_READS(T)           \
+#define LOOM_INSTANTIATE_HOST_READS(T)                  \
   template std::vector<T> Tensor::to_vector<T>() const; \
   template T Tensor::item<T>() const;
 LOOM_INSTANTIATE_HOST_READS(float)
@@ -132,12 +138,14 @@ LOOM_INSTANTIATE_HOST_READS(bool)
 namespace {
 
 // PyTorch-like nested brackets, eliding the middle of long dims.
-void print_values(std::ostream& os, const std::vector<double>& v, const Shape& shape, size_t dim, int64_t offset,
-                  int64_t stride_elems, bool integral, int indent) {
+void print_values(std::ostream& os, const std::vector<double>& v, const Shape& shape, size_t dim,
+                  int64_t offset, int64_t stride_elems, bool integral, int indent) {
   constexpr int64_t kEdge = 3;
   if (shape.empty()) {
-    if (integral) os << static_cast<int64_t>(v[offset]);
-    else os << std::setprecision(4) << std::fixed << v[offset];
+    if (integral)
+      os << static_cast<int64_t>(v[offset]);
+    else
+      os << std::setprecision(4) << std::fixed << v[offset];
     return;
   }
   int64_t n = shape[dim];
@@ -152,8 +160,10 @@ void print_values(std::ostream& os, const std::vector<double>& v, const Shape& s
     }
     if (dim + 1 == shape.size()) {
       double x = v[offset + i];
-      if (integral) os << static_cast<int64_t>(x);
-      else os << std::setprecision(4) << std::fixed << x;
+      if (integral)
+        os << static_cast<int64_t>(x);
+      else
+        os << std::setprecision(4) << std::fixed << x;
     } else {
       print_values(os, v, shape, dim + 1, offset + i * inner, inner, integral, indent + 1);
     }
