@@ -6,6 +6,9 @@
 //   CublasSgemm/<n>      the same product from cuBLAS called directly (the target: Loom within 5% of it)
 //   Attention/<L>        scaled_dot_product_attention forward + backward, [4, 8, L, 64] float32, causal
 //   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds, causal
+//   MultiDimAttention/<r> multi_dim_attention forward + backward over Bi-BloSA's blocks: [512, r, 300]
+//                        float32 (a batch of 32 sequences of 16 blocks), forward mask; counter scores/s, the
+//                        (i, j, f) score entries of forward and backward per second
 //   ReformerStep/<L>     one training step (forward, loss, backward, AdamW) of bench_reformer's 6-layer model
 //   ReformerLongest      that step at 2^14, 2^15, ... until the GPU runs out of memory: the longest trainable
 //   L UtActStep            one training step of the Universal Transformer encoder-decoder with ACT
@@ -107,6 +110,23 @@ void BM_Attention(benchmark::State& state) {
   });
   // Forward 2 L^2 d (scores) + 2 L^2 d (values), backward twice that, halved by the causal mask.
   flops(state, 3.0 * 4.0 * 4 * 8 * static_cast<double>(len) * len * 64 / 2);
+}
+
+void BM_MultiDimAttention(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const int64_t blocks = 512, len = state.range(0), d = 300;
+  loom::manual_seed(0);
+  const loom::TensorOptions o{loom::kFloat32, kGpu};
+  Tensor q = loom::randn({blocks, len, d}, o).requires_grad_(),
+         k = loom::randn({blocks, len, d}, o).requires_grad_(),
+         v = loom::randn({blocks, len, d}, o).requires_grad_(), bias = loom::randn({d}, o).requires_grad_(),
+         probe = loom::randn({blocks, len, d}, o);
+  timed(state, [&] {
+    for (Tensor* t : {&q, &k, &v, &bias}) t->set_grad(Tensor());
+    loom::multi_dim_attention(q, k, v, bias, loom::AttentionDirection::Forward).backward(probe);
+  });
+  state.counters["scores/s"] = benchmark::Counter(static_cast<double>(blocks) * len * len * d,
+                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_LshAttention(benchmark::State& state) {
@@ -225,6 +245,13 @@ BENCHMARK(BM_Attention)
     ->Arg(1024)
     ->Arg(2048)
     ->Arg(4096)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MultiDimAttention)
+    ->Name("MultiDimAttention")
+    ->Arg(16)
+    ->Arg(32)
+    ->Arg(64)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_LshAttention)

@@ -1,7 +1,8 @@
 #pragma once
 // Device-side building blocks of the fused attention kernels (cuda_attention.cu, cuda_lsh_attention.cu):
 // 256-thread blocks whose threads own fixed entries of a tile (entry e = thread + 256 k, so accumulators stay
-// in registers), warp-wide row statistics, and shared-memory tiles loaded row by row.
+// in registers), warp-wide row statistics, shared-memory tiles loaded row by row, and float/double math
+// wrappers (cuda_multidim_attention.cu and cuda_act.cu use some of these too).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -22,38 +23,27 @@ __host__ __device__ constexpr int odd_pitch(int width) { return width | 1; }
 
 __device__ __forceinline__ int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
 
-template <typename T>
-__device__ __forceinline__ T exp_of(T x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return expf(x);
-  } else {
-    return exp(x);
+// T-generic wrappers over CUDA's float and double math functions.
+#define LOOM_FLOAT_DOUBLE_MATH(name, float_fn, double_fn) \
+  template <typename T>                                   \
+  __device__ __forceinline__ T name(T x) {                \
+    if constexpr (std::is_same_v<T, float>) {             \
+      return float_fn(x);                                 \
+    } else {                                              \
+      return double_fn(x);                                \
+    }                                                     \
   }
-}
-
-template <typename T>
-__device__ __forceinline__ T log_of(T x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return logf(x);
-  } else {
-    return log(x);
-  }
-}
+LOOM_FLOAT_DOUBLE_MATH(exp_of, expf, exp)
+LOOM_FLOAT_DOUBLE_MATH(log_of, logf, log)
+LOOM_FLOAT_DOUBLE_MATH(sqrt_of, sqrtf, sqrt)
+LOOM_FLOAT_DOUBLE_MATH(tanh_of, tanhf, tanh)
+#undef LOOM_FLOAT_DOUBLE_MATH
 
 template <typename T>
 __device__ __forceinline__ T dot(const T* a, const T* b, int n) {
   T acc = 0;
   for (int c = 0; c < n; ++c) acc += a[c] * b[c];
   return acc;
-}
-
-template <typename T>
-__device__ __forceinline__ T sqrt_of(T x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return sqrtf(x);
-  } else {
-    return sqrt(x);
-  }
 }
 
 struct FMax {  // NaN loses, as fmax: a row's maximum over its numbers

@@ -76,6 +76,15 @@ class CudaBackend final : public Backend {
                           const Tensor& out, const Tensor& logsumexp, const Tensor& mask, bool causal,
                           double scale, const AttentionDropout& dropout, const Tensor& grad_q,
                           const Tensor& grad_k, const Tensor& grad_v) override;
+  // cuda_multidim_attention.cu
+  void multi_dim_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                                   const Tensor& padding, AttentionDirection direction, double c,
+                                   bool mask_queries, const Tensor& out, const Tensor& inv_sum) override;
+  void multi_dim_attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& bias, const Tensor& padding, AttentionDirection direction,
+                                    double c, bool mask_queries, const Tensor& out, const Tensor& inv_sum,
+                                    const Tensor& grad_q, const Tensor& grad_k,
+                                    const Tensor& grad_v) override;
   // cuda_lsh_attention.cu
   void lsh_attention_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
                              const Tensor& bias, const LshChunks& chunks, const Tensor& out,

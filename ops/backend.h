@@ -143,13 +143,14 @@ class Backend {
   virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                  bool causal, double scale, const AttentionDropout& dropout,
                                  const Tensor& out, const Tensor& logsumexp);
-  // Multi-dimensional (feature-wise) attention (ops/multidim_attention.h) over N independent sequences: q, k, v
-  // [N, L, d] with a unit last stride (any strides in N and L), bias [d] contiguous, padding bool [N, L]
+  // Multi-dimensional (feature-wise) attention (ops/multidim_attention.h) over N independent sequences: q, k,
+  // v [N, L, d] with a unit last stride (any strides in N and L), bias [d] contiguous, padding bool [N, L]
   // contiguous (true = padding) or undefined; the allowed keys follow direction, padding and mask_queries as
-  // the op documents, c in (0, 40]. Writes out and inv_sum [N, L, d] (contiguous): inv_sum = 1 / sum_j exp(score)
-  // over the allowed keys, 0 for a row with none (whose out is 0), so exp(score) * inv_sum is the probability
-  // everywhere. The default composes ops over the whole [N, L, L, d] score tensor (the reference, and what CUDA
-  // runs); the CPU overrides it with a kernel that keeps one row of accumulators per thread.
+  // the op documents, c in (0, 40]. Writes out and inv_sum [N, L, d] (contiguous): inv_sum = 1 / sum_j
+  // exp(score) over the allowed keys, 0 for a row with none (whose out is 0), so exp(score) * inv_sum is the
+  // probability everywhere. The default composes ops over the whole [N, L, L, d] score tensor (the
+  // reference); the CPU overrides it with a kernel that keeps one row of accumulators per thread, CUDA with
+  // one that stages tiles of keys in shared memory. Neither holds a score.
   virtual void multi_dim_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
                                            const Tensor& padding, AttentionDirection direction, double c,
                                            bool mask_queries, const Tensor& out, const Tensor& inv_sum);

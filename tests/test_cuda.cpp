@@ -537,6 +537,28 @@ TEST_F(Cuda, AttentionNeverHoldsTheScoreMatrix) {
   EXPECT_TRUE(std::isfinite(sum(out).to(kCPU).item<float>()));
 }
 
+// Bi-BloSA's feature-wise attention: its scores [N, L, L, d] would be 256 MiB here (the composed default
+// holds several such tensors); the kernels hold none, so memory is that of the operands and gradients.
+TEST_F(Cuda, MultiDimAttentionNeverHoldsTheScores) {
+  const int64_t n = 16, l = 128, d = 256, bytes = n * l * d * 4;
+  Tensor q = host_random({n, l, d}, kFloat32, -1, 1, 64).to(kCUDA).requires_grad_();
+  Tensor k = host_random({n, l, d}, kFloat32, -1, 1, 65).to(kCUDA).requires_grad_();
+  Tensor v = host_random({n, l, d}, kFloat32, -1, 1, 66).to(kCUDA).requires_grad_();
+  Tensor bias = host_random({d}, kFloat32, -1, 1, 67).to(kCUDA).requires_grad_();
+  Tensor go = host_random({n, l, d}, kFloat32, -1, 1, 68).to(kCUDA);
+  cuda_synchronize();
+  reset_peak_memory(kCUDA);
+  const int64_t before = memory_stats(kCUDA).current_bytes;
+  Tensor out = multi_dim_attention(q, k, v, bias, AttentionDirection::Forward);
+  out.backward(go);
+  cuda_synchronize();
+  const int64_t grown = memory_stats(kCUDA).peak_bytes - before;
+  EXPECT_LT(grown, 12 * bytes) << "multi_dim_attention on [" << n << ", " << l << ", " << d << "] allocated "
+                               << grown << " bytes";
+  EXPECT_GT(grown, 5 * bytes);  // out, inv_sum and three gradients at least
+  EXPECT_TRUE(std::isfinite(sum(out).to(kCPU).item<float>()));
+}
+
 // --- random ------------------------------------------------------------------------------------------------
 
 TEST_F(Cuda, PhiloxDrawsMatchCpu) {

@@ -3,6 +3,9 @@
 
   Matmul/<n>         torch.matmul of two [n, n] float32 matrices
   Attention/<L>      F.scaled_dot_product_attention forward + backward, [4, 8, L, 64] float32, causal
+  MultiDimAttention/<r>  Bi-BloSA's feature-wise attention forward + backward, [512, r, 300] float32, forward
+                     mask, as the reference code computes it (tests/golden/blosa/make_blosa_golden.py: the
+                     whole [N, r, r, d] score tensor)
   ReformerStep/<L>   one training step of bench/pytorch/reformer_lm.py's model (Loom's bench_reformer model)
 
 Times are means over timed iterations after warm-up, each ended by torch.cuda.synchronize(); peak_bytes is
@@ -65,6 +68,31 @@ def attention(length, repeats):
     report(f"Attention/{length}", s, peak, flops=3.0 * 4.0 * 4 * 8 * length * length * 64 / 2)
 
 
+def multi_dim_attention(length, repeats):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden",
+                                    "blosa"))
+    import make_blosa_golden  # the TF-shaped reference of Loom's golden tests
+
+    blocks, d = 512, 300
+    q, k, v = (torch.randn(blocks, length, d, device="cuda", requires_grad=True) for _ in range(3))
+    bias = torch.randn(d, device="cuda", requires_grad=True)
+    probe = torch.randn(blocks, length, d, device="cuda")
+
+    def step():
+        for t in (q, k, v, bias):
+            t.grad = None
+        make_blosa_golden.multi_dim_attention(q, k, v, bias, "forward", None, True).backward(probe)
+
+    torch.set_default_device("cuda")  # the reference builds its direction mask on the default device
+    try:
+        s, peak = timed(step, repeats)
+    finally:
+        torch.set_default_device("cpu")
+    out = dict(name=f"MultiDimAttention/{length}", torch=torch.__version__, device=torch.cuda.get_device_name(),
+               ms=s * 1e3, peak_bytes=peak, scores_s=blocks * length * length * d / s)
+    print(json.dumps(out), flush=True)
+
+
 def reformer_step(length, repeats):
     import reformer_lm  # the PyTorch reference model of bench_reformer
 
@@ -88,6 +116,8 @@ def main():
         matmul(n, args.repeats)
     for length in (1024, 2048, 4096):
         attention(length, args.repeats)
+    for length in (16, 32, 64):
+        multi_dim_attention(length, args.repeats)
     for length in (4096, 16384, 65536):
         try:
             reformer_step(length, max(2, args.repeats // 3))

@@ -837,6 +837,47 @@ std::vector<OpCase> build() {
                                                      x[4]);
                         })),
          grad_tol);
+  // Multi-dimensional attention's kernel edges: every direction with and without masked queries in float64,
+  // more rows than one 32-row tile and features not a multiple of the 32-feature tile; q and k as column
+  // slices of one packed projection (strided rows), as Bi-BloSA reads them; Bi-BloSA's block shape (many
+  // short sequences, d = 300); one long sequence.
+  parity("multi_dim_attention_grad_every_direction_f64",
+         MAKE(normal(r, {2, 70, 40}, kFloat64), normal(r, {2, 70, 40}, kFloat64),
+              normal(r, {2, 70, 40}, kFloat64), normal(r, {40}, kFloat64), bools(r, {2, 70}, 0.2),
+              normal(r, {2, 70, 40}, kFloat64)),
+         RUN(with_grads(x, 4, [&x](const V& l) {
+           using D = AttentionDirection;
+           Tensor out = multi_dim_attention(l[0], l[1], l[2], l[3], D::Forward, x[4]);
+           out = add(out, multi_dim_attention(l[0], l[1], l[2], l[3], D::Backward, x[4], 2.5, false));
+           out = add(out, multi_dim_attention(l[0], l[1], l[2], l[3], D::NoDiagonal, x[4], 0.5));
+           return add(out, multi_dim_attention(l[0], l[1], l[2], l[3], D::All, x[4], 40.0, false));
+         })));
+  parity("multi_dim_attention_grad_packed_columns",
+         MAKE(normal(r, {2, 37, 96}), normal(r, {2, 37, 48}), normal(r, {48}), bools(r, {2, 37}, 0.2),
+              normal(r, {2, 37, 48})),
+         RUN(with_grads(x, 3,
+                        [&x](const V& l) {
+                          return multi_dim_attention(l[0].narrow(-1, 48, 48), l[0].narrow(-1, 0, 48), l[1],
+                                                     l[2], AttentionDirection::NoDiagonal, x[3], 5.0, false);
+                        })),
+         grad_tol);
+  parity("multi_dim_attention_grad_biblosa_blocks",
+         MAKE(normal(r, {64, 20, 300}), normal(r, {64, 20, 300}), normal(r, {64, 20, 300}), normal(r, {300}),
+              bools(r, {64, 20}, 0.1), normal(r, {64, 20, 300})),
+         RUN(with_grads(x, 4,
+                        [&x](const V& l) {
+                          return multi_dim_attention(l[0], l[1], l[2], l[3], AttentionDirection::Backward,
+                                                     x[4]);
+                        })),
+         grad_tol);
+  parity("multi_dim_attention_grad_long_sequence",
+         MAKE(normal(r, {1, 300, 8}), normal(r, {1, 300, 8}), normal(r, {1, 300, 8}), normal(r, {8}),
+              normal(r, {1, 300, 8})),
+         RUN(with_grads(x, 4,
+                        [](const V& l) {
+                          return multi_dim_attention(l[0], l[1], l[2], l[3], AttentionDirection::Forward);
+                        })),
+         grad_tol);
   parity("adam_steps", MAKE(normal(r, {1000}), normal(r, {1000}), normal(r, {1000})), adam_steps);
   parity("act_frozen_projection",
          MAKE(normal(r, {3, 6}), normal(r, {4, 6}), normal(r, {4, 5}), normal(r, {5}), normal(r, {6}),
