@@ -34,7 +34,7 @@ stage() {  # stage NAME SECONDS COMMAND...: runs it with a limit, logging to $ou
 
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
-stage configure 120 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
+stage configure 120 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON -DLOOM_TEST_CUDA_EMULATION=OFF \
   -DCMAKE_PREFIX_PATH="$deps/usr" -DCMAKE_LIBRARY_PATH="$lib/openblas-pthread" \
   -DCMAKE_INCLUDE_PATH="$deps/usr/include/x86_64-linux-gnu/openblas-pthread" || exit 1
 stage build "${LOOM_GPU_BUILD_LIMIT:-300}" cmake --build build-gpu -j "$(nproc)" --target test_cuda test_op_parity test_models_cuda \

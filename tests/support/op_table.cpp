@@ -101,7 +101,8 @@ Tensor floats(const std::vector<float>& values) { return tensor<float>(values); 
 V outputs(const Tensor& t) { return {t}; }
 V outputs(const ValuesIndices& vi) { return {vi.values, vi.indices}; }
 V outputs(V v) { return v; }
-V outputs(bool b) { return {tensor<bool>({b}, Shape{})}; }
+// A host answer (allclose) as a 0-d bool tensor on the device the row ran on, like every other output.
+V on_device(bool b, Device dev) { return {tensor<bool>({b}, Shape{}).to(dev)}; }
 
 #define MAKE(...) []([[maybe_unused]] Rng& r) -> V { return {__VA_ARGS__}; }
 #define RUN(...) \
@@ -379,10 +380,12 @@ std::vector<OpCase> build() {
       RUN(masked_fill(x[0], x[1], -INFINITY)));
   row("masked_fill_int64", MAKE(ints(r, {3, 4}, -9, 9), bools(r, {3, 4})), RUN(masked_fill(x[0], x[1], 7.0)));
   row(
-      "allclose_true", [](Rng& r) { return near(r, 1e-7, 1.0); }, RUN(allclose(x[0], x[1], 1e-5, 1e-6)));
-  row("allclose_false", n34x2, RUN(allclose(x[0], x[1])));
+      "allclose_true", [](Rng& r) { return near(r, 1e-7, 1.0); },
+      RUN(on_device(allclose(x[0], x[1], 1e-5, 1e-6), dev)));
+  row("allclose_false", n34x2, RUN(on_device(allclose(x[0], x[1]), dev)));
   row(
-      "allclose_loose", [](Rng& r) { return near(r, 0.0, 1.005); }, RUN(allclose(x[0], x[1], 1e-2, 0.0)));
+      "allclose_loose", [](Rng& r) { return near(r, 0.0, 1.005); },
+      RUN(on_device(allclose(x[0], x[1], 1e-2, 0.0), dev)));
 
   // --- reductions and scans --------------------------------------------------------------------------------
   row("sum_all", n345, RUN(sum(x[0])));

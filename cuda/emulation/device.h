@@ -1,0 +1,113 @@
+#pragma once
+// The device side of the CUDA emulation (LOOM_CUDA=EMULATE): what the kernel files (cuda/*.cu, rewritten by
+// translate_launches.py) need in order to compile as C++ and run on the CPU. A thread block runs as one fiber
+// per CUDA thread on the calling thread, switched cooperatively at __syncthreads, __syncwarp and the warp
+// shuffles, so every barrier and shuffle of the real kernel runs with its CUDA meaning; blocks run one after
+// another, which is why __shared__ can be a function-static variable. This is for testing the kernels' logic
+// (indexing, tiling, barriers, reductions) on machines without a GPU; it says nothing about speed or the
+// GPU's memory model.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) alignas(n)
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace loom::emulation {
+
+// The running fiber's thread index and the running launch's block index and shapes.
+struct LaunchState {
+  dim3 block_idx, block_dim, grid_dim;
+};
+const dim3& current_thread_idx();
+extern LaunchState launch_state;
+
+void sync_threads();
+void sync_warp();
+// The warp's lanes each publish 8 bytes and read those of lane ^ lane_mask (within groups of `width`).
+uint64_t exchange_xor(uint64_t bits, int lane_mask, int width);
+// The launch's dynamic shared memory (its third launch parameter, in bytes).
+unsigned char* dynamic_shared();
+
+// The error of the last refused launch (a cudaError_t value, 0 for none), which cudaGetLastError returns and
+// clears (runtime.cpp).
+extern int pending_launch_error;
+
+// Runs body once per thread of every block; records a launch error (as cudaGetLastError reports it) instead
+// when the configuration is one CUDA would refuse.
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
+
+// What `kernel<<<grid, block, shared_bytes>>>(args...)` becomes: the arguments are evaluated once, as in
+// CUDA, and every thread calls the kernel with copies of them.
+template <typename Kernel, typename... Args>
+void launch(dim3 grid, dim3 block, size_t shared_bytes, Kernel kernel, Args... args) {
+  run_grid(grid, block, shared_bytes, [&] { kernel(args...); });
+}
+
+}  // namespace loom::emulation
+
+#define threadIdx (::loom::emulation::current_thread_idx())
+#define blockIdx (::loom::emulation::launch_state.block_idx)
+#define blockDim (::loom::emulation::launch_state.block_dim)
+#define gridDim (::loom::emulation::launch_state.grid_dim)
+
+inline void __syncthreads() { ::loom::emulation::sync_threads(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { ::loom::emulation::sync_warp(); }
+
+template <typename T>
+T __shfl_xor_sync(unsigned, T value, int lane_mask, int width = 32) {
+  static_assert(sizeof(T) <= sizeof(uint64_t) && std::is_trivially_copyable_v<T>);
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = ::loom::emulation::exchange_xor(bits, lane_mask, width);
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
+// Correctly rounded double arithmetic without contraction into FMAs (the host compiler does not contract
+// across these calls at -O2 without -ffast-math).
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline unsigned __float_as_uint(float x) {
+  unsigned u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline long long __double_as_longlong(double x) {
+  long long u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+// CUDA's float overloads of the C math functions, in the global namespace as device code sees them.
+using std::abs;
+using std::ceil;
+using std::cos;
+using std::erf;
+using std::exp;
+using std::floor;
+using std::fmax;
+using std::fmin;
+using std::isinf;
+using std::isnan;
+using std::log;
+using std::log1p;
+using std::pow;
+using std::sin;
+using std::sqrt;
+using std::tanh;
