@@ -25,8 +25,9 @@ foreach(source ${kernel_sources})
   add_custom_command(OUTPUT ${out} COMMAND Python3::Interpreter ${translate} ${source} ${out}
                      DEPENDS ${source} ${translate} ${emulated_headers} VERBATIM)
   # nvcc's idioms that g++ warns about: #pragma unroll, and arithmetic on bool (bool a * b, meant as in C).
-  set_source_files_properties(${out} PROPERTIES
-    COMPILE_OPTIONS "-include;${LOOM_EMULATION_DIR}/device.h;-Wno-unknown-pragmas;-Wno-unused-parameter;-Wno-int-in-bool-context")
+  # -ffp-contract=off: the kernels' __dadd_rn/__dmul_rn must not become FMAs (g++ contracts by default).
+  set_source_files_properties(${out} PROPERTIES COMPILE_OPTIONS
+    "-include;${LOOM_EMULATION_DIR}/device.h;-ffp-contract=off;-Wno-unknown-pragmas;-Wno-unused-parameter;-Wno-int-in-bool-context")
   list(APPEND LOOM_CUDA_EMULATION_SOURCES ${out})
 endforeach()
 list(APPEND LOOM_CUDA_EMULATION_SOURCES

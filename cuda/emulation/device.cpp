@@ -11,8 +11,6 @@
 #include <mutex>
 #include <vector>
 
-#include "loom/core/error.h"
-
 namespace loom::emulation {
 
 LaunchState launch_state;
@@ -64,7 +62,8 @@ int thread_rank(const Fiber* f) {
 
 void yield() { swapcontext(&block.current->context, &block.scheduler); }
 
-// Waits at `b` until `count` threads have arrived (count recomputed as threads exit).
+// Waits at `b` until `live` threads have arrived (a thread that exits releases a barrier its arrival
+// completes: fiber_main).
 void wait_at(Barrier& b, const int& live) {
   const uint64_t generation = b.generation;
   ++progress;

@@ -78,8 +78,8 @@ T __shfl_xor_sync(unsigned, T value, int lane_mask, int width = 32) {
   return out;
 }
 
-// Correctly rounded double arithmetic without contraction into FMAs (the host compiler does not contract
-// across these calls at -O2 without -ffast-math).
+// Correctly rounded double arithmetic, never contracted into FMAs: the emulated sources are compiled with
+// -ffp-contract=off (cmake/CudaEmulation.cmake).
 inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __dsub_rn(double a, double b) { return a - b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
