@@ -21,6 +21,7 @@
 #include "loom/cuda/attention_tiles.cuh"
 #include "loom/cuda/cuda_backend_impl.h"
 #include "loom/cuda/launch.cuh"
+#include "loom/ops/multidim_attention_problem.h"
 
 namespace loom::cuda {
 namespace {
@@ -36,43 +37,9 @@ constexpr int kOwnRows = kRowGroups * kOwnPerThread;  // rows a block owns
 constexpr int kPartnerTile = 32;                      // partner rows staged at a time
 constexpr int kBlockThreads = kFeatures * kRowGroups;
 
-// The problem: [N, L, d] operands with a unit last stride (any strides in N and L), and which pairs may meet.
+// The problem and its masks, shared with the CPU kernel.
 template <typename T>
-struct MultiDim {
-  int64_t n, l, d;
-  T c, inv_c;
-  const T *q, *k, *v, *bias;
-  int64_t q0, q1, k0, k1, v0, v1;  // strides of dims 0 and 1
-  const bool* pad;                 // [N, L] contiguous, or null
-  AttentionDirection dir;
-  bool mask_queries;
-
-  __device__ bool padded(int64_t b, int64_t t) const { return pad != nullptr && pad[b * l + t]; }
-  __device__ bool query_blocked(int64_t b, int64_t i) const { return mask_queries && padded(b, i); }
-  // Whether the direction lets query i see key j (padding is checked separately).
-  __device__ bool sees(int64_t i, int64_t j) const {
-    switch (dir) {
-      case AttentionDirection::Forward:
-        return j < i;
-      case AttentionDirection::Backward:
-        return j > i;
-      case AttentionDirection::NoDiagonal:
-        return j != i;
-      default:
-        return true;
-    }
-  }
-  // The keys that queries [first, last) may see between them, as [begin, end).
-  __device__ void key_range(int64_t first, int64_t last, int64_t& begin, int64_t& end) const {
-    begin = dir == AttentionDirection::Backward ? first + 1 : 0;
-    end = dir == AttentionDirection::Forward ? last - 1 : l;
-  }
-  // The queries that keys [first, last) may be seen by, as [begin, end).
-  __device__ void query_range(int64_t first, int64_t last, int64_t& begin, int64_t& end) const {
-    begin = dir == AttentionDirection::Forward ? first + 1 : 0;
-    end = dir == AttentionDirection::Backward ? last - 1 : l;
-  }
-};
+using MultiDim = MultiDimProblem<T>;
 
 // The tensors backward reads and writes ([N, L, d], contiguous; gradients may be null).
 template <typename T>
@@ -128,7 +95,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     any[r] = false;
     sum[r] = acc[r] = qb[r] = inv_go[r] = o[r] = T(0);
     if (live[r] && feature) {
-      qb[r] = a.q[p.b * a.q0 + i * a.q1 + p.f] + a.bias[p.f];
+      qb[r] = a.q_at(p.b, i)[p.f] + a.bias[p.f];
       if constexpr (Grad) {
         const int64_t row = (p.b * a.l + i) * a.d + p.f;
         inv_go[r] = s.inv_sum[row] * s.grad_out[row];
@@ -141,8 +108,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int64_t j0 = begin; j0 < end; j0 += kPartnerTile) {
     const int count = static_cast<int>(min_of(kPartnerTile, end - j0));
     __syncthreads();  // the previous tile is no longer read
-    stage(keys, count, p, a.d, [&](int r, int64_t f) { return a.k[p.b * a.k0 + (j0 + r) * a.k1 + f]; });
-    stage(values, count, p, a.d, [&](int r, int64_t f) { return a.v[p.b * a.v0 + (j0 + r) * a.v1 + f]; });
+    stage(keys, count, p, a.d, [&](int r, int64_t f) { return a.k_at(p.b, j0 + r)[f]; });
+    stage(values, count, p, a.d, [&](int r, int64_t f) { return a.v_at(p.b, j0 + r)[f]; });
     if (p.tid < kPartnerTile) key_padded[p.tid] = p.tid < count && a.padded(p.b, j0 + p.tid);
     __syncthreads();
     for (int jj = 0; jj < count; ++jj) {
@@ -201,8 +168,8 @@ __global__ void __launch_bounds__(kBlockThreads)
     live[r] = j < a.l && !a.padded(p.b, j);  // a padding key is seen by no query
     kb[r] = vv[r] = dk[r] = dv[r] = T(0);
     if (live[r] && feature) {
-      kb[r] = a.k[p.b * a.k0 + j * a.k1 + p.f] + a.bias[p.f];
-      vv[r] = a.v[p.b * a.v0 + j * a.v1 + p.f];
+      kb[r] = a.k_at(p.b, j)[p.f] + a.bias[p.f];
+      vv[r] = a.v_at(p.b, j)[p.f];
     }
   }
   int64_t begin, end;
@@ -211,7 +178,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int count = static_cast<int>(min_of(kPartnerTile, end - i0));
     auto row = [&](int r, int64_t f) { return (p.b * a.l + i0 + r) * a.d + f; };
     __syncthreads();
-    stage(queries, count, p, a.d, [&](int r, int64_t f) { return a.q[p.b * a.q0 + (i0 + r) * a.q1 + f]; });
+    stage(queries, count, p, a.d, [&](int r, int64_t f) { return a.q_at(p.b, i0 + r)[f]; });
     stage(inv_gos, count, p, a.d,
           [&](int r, int64_t f) { return s.inv_sum[row(r, f)] * s.grad_out[row(r, f)]; });
     stage(outs, count, p, a.d, [&](int r, int64_t f) { return s.out[row(r, f)]; });
@@ -242,29 +209,6 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
 }
 
-template <typename T>
-MultiDim<T> problem_of(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
-                       const Tensor& padding, AttentionDirection dir, double c, bool mask_queries) {
-  return MultiDim<T>{q.size(0),
-                     q.size(1),
-                     q.size(2),
-                     static_cast<T>(c),
-                     static_cast<T>(1.0 / c),
-                     ptr<const T>(q),
-                     ptr<const T>(k),
-                     ptr<const T>(v),
-                     ptr<const T>(bias),
-                     q.stride(0),
-                     q.stride(1),
-                     k.stride(0),
-                     k.stride(1),
-                     v.stride(0),
-                     v.stride(1),
-                     padding.defined() ? ptr<const bool>(padding) : nullptr,
-                     dir,
-                     mask_queries};
-}
-
 // The grid: x = (sequence, tile of owned rows), y = tile of features.
 template <typename T>
 dim3 grid_of(const MultiDim<T>& a, int64_t& row_tiles, const char* op) {
@@ -285,7 +229,7 @@ void CudaBackend::multi_dim_attention_forward(const Tensor& q, const Tensor& k, 
   DeviceGuard guard(device_);
   LOOM_DISPATCH_FLOATING(q.dtype(), "multi_dim_attention", [&] {
     using T = scalar_t;
-    const MultiDim<T> a = problem_of<T>(q, k, v, bias, padding, direction, c, mask_queries);
+    const MultiDim<T> a(q, k, v, bias, padding, direction, c, mask_queries);
     int64_t row_tiles = 0;
     const dim3 grid = grid_of(a, row_tiles, "multi_dim_attention");
     query_rows_kernel<T, false>
@@ -303,7 +247,7 @@ void CudaBackend::multi_dim_attention_backward(const Tensor& grad_out, const Ten
   DeviceGuard guard(device_);
   LOOM_DISPATCH_FLOATING(q.dtype(), "multi_dim_attention backward", [&] {
     using T = scalar_t;
-    const MultiDim<T> a = problem_of<T>(q, k, v, bias, padding, direction, c, mask_queries);
+    const MultiDim<T> a(q, k, v, bias, padding, direction, c, mask_queries);
     const Saved<T> s{ptr<const T>(grad_out), ptr<const T>(out), ptr<const T>(inv_sum)};
     int64_t row_tiles = 0;
     const dim3 grid = grid_of(a, row_tiles, "multi_dim_attention backward");

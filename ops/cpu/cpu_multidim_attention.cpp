@@ -24,51 +24,15 @@
 #include "loom/core/parallel.h"
 #include "loom/ops/cpu/cpu_backend.h"
 #include "loom/ops/cpu/vec_math.h"
+#include "loom/ops/multidim_attention_problem.h"
 
 namespace loom {
 namespace {
 
 namespace vec = cpu::vec;
 
-// The problem: [N, L, d] operands (unit last stride, any strides in N and L) and which keys each query sees.
 template <typename T>
-struct MultiDim {
-  int64_t n, l, d;
-  T c, inv_c;
-  const T *q, *k, *v, *bias;
-  int64_t q0, q1, k0, k1, v0, v1;  // strides of dims 0 and 1
-  const bool* pad;                 // [N, L] contiguous, or null
-  AttentionDirection dir;
-  bool mask_queries;
-
-  MultiDim(const Tensor& tq, const Tensor& tk, const Tensor& tv, const Tensor& tb, const Tensor& tpad,
-           AttentionDirection dir_, double c_, bool mask_queries_)
-      : n(tq.size(0)), l(tq.size(1)), d(tq.size(2)), c(static_cast<T>(c_)), inv_c(static_cast<T>(1.0 / c_)),
-        q(tq.data<T>()), k(tk.data<T>()), v(tv.data<T>()), bias(tb.data<T>()), q0(tq.stride(0)), q1(tq.stride(1)),
-        k0(tk.stride(0)), k1(tk.stride(1)), v0(tv.stride(0)), v1(tv.stride(1)),
-        pad(tpad.defined() ? tpad.data<bool>() : nullptr), dir(dir_), mask_queries(mask_queries_) {}
-
-  const T* q_at(int64_t b, int64_t i) const { return q + b * q0 + i * q1; }
-  const T* k_at(int64_t b, int64_t j) const { return k + b * k0 + j * k1; }
-  const T* v_at(int64_t b, int64_t j) const { return v + b * v0 + j * v1; }
-  bool padded(int64_t b, int64_t t) const { return pad != nullptr && pad[b * l + t]; }
-
-  // The keys the direction lets query i see: [begin, end), skipping `skip` (-1: none).
-  void keys(int64_t i, int64_t& begin, int64_t& end, int64_t& skip) const {
-    begin = 0, end = l, skip = -1;
-    if (dir == AttentionDirection::Forward) end = i;
-    if (dir == AttentionDirection::Backward) begin = i + 1;
-    if (dir == AttentionDirection::NoDiagonal) skip = i;
-  }
-  // The queries the direction lets see key j (the transpose of keys()).
-  void queries(int64_t j, int64_t& begin, int64_t& end, int64_t& skip) const {
-    begin = 0, end = l, skip = -1;
-    if (dir == AttentionDirection::Forward) begin = j + 1;
-    if (dir == AttentionDirection::Backward) end = j;
-    if (dir == AttentionDirection::NoDiagonal) skip = j;
-  }
-  bool query_blocked(int64_t b, int64_t i) const { return mask_queries && padded(b, i); }
-};
+using MultiDim = MultiDimProblem<T>;
 
 // `count` (<= the lane count) elements from p as a vector, zeros after; and the matching store.
 template <typename T>
