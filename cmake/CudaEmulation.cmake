@@ -3,6 +3,8 @@
 # and cuda/*.cuh is rewritten by cuda/emulation/translate_launches.py into the build tree (kernel launches
 # become calls); the rewritten headers shadow the originals on the include path.
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
+# The fibers that run a block's threads (cuda/emulation/device.cpp).
+find_package(Boost 1.74 REQUIRED COMPONENTS context)
 set(LOOM_EMULATION_DIR ${CMAKE_SOURCE_DIR}/cuda/emulation)
 set(LOOM_EMULATED_ROOT ${CMAKE_BINARY_DIR}/cuda_emulated)
 set(LOOM_EMULATED_INCLUDE ${LOOM_EMULATED_ROOT}/include)

@@ -46,15 +46,24 @@ unsigned char* dynamic_shared();
 // clears (runtime.cpp).
 extern int pending_launch_error;
 
+// Dynamic shared memory a block may use without an opt-in, and with one (an H100's figures).
+constexpr size_t kDefaultSharedBytes = 48 * 1024;
+constexpr size_t kOptInSharedBytes = 227 * 1024;
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes); false when bytes is out
+// of range.
+bool set_max_dynamic_shared(const void* kernel, int bytes);
+
 // Runs body once per thread of every block; records a launch error (as cudaGetLastError reports it) instead
-// when the configuration is one CUDA would refuse.
-void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
+// when the configuration is one CUDA would refuse, including dynamic shared memory above 48 KiB for a kernel
+// (identified by `kernel`; null for a launch without dynamic shared memory) that has not opted in.
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const void* kernel,
+              const std::function<void()>& body);
 
 // What `kernel<<<grid, block, shared_bytes>>>(args...)` becomes: the arguments are evaluated once, as in
 // CUDA, and every thread calls the kernel with copies of them.
 template <typename Kernel, typename... Args>
-void launch(dim3 grid, dim3 block, size_t shared_bytes, Kernel kernel, Args... args) {
-  run_grid(grid, block, shared_bytes, [&] { kernel(args...); });
+void launch(dim3 grid, dim3 block, size_t shared_bytes, const void* kernel_id, Kernel kernel, Args... args) {
+  run_grid(grid, block, shared_bytes, kernel_id, [&] { kernel(args...); });
 }
 
 }  // namespace loom::emulation

@@ -41,6 +41,8 @@ const char* cudaGetErrorString(cudaError_t error) {
       return "no error";
     case cudaErrorMemoryAllocation:
       return "out of memory";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
     case cudaErrorInvalidConfiguration:
       return "invalid configuration argument";
     default:
@@ -69,6 +71,22 @@ cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaRuntimeGetVersion(int* version) {
   *version = 12000;
   return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = static_cast<int>(loom::emulation::kDefaultSharedBytes);
+      return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = static_cast<int>(loom::emulation::kOptInSharedBytes);
+      return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
+}
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
+  return loom::emulation::set_max_dynamic_shared(func, value) ? cudaSuccess : cudaErrorInvalidValue;
 }
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   *ptr = aligned(bytes);

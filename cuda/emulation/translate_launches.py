@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites a CUDA source (cuda/*.cu) into C++ for the CUDA emulation (LOOM_CUDA=EMULATE; device.h says what it
 is): each `kernel<<<grid, block[, shared_bytes[, stream]]>>>(args)` becomes
-`::loom::emulation::launch(grid, block, shared_bytes, [&](auto... a) { kernel(a...); }, args)`, and each
+`::loom::emulation::launch(grid, block, shared_bytes, kernel_id, [&](auto... a) { kernel(a...); }, args)`, and each
 `extern __shared__ T name[];` a pointer to the launch's dynamic shared memory. Everything else is left as it is,
 line for line, so compiler messages point at the right lines of the original file.
 
@@ -63,7 +63,10 @@ def rewrite_launch(text, at):
     assert text[paren] == "(", "expected the kernel's arguments after >>>"
     args_end = matching(text, paren, "(", ")", 1)
     args = text[paren + 1 : args_end]
-    call = (f"::loom::emulation::launch({grid}, {block}, {shared}, "
+    # The kernel's address identifies it to cudaFuncSetAttribute's shared-memory opt-in; only launches with
+    # dynamic shared memory need it (and name their kernel's template arguments, so it resolves).
+    kernel_id = f"reinterpret_cast<const void*>(&{kernel})" if len(config) > 2 else "nullptr"
+    call = (f"::loom::emulation::launch({grid}, {block}, {shared}, {kernel_id}, "
             f"[&](auto... emulated_args) {{ {kernel}(emulated_args...); }}")
     call += (", " + args if args.strip() else "") + ")"
     new = text[:begin] + call + text[args_end + 1 :]

@@ -21,6 +21,10 @@ enum cudaMemcpyKind {
   cudaMemcpyDefault = 4
 };
 
+// Values as CUDA 12 numbers them.
+enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlock = 8, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+
 typedef struct CUstream_st* cudaStream_t;
 constexpr unsigned cudaHostAllocDefault = 0;
 
@@ -32,6 +36,10 @@ cudaError_t cudaGetDevice(int* device);
 cudaError_t cudaSetDevice(int device);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaRuntimeGetVersion(int* version);
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
+// A kernel may launch with more than 48 KiB of dynamic shared memory only after this raised its maximum, as
+// on a GPU; the emulation refuses such a launch otherwise (device.cpp).
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value);
 cudaError_t cudaMalloc(void** ptr, size_t bytes);
 cudaError_t cudaFree(void* ptr);
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags);
