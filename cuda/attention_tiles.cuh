@@ -1,22 +1,25 @@
 #pragma once
-// Device-side building blocks of the fused attention kernels (cuda_attention.cu, cuda_lsh_attention.cu):
-// 256-thread blocks whose threads own fixed entries of a tile (entry e = thread + 256 k, so accumulators stay
-// in registers), warp-wide row statistics, shared-memory tiles loaded row by row, and float/double math
-// wrappers (cuda_multidim_attention.cu and cuda_act.cu use some of these too).
+// Building blocks of the fused attention kernels (cuda_attention.cu, cuda_lsh_attention.cu): 256-thread
+// blocks whose threads own fixed entries of a tile (entry e = thread + 256 k, so accumulators stay in
+// registers), warp-wide row statistics, shared-memory tiles loaded row by row, float/double math wrappers
+// (cuda_multidim_attention.cu and cuda_act.cu use some of these too), and on the host the choice of tile
+// height within the shared memory a block can get.
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
+#include "loom/cuda/cuda_check.h"
 #include "loom/cuda/row_reduce.cuh"
 
 namespace loom::cuda::attention {
 
 constexpr int kAttnThreads = 256;
 constexpr int kWarps = kAttnThreads / 32;
-constexpr int kMaxOwned = 16;                // accumulator entries per thread
-constexpr size_t kSharedBudget = 48 * 1024;  // dynamic shared memory available without opting in
-constexpr int kTileRows[] = {32, 16, 8};     // tile heights tried, largest first
+constexpr int kMaxOwned = 16;                      // accumulator entries per thread
+constexpr size_t kDefaultSharedBytes = 48 * 1024;  // dynamic shared memory a block gets without opting in
+constexpr int kTileRows[] = {32, 16, 8};           // tile heights tried, largest first
 
 // Shared-memory row pitch of a width: odd, so that a warp reading one column of 32 rows hits 32 banks.
 __host__ __device__ constexpr int odd_pitch(int width) { return width | 1; }
@@ -64,6 +67,33 @@ __device__ __forceinline__ T warp_sum(T v) {
   return group_allreduce<32>(v, Plus{});
 }
 
+// One tile of a row's online softmax (Milakov and Gimelshein 2018), a warp per row and a score per lane:
+// folds the tile into the running maximum and sum (shared memory, written by lane 0 once every lane has read
+// them) and returns the lane's weight exp(score - new max) and the factor exp(old max - new max) that
+// rescales what the row accumulated before (0 on its first tile). While no score of the row is finite the
+// weights are 0 and the factor 1 (exp(-inf - -inf) would be NaN).
+template <typename T>
+struct SoftmaxStep {
+  T weight, scale;
+};
+template <typename T>
+__device__ __forceinline__ SoftmaxStep<T> online_softmax_step(T score, T* row_max, T* row_sum) {
+  const T old_max = *row_max;
+  const T new_max = fmax(old_max, warp_max(score));
+  SoftmaxStep<T> step{T(0), T(1)};
+  if (new_max != -std::numeric_limits<T>::infinity()) {
+    step.weight = exp_of(score - new_max);
+    step.scale = exp_of(old_max - new_max);
+  }
+  const T tile_sum = warp_sum(step.weight);
+  __syncwarp();  // every lane has read the old maximum
+  if (threadIdx.x % 32 == 0) {
+    *row_max = new_max;
+    *row_sum = *row_sum * step.scale + tile_sum;
+  }
+  return step;
+}
+
 // Copies `n` rows of an operand (row length `cols`, row stride `rs` in global memory), row r being row
 // row_of(r), into shared memory with row pitch `pitch`.
 template <typename T, typename RowOf>
@@ -81,6 +111,39 @@ __device__ __forceinline__ void load_rows(const T* base, int64_t rs, int64_t fir
                                           int pitch) {
   load_rows_at(
       base, rs, n, cols, [first](int r) { return first + r; }, dst, pitch);
+}
+
+// ---- host side: tile heights and shared memory --------------------------------------------------------
+
+// The most dynamic shared memory one block of the current device can opt into (227 KiB on an H100).
+inline size_t opt_in_shared_bytes() {
+  int device = 0, bytes = 0;
+  LOOM_CUDA_CHECK(cudaGetDevice(&device));
+  LOOM_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return static_cast<size_t>(bytes);
+}
+
+// The tallest of kTileRows for which fits(rows, budget) holds: first within the default 48 KiB, where every
+// head width the kernels were written for fits; failing that, within the device's opt-in maximum, so that a
+// wide head still runs fused instead of taking the composed default and its whole score matrix. 0: none.
+template <typename Fits>
+int pick_tile_rows(Fits fits) {
+  for (int rows : kTileRows)
+    if (fits(rows, kDefaultSharedBytes)) return rows;
+  const size_t most = opt_in_shared_bytes();
+  if (most > kDefaultSharedBytes)
+    for (int rows : kTileRows)
+      if (fits(rows, most)) return rows;
+  return 0;
+}
+
+// Lets `kernel` launch with `bytes` of dynamic shared memory: above 48 KiB a kernel must opt in first (on
+// the current device), or the launch fails.
+template <typename Kernel>
+void allow_shared_bytes(Kernel* kernel, size_t bytes) {
+  if (bytes > kDefaultSharedBytes)
+    LOOM_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
 // Splits the flat block index into (matrix, tile).

@@ -19,8 +19,10 @@
 // Dropout multipliers M are drawn from Philox at the weight's index (b L + i) S + j, as loom::dropout and the
 // CPU kernel draw them, so both backends drop the same weights.
 //
-// Head widths whose tiles do not fit 48 KiB of shared memory at 8 rows (float32 d + dv above ~330, float64
-// above ~165) take the composed default (Backend::attention_forward), as do empty operands.
+// Tiles are sized for 48 KiB of shared memory; a head too wide for that at 8 rows (float32 d + dv above
+// ~330, float64 above ~165) opts into the device's maximum (227 KiB on an H100: float32 d + dv up to ~1750).
+// Wider heads, and heads wider than 16 accumulators a thread allow (a tile of 8 rows of 512 columns), take
+// the composed default (Backend::attention_forward), as do empty operands.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -156,22 +158,11 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(Problem
     }
     __syncthreads();
     for (int r = warp; r < rows; r += kWarps) {
-      const T score = ss[r * (kKeyTile + 1) + lane];
-      const T old_max = row_max[r];
-      const T new_max = fmax(old_max, warp_max(score));
-      T weight = 0, scale = 1;
-      if (new_max != -kInf) {  // else nothing is allowed yet: weights 0 (exp(-inf - -inf) would be NaN)
-        weight = exp_of(score - new_max);
-        scale = exp_of(old_max - new_max);  // 0 on the row's first allowed tile
-      }
-      const T tile_sum = warp_sum(weight);
-      __syncwarp();  // every lane has read row_max[r]
-      if (lane == 0) {
-        row_max[r] = new_max;
-        row_sum[r] = row_sum[r] * scale + tile_sum;
-        row_scale[r] = scale;
-      }
+      const SoftmaxStep<T> step =
+          online_softmax_step(ss[r * (kKeyTile + 1) + lane], row_max + r, row_sum + r);
+      if (lane == 0) row_scale[r] = step.scale;
       // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
+      T weight = step.weight;
       if (p.dropping && weight != T(0)) weight *= keep_multiplier(p, b, i0 + r, j0 + lane);
       ss[r * (kKeyTile + 1) + lane] = weight;
     }
@@ -408,9 +399,9 @@ size_t backward_shared_bytes(int rows, int d, int dv) {
 // kMaxOwned per thread; 0 when none does.
 template <typename Bytes>
 int pick_tile(int width, Bytes bytes) {
-  for (int rows : kTileRows)
-    if (bytes(rows) <= kSharedBudget && rows * width <= kMaxOwned * kAttnThreads) return rows;
-  return 0;
+  return pick_tile_rows([&](int rows, size_t budget) {
+    return bytes(rows) <= budget && rows * width <= kMaxOwned * kAttnThreads;
+  });
 }
 
 // A head wider than one block's accumulators can never be tiled (and stays clear of int overflow).
@@ -494,8 +485,9 @@ bool fused_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   if (tile == 0) return false;
   Problem<T> p = make_problem<T>(q, k, v, mask, causal, scale, dropout, out, lse, Tensor(), Tensor(),
                                  Tensor(), Tensor());
-  attention_forward_kernel<T>
-      <<<grid_for(p.batch, p.l, tile), kAttnThreads, forward_shared_bytes(tile, d, dv, sizeof(T))>>>(p, tile);
+  const size_t shared = forward_shared_bytes(tile, d, dv, sizeof(T));
+  allow_shared_bytes(attention_forward_kernel<T>, shared);
+  attention_forward_kernel<T><<<grid_for(p.batch, p.l, tile), kAttnThreads, shared>>>(p, tile);
   LOOM_CUDA_CHECK_LAUNCH();
   return true;
 }
@@ -522,10 +514,12 @@ bool fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
   }
   const size_t shared = backward_shared_bytes<T>(tile, d, dv);
   if (gk.defined() || gv.defined()) {
+    allow_shared_bytes(attention_backward_kv_kernel<T>, shared);
     attention_backward_kv_kernel<T><<<grid_for(p.batch, p.s, tile), kAttnThreads, shared>>>(p, tile);
     LOOM_CUDA_CHECK_LAUNCH();
   }
   if (gq.defined()) {
+    allow_shared_bytes(attention_backward_q_kernel<T>, shared);
     attention_backward_q_kernel<T><<<grid_for(p.batch, p.l, tile), kAttnThreads, shared>>>(p, tile);
     LOOM_CUDA_CHECK_LAUNCH();
   }

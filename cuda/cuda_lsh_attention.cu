@@ -22,7 +22,8 @@
 //      visited, its query rows' P and dS recomputed from the kept statistics, and dV = P^T dO and dK = dS^T Q
 //      accumulated; grad_v is written and the key path through the normalisation,
 //      rho / sqrt(d) (dK - q rho^2 (dK . q) / d), added to the key rows of grad_qk.
-// Heads wider than 128 (or whose tiles exceed 48 KiB of shared memory) take the composed default.
+// Heads wider than 128 take the composed default: the key kernel's dK and dV would not fit its accumulators.
+// Tiles are sized for 48 KiB of shared memory; a float64 head near 128 wide opts into more.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -192,19 +193,11 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_forward_kernel(Lsh<T> a, int
     }
     __syncthreads();
     for (int r = warp; r < rows; r += kWarps) {
-      const T score = t.s[r * (kKeys + 1) + lane];
-      const T old_max = t.row_max[r];
-      const T new_max = fmax(old_max, warp_max(score));  // finite: the tile has at least one key
-      const T weight = exp_of(score - new_max);
-      const T scale = exp_of(old_max - new_max);  // 0 on the first tile
-      const T tile_sum = warp_sum(weight);
-      __syncwarp();  // every lane has read row_max[r]
-      if (lane == 0) {
-        t.row_max[r] = new_max;
-        t.row_sum[r] = t.row_sum[r] * scale + tile_sum;
-        t.row_scale[r] = scale;
-      }
-      t.s[r * (kKeys + 1) + lane] = weight;
+      // Every logit is finite and the tile has at least one key, so the step's maximum is finite.
+      const SoftmaxStep<T> step =
+          online_softmax_step(t.s[r * (kKeys + 1) + lane], t.row_max + r, t.row_sum + r);
+      if (lane == 0) t.row_scale[r] = step.scale;
+      t.s[r * (kKeys + 1) + lane] = step.weight;
     }
     __syncthreads();
 #pragma unroll
@@ -296,14 +289,7 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_query_kernel(Lsh<T>
         score = a.logit(dot(t.q + r * d, t.k + lane * odd_pitch(d), d), t.qpos[r], t.kpos[lane], t.kpad[lane],
                         q0 + r, w0 + lane, replaced);
       }
-      const T old_max = t.m[r];
-      const T new_max = fmax(old_max, warp_max(score));
-      const T tile_sum = warp_sum(exp_of(score - new_max));
-      __syncwarp();
-      if (lane == 0) {
-        t.inv_l[r] = t.inv_l[r] * exp_of(old_max - new_max) + tile_sum;
-        t.m[r] = new_max;
-      }
+      online_softmax_step(score, t.m + r, t.inv_l + r);  // inv_l holds the running sum until the pass ends
     }
   }
   __syncthreads();
@@ -495,14 +481,13 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_key_kernel(Lsh<T> a
 template <typename T>
 int lsh_tile(int64_t chunk_len, int d, int dv) {
   if (kKeys * std::max(d, dv) > kMaxOwned * kAttnThreads) return 0;  // the key kernel's dK and dV
-  for (int rows : kTileRows) {
-    if (rows > chunk_len && rows != kTileRows[std::size(kTileRows) - 1]) continue;
+  return pick_tile_rows([&](int rows, size_t budget) {
+    if (rows > chunk_len && rows != kTileRows[std::size(kTileRows) - 1]) return false;
     const size_t most =
         std::max({ForwardTiles<T>(nullptr, rows, d, dv).bytes, QueryTiles<T>(nullptr, rows, d, dv).bytes,
                   KeyTiles<T>(nullptr, rows, d, dv).bytes});
-    if (most <= kSharedBudget && rows * std::max(d, dv) <= kMaxOwned * kAttnThreads) return rows;
-  }
-  return 0;
+    return most <= budget && rows * std::max(d, dv) <= kMaxOwned * kAttnThreads;
+  });
 }
 
 template <typename T>
@@ -551,8 +536,9 @@ bool fused_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, cons
   if (tile == 0) return false;
   a.out = ptr<T>(out);
   a.lse = ptr<T>(lse);
-  lsh_forward_kernel<T><<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads,
-                          ForwardTiles<T>(nullptr, tile, a.d, a.dv).bytes>>>(a, tile);
+  const size_t shared = ForwardTiles<T>(nullptr, tile, a.d, a.dv).bytes;
+  allow_shared_bytes(lsh_forward_kernel<T>, shared);
+  lsh_forward_kernel<T><<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads, shared>>>(a, tile);
   LOOM_CUDA_CHECK_LAUNCH();
   return true;
 }
@@ -575,13 +561,13 @@ bool fused_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor
   a.row_max = ptr<T>(stats);
   a.row_inv_sum = a.row_max + a.bh * a.n;
   a.row_delta = a.row_inv_sum + a.bh * a.n;
-  lsh_backward_query_kernel<T>
-      <<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads, QueryTiles<T>(nullptr, tile, a.d, a.dv).bytes>>>(
-          a, tile);
+  const size_t query_shared = QueryTiles<T>(nullptr, tile, a.d, a.dv).bytes;
+  allow_shared_bytes(lsh_backward_query_kernel<T>, query_shared);
+  lsh_backward_query_kernel<T><<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads, query_shared>>>(a, tile);
   LOOM_CUDA_CHECK_LAUNCH();
-  lsh_backward_key_kernel<T>
-      <<<chunk_grid(a.bh, a.n_ch, a.c, kKeys), kAttnThreads, KeyTiles<T>(nullptr, tile, a.d, a.dv).bytes>>>(
-          a, tile);
+  const size_t key_shared = KeyTiles<T>(nullptr, tile, a.d, a.dv).bytes;
+  allow_shared_bytes(lsh_backward_key_kernel<T>, key_shared);
+  lsh_backward_key_kernel<T><<<chunk_grid(a.bh, a.n_ch, a.c, kKeys), kAttnThreads, key_shared>>>(a, tile);
   LOOM_CUDA_CHECK_LAUNCH();
   return true;
 }

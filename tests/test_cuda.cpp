@@ -539,6 +539,27 @@ TEST_F(Cuda, AttentionNeverHoldsTheScoreMatrix) {
   EXPECT_TRUE(std::isfinite(sum(out).to(kCPU).item<float>()));
 }
 
+// A head too wide for 48 KiB of shared memory (float32 d + dv = 352) runs fused all the same, its kernels
+// opting into more: the composed default would hold the 4 MiB score matrix, which alone exceeds this bound.
+TEST_F(Cuda, WideHeadAttentionNeverHoldsTheScoreMatrix) {
+  const int64_t n = 1024, d = 320, dv = 32;
+  Tensor q = host_random({1, n, d}, kFloat32, -0.2, 0.2, 70).to(kCUDA).requires_grad_();
+  Tensor k = host_random({1, n, d}, kFloat32, -0.2, 0.2, 71).to(kCUDA).requires_grad_();
+  Tensor v = host_random({1, n, dv}, kFloat32, -1, 1, 72).to(kCUDA).requires_grad_();
+  Tensor go = host_random({1, n, dv}, kFloat32, -1, 1, 73).to(kCUDA);
+  cuda_synchronize();
+  reset_peak_memory(kCUDA);
+  const int64_t before = memory_stats(kCUDA).current_bytes;
+  Tensor out = scaled_dot_product_attention(q, k, v);
+  out.backward(go);
+  cuda_synchronize();
+  const int64_t grown = memory_stats(kCUDA).peak_bytes - before;
+  EXPECT_LT(grown, n * n * 4) << "attention with d = " << d << " at L = S = " << n << " allocated " << grown
+                              << " bytes";
+  EXPECT_GT(grown, n * (2 * d + 2 * dv) * 4);  // out and three gradients at least
+  EXPECT_TRUE(std::isfinite(sum(out).to(kCPU).item<float>()));
+}
+
 // Bi-BloSA's feature-wise attention: its scores [N, L, L, d] would be 256 MiB here (the composed default
 // holds several such tensors); the kernels hold none, so memory is that of the operands and gradients.
 TEST_F(Cuda, MultiDimAttentionNeverHoldsTheScores) {

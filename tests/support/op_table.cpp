@@ -764,8 +764,14 @@ std::vector<OpCase> build() {
          MAKE(normal(r, {3, 50, 96}, kFloat64), normal(r, {3, 45, 96}, kFloat64),
               normal(r, {3, 45, 80}, kFloat64), normal(r, {3, 50, 80}, kFloat64)),
          RUN(with_grads(x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); })));
+  // Too wide for 48 KiB of shared memory: the kernels opt into the device's maximum (forward and backward).
+  parity("attention_grad_wide_head_opt_in",
+         MAKE(normal(r, {2, 40, 256}, kFloat32, 0.2), normal(r, {2, 50, 256}, kFloat32, 0.2),
+              normal(r, {2, 50, 256}), normal(r, {2, 40, 256})),
+         RUN(with_grads(x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); })),
+         grad_tol);
   parity("attention_grad_head_beyond_tiles",
-         MAKE(normal(r, {2, 20, 400}, kFloat32, 0.1), normal(r, {2, 30, 400}, kFloat32, 0.1),
+         MAKE(normal(r, {2, 20, 2000}, kFloat32, 0.05), normal(r, {2, 30, 2000}, kFloat32, 0.05),
               normal(r, {2, 30, 40}), normal(r, {2, 20, 40})),
          RUN(with_grads(x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2]); })),
          grad_tol);
@@ -819,6 +825,18 @@ std::vector<OpCase> build() {
                           return lsh_attention(l[0], l[1], o, x[2]).out;
                         })),
          grad_tol);
+  // A float64 head of 128: its tiles exceed 48 KiB, so the kernels opt into more shared memory.
+  parity("lsh_attention_grad_f64_wide_head_opt_in",
+         MAKE(normal(r, {1, 2, 64, 128}, kFloat64), normal(r, {1, 2, 64, 128}, kFloat64),
+              normal(r, {1, 2, 64, 128}, kFloat64)),
+         RUN(with_grads(x, 2, [](const V& l) {
+           LshAttentionOptions o;
+           o.chunk_len = 32;
+           o.n_buckets = {2};
+           o.seed = 14;
+           o.has_seed = true;
+           return lsh_attention(l[0], l[1], o).out;
+         })));
   parity("lsh_attention_grad_window_wraps_f64",
          MAKE(normal(r, {1, 3, 32, 8}, kFloat64), normal(r, {1, 3, 32, 8}, kFloat64),
               normal(r, {1, 3, 32, 8}, kFloat64)),
