@@ -3,11 +3,14 @@
 // block self-attention) each run one forward/backward pass and one AdamW step on both devices from the same
 // parameters and generator state. The losses, every parameter gradient and the updated parameters must agree.
 // float64 keeps the comparison tight: the devices differ only in rounding, so a wrong kernel shows at once.
+// Then each model's driver (`loom train ut|reformer|biblosa --device cuda`) runs end to end and logs what its
+// CPU run logs.
 // Without a GPU every test skips with the reason.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -15,7 +18,9 @@
 #include "loom/autograd/grad_mode.h"
 #include "loom/core/generator.h"
 #include "loom/models/biblosa/text_classifier.h"
+#include "loom/models/biblosa/train_biblosa.h"
 #include "loom/models/reformer/reformer_lm.h"
+#include "loom/models/reformer/train_reformer.h"
 #include "loom/models/universal_transformer/train_ut.h"
 #include "loom/models/universal_transformer/universal_transformer.h"
 #include "loom/nn/optim_adam.h"
@@ -158,6 +163,18 @@ TEST_F(CudaModels, BiBlosaTrainingStepMatchesCpu) {
       1e-8, 1e-10);
 }
 
+// The lines of one split ("train", "valid", ...) of two runs' metrics.jsonl agree in `key` within `tol`: as
+// many of them, at least one, in the same order.
+void expect_same_metrics(const std::filesystem::path& cpu, const std::filesystem::path& gpu,
+                         const std::string& split, const std::string& key, double tol) {
+  const std::string needle = "\"split\":\"" + split + "\"";
+  auto lc = test::lines_with(cpu, needle), lg = test::lines_with(gpu, needle);
+  ASSERT_EQ(lc.size(), lg.size()) << split;
+  ASSERT_FALSE(lc.empty()) << split;
+  for (size_t i = 0; i < lc.size(); ++i)
+    EXPECT_NEAR(test::json_field(lg[i], key), test::json_field(lc[i], key), tol) << lc[i] << "\n" << lg[i];
+}
+
 // `loom train ut --device cuda` end to end (training, teacher-forced and decoded evaluation, ponder maps,
 // checkpoints): the same logged losses and accuracies as the CPU run of the same command, up to float32
 // rounding.
@@ -189,15 +206,83 @@ TEST_F(CudaModels, UtDriverOnCudaFollowsTheCpuRun) {
     return dir / "run" / "metrics.jsonl";
   };
   const auto cpu = run("cpu"), gpu = run("cuda");
-  for (const char* kind : {"\"train\"", "\"test\""}) {
-    auto lc = test::lines_with(cpu, kind), lg = test::lines_with(gpu, kind);
-    ASSERT_EQ(lc.size(), lg.size()) << kind;
-    ASSERT_FALSE(lc.empty()) << kind;
-    for (size_t i = 0; i < lc.size(); ++i) {
-      const char* key = std::string(kind) == "\"train\"" ? "loss" : "char_accuracy";
-      EXPECT_NEAR(test::json_field(lg[i], key), test::json_field(lc[i], key), 1e-3) << lc[i] << "\n" << lg[i];
+  expect_same_metrics(cpu, gpu, "train", "loss", 1e-3);
+  expect_same_metrics(cpu, gpu, "test", "char_accuracy", 1e-3);
+}
+
+// `loom train reformer --device cuda` end to end (reversible LSH and local layers, dropout, validation and
+// test passes, checkpoints): the same losses and bits-per-character as the CPU run.
+TEST_F(CudaModels, ReformerDriverOnCudaFollowsTheCpuRun) {
+  auto run = [](const std::string& device) {
+    const std::filesystem::path dir = test::scratch_dir("loom_cuda_reformer_driver_", device);
+    ReformerTrainOptions o;
+    o.data = test::write_small_corpus(dir);
+    o.cache_dir = o.out_dir = (dir / "run").string();
+    o.device = device;
+    o.steps = 16;
+    o.batch = 2;
+    o.seq = 64;
+    o.lr = 3e-3;
+    o.warmup = 4;
+    o.eval_every = 8;
+    o.eval_tokens = 1024;
+    o.checkpoint_every = 8;
+    o.sample_chars = 0;
+    o.model.d_model = 16;
+    o.model.d_ff = 32;
+    o.model.layers = 2;
+    o.model.heads = 2;
+    o.model.head_dim = 8;
+    o.model.lsh_chunk = o.model.local_chunk = 16;
+    o.model.n_hashes = 2;
+    o.model.dropout = 0.1;
+    EXPECT_EQ(train_reformer(o), 0) << device;
+    return dir / "run" / "metrics.jsonl";
+  };
+  const auto cpu = run("cpu"), gpu = run("cuda");
+  expect_same_metrics(cpu, gpu, "train", "loss", 1e-3);
+  expect_same_metrics(cpu, gpu, "valid", "bpc", 1e-3);
+  expect_same_metrics(cpu, gpu, "test", "bpc", 1e-3);
+}
+
+// `loom train biblosa --device cuda` end to end on a labelled file (masked block self-attention, dropout,
+// per-epoch dev and test passes, checkpoints): the same training losses as the CPU run.
+TEST_F(CudaModels, BiblosaDriverOnCudaFollowsTheCpuRun) {
+  auto run = [](const std::string& device) {
+    const std::filesystem::path dir = test::scratch_dir("loom_cuda_biblosa_driver_", device);
+    // Three classes, each text naming its class with one keyword among filler words.
+    const std::string data = (dir / "labelled.tsv").string();
+    {
+      std::ofstream out(data);
+      const char* labels[] = {"fruit", "tool", "music"};
+      const char* keys[] = {"apple", "hammer", "violin"};
+      const char* filler[] = {"the", "a", "of", "bright", "old", "green", "small", "quiet", "and", "with"};
+      for (int i = 0; i < 300; ++i) {
+        const int c = i % 3, len = 4 + (i * 5) % 9, at = (i * 7) % len;
+        out << labels[c] << '\t';
+        for (int k = 0; k < len; ++k)
+          out << (k ? " " : "") << (k == at ? keys[c] : filler[(i * 3 + k * 7) % 10]);
+        out << '\n';
+      }
     }
-  }
+    BiblosaTrainOptions o;
+    o.data = data;
+    o.out_dir = (dir / "run").string();
+    o.device = device;
+    o.epochs = 2;
+    o.batch = 16;
+    o.max_len = 20;
+    o.lr = 1e-2;
+    o.checkpoint_every = 10;
+    o.model.embed_dim = 12;
+    o.model.hidden_dim = 8;
+    o.model.dropout = 0.1;
+    EXPECT_EQ(train_biblosa(o), 0) << device;
+    return dir / "run" / "metrics.jsonl";
+  };
+  const auto cpu = run("cpu"), gpu = run("cuda");
+  expect_same_metrics(cpu, gpu, "train", "loss", 1e-3);
+  ASSERT_EQ(test::lines_with(gpu, "\"split\":\"test\"").size(), 1u);
 }
 
 }  // namespace
