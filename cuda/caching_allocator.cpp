@@ -2,6 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstring>
+
 #include "loom/cuda/cuda_check.h"
 
 namespace loom::cuda {
@@ -50,6 +52,13 @@ void* CachingAllocator::allocate(size_t nbytes) {
               " bytes in use, ", s.reserved_bytes, " reserved)");
   }
   counter_.on_alloc(nbytes);
+#ifdef LOOM_CUDA_EMULATION
+  // Emulated device memory is host memory: every block handed out starts as 0xff bytes (NaN in either float
+  // type, -1 in the integer types), whether fresh or cached, so a kernel or op that reads what it never wrote
+  // (an output accumulated into without being zeroed) fails its parity test instead of reading a GPU's
+  // usually zeroed fresh memory.
+  std::memset(block->ptr, 0xff, nbytes);
+#endif
   return block->ptr;
 }
 
