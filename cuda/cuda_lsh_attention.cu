@@ -127,6 +127,30 @@ __device__ __forceinline__ void chunk_coords(int64_t n_ch, int64_t tiles, int64_
   tile = x % tiles;
 }
 
+// The query tile a forward or query-gradient block owns: batch-head g, chunk ci, the global row q0 of its
+// first query and its row count. Starting it loads the queries and their positions into shared memory and
+// sets each row's running softmax maximum to -inf and its sum to 0.
+struct QueryTile {
+  int64_t g, ci, q0;
+  int rows;
+};
+template <typename T>
+__device__ QueryTile start_query_tile(const Lsh<T>& a, int tile_rows, T* q, int64_t* qpos, T* row_max,
+                                      T* row_sum) {
+  QueryTile qt;
+  int64_t tile;
+  chunk_coords(a.n_ch, (a.c + tile_rows - 1) / tile_rows, qt.g, qt.ci, tile);
+  qt.q0 = qt.g * a.n + qt.ci * a.c + tile * tile_rows;
+  qt.rows = static_cast<int>(min_of(tile_rows, a.c - tile * tile_rows));
+  load_rows(a.qk, a.d, qt.q0, qt.rows, a.d, q, a.d);
+  for (int r = threadIdx.x; r < qt.rows; r += kAttnThreads) {
+    qpos[r] = a.pos[qt.q0 + r];
+    row_max[r] = -std::numeric_limits<T>::infinity();
+    row_sum[r] = 0;
+  }
+  return qt;
+}
+
 // --- forward
 // -------------------------------------------------------------------------------------------------
 
@@ -157,18 +181,10 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_forward_kernel(Lsh<T> a, int
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const ForwardTiles<T> t(shared_bytes, tile_rows, a.d, a.dv);
   const int d = a.d, dv = a.dv, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  int64_t g, ci, qt;
-  chunk_coords(a.n_ch, (a.c + tile_rows - 1) / tile_rows, g, ci, qt);
-  const int64_t q0 = g * a.n + ci * a.c + qt * tile_rows;  // global row of the tile's first query
-  const int rows = static_cast<int>(min_of(tile_rows, a.c - qt * tile_rows));
+  const QueryTile qt = start_query_tile(a, tile_rows, t.q, t.qpos, t.row_max, t.row_sum);
+  const int64_t g = qt.g, ci = qt.ci, q0 = qt.q0;
+  const int rows = qt.rows;
   constexpr T kInf = std::numeric_limits<T>::infinity();
-
-  load_rows(a.qk, d, q0, rows, d, t.q, d);
-  for (int r = tid; r < rows; r += kAttnThreads) {
-    t.qpos[r] = a.pos[q0 + r];
-    t.row_max[r] = -kInf;
-    t.row_sum[r] = 0;
-  }
   T acc[kMaxOwned];
 #pragma unroll
   for (int k = 0; k < kMaxOwned; ++k) acc[k] = 0;
@@ -252,19 +268,12 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_query_kernel(Lsh<T>
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const QueryTiles<T> t(shared_bytes, tile_rows, a.d, a.dv);
   const int d = a.d, dv = a.dv, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  int64_t g, ci, qt;
-  chunk_coords(a.n_ch, (a.c + tile_rows - 1) / tile_rows, g, ci, qt);
-  const int64_t q0 = g * a.n + ci * a.c + qt * tile_rows;
-  const int rows = static_cast<int>(min_of(tile_rows, a.c - qt * tile_rows));
+  // inv_l holds the running sum until the first pass ends.
+  const QueryTile qt = start_query_tile(a, tile_rows, t.q, t.qpos, t.m, t.inv_l);
+  const int64_t g = qt.g, ci = qt.ci, q0 = qt.q0;
+  const int rows = qt.rows;
   constexpr T kInf = std::numeric_limits<T>::infinity();
-
-  load_rows(a.qk, d, q0, rows, d, t.q, d);
   load_rows(a.go, dv, q0, rows, dv, t.go, dv);
-  for (int r = tid; r < rows; r += kAttnThreads) {
-    t.qpos[r] = a.pos[q0 + r];
-    t.m[r] = -kInf;
-    t.inv_l[r] = 0;  // the running sum until the first pass ends
-  }
   for (int r = warp; r < rows; r += kWarps) {  // delta = dO . O - dlse, straight from global memory
     const T* go = a.go + (q0 + r) * dv;
     const T* o = a.fwd_out + (q0 + r) * dv;
@@ -289,7 +298,7 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_query_kernel(Lsh<T>
         score = a.logit(dot(t.q + r * d, t.k + lane * odd_pitch(d), d), t.qpos[r], t.kpos[lane], t.kpad[lane],
                         q0 + r, w0 + lane, replaced);
       }
-      online_softmax_step(score, t.m + r, t.inv_l + r);  // inv_l holds the running sum until the pass ends
+      online_softmax_step(score, t.m + r, t.inv_l + r);
     }
   }
   __syncthreads();
