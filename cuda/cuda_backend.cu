@@ -38,6 +38,19 @@ struct Fill {
   T value;
   __device__ __forceinline__ void operator()(int64_t i) const { out[i] = value; }
   __device__ __forceinline__ void operator()(const Offsets<1>& o) const { out[o.v[0]] = value; }
+
+  static constexpr int kWidest = sizeof(T);
+  template <int V>
+  bool aligned() const {
+    return pack_aligned<V>(out);
+  }
+  template <int V>
+  __device__ __forceinline__ void pack(int64_t i) const {
+    Pack<T, V> x;
+#pragma unroll
+    for (int k = 0; k < V; ++k) x.v[k] = value;
+    store_pack<V>(out, i, x);
+  }
 };
 
 template <typename To, typename From>

@@ -221,6 +221,20 @@ struct Map2 {
   __device__ __forceinline__ void operator()(const Offsets<3>& o) const {
     out[o.v[0]] = op(a[o.v[1]], b[o.v[2]]);
   }
+
+  static constexpr int kWidest = static_cast<int>(std::max(sizeof(Out), sizeof(In)));
+  template <int V>
+  bool aligned() const {
+    return pack_aligned<V>(out) && pack_aligned<V>(a) && pack_aligned<V>(b);
+  }
+  template <int V>
+  __device__ __forceinline__ void pack(int64_t i) const {
+    const Pack<In, V> x = load_pack<V>(a, i), y = load_pack<V>(b, i);
+    Pack<Out, V> z;
+#pragma unroll
+    for (int k = 0; k < V; ++k) z.v[k] = op(x.v[k], y.v[k]);
+    store_pack<V>(out, i, z);
+  }
 };
 
 // On bool, a + b etc. compute in int and the return converts as != 0.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <concepts>
 #include <cstdint>
 #include <type_traits>
 
@@ -121,6 +122,47 @@ __global__ void contiguous_kernel(int64_t n, F f) {
     f(i);
 }
 
+// V consecutive elements, loaded or stored as one 16-byte (or narrower) access where they are aligned to it.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+template <int V, typename T>
+__device__ __forceinline__ Pack<std::remove_const_t<T>, V> load_pack(T* p, int64_t i) {
+  return *reinterpret_cast<const Pack<std::remove_const_t<T>, V>*>(p + i);
+}
+template <int V, typename T>
+__device__ __forceinline__ void store_pack(T* p, int64_t i, const Pack<T, V>& x) {
+  *reinterpret_cast<Pack<T, V>*>(p + i) = x;
+}
+
+// Whether p may be accessed V elements at a time (the allocator's blocks are; a view at an odd offset is not).
+template <int V, typename T>
+bool pack_aligned(const T* p) {
+  return reinterpret_cast<uintptr_t>(p) % (sizeof(T) * V) == 0;
+}
+
+// A functor that can run V elements at once: pack<V>(i) does elements i .. i+V-1 (i a multiple of V) with one
+// vector access per operand; aligned<V>() says whether every operand's pointer allows it; kWidest is its
+// widest operand's size in bytes, which sets V so that access is 16 bytes.
+template <typename F>
+concept Packable = requires(const F& f) {
+  { F::kWidest } -> std::convertible_to<int>;
+  { f.template aligned<2>() } -> std::same_as<bool>;
+};
+
+// The contiguous path, V elements a thread per step: a warp's loads are 16-byte vector loads, a quarter of
+// the memory instructions of scalar ones (PyTorch's vectorized_elementwise_kernel does the same). The tail,
+// fewer than V elements, goes one at a time.
+template <int V, typename F>
+__global__ void packed_kernel(int64_t n, F f) {
+  const int64_t packs = n / V, first = blockIdx.x * int64_t{blockDim.x} + threadIdx.x,
+                stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t p = first; p < packs; p += stride) f.template pack<V>(p * V);
+  for (int64_t i = packs * V + first; i < n; i += stride) f(i);
+}
+
 template <int N, typename F>
 __global__ void strided_kernel(int64_t n, StridedIndexer<N> idx, F f) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
@@ -135,6 +177,14 @@ void launch_elementwise(const std::array<Tensor, N>& operands, const F& f) {
   if (n == 0) return;
   StridedIndexer<N> idx = make_indexer<N>(operands);
   if (idx.contiguous()) {
+    if constexpr (Packable<F>) {
+      constexpr int V = F::kWidest >= 16 ? 1 : 16 / F::kWidest;
+      if (V > 1 && n >= V && f.template aligned<V>()) {
+        packed_kernel<V><<<blocks_for((n + V - 1) / V), kThreads>>>(n, f);
+        LOOM_CUDA_CHECK_LAUNCH();
+        return;
+      }
+    }
     contiguous_kernel<<<blocks_for(n), kThreads>>>(n, f);
   } else {
     strided_kernel<N><<<blocks_for(n), kThreads>>>(n, idx, f);
@@ -150,6 +200,20 @@ struct Map1 {
   Op op;
   __device__ __forceinline__ void operator()(int64_t i) const { out[i] = op(in[i]); }
   __device__ __forceinline__ void operator()(const Offsets<2>& o) const { out[o.v[0]] = op(in[o.v[1]]); }
+
+  static constexpr int kWidest = static_cast<int>(std::max(sizeof(Out), sizeof(In)));
+  template <int V>
+  bool aligned() const {
+    return pack_aligned<V>(out) && pack_aligned<V>(in);
+  }
+  template <int V>
+  __device__ __forceinline__ void pack(int64_t i) const {
+    const Pack<In, V> x = load_pack<V>(in, i);
+    Pack<Out, V> y;
+#pragma unroll
+    for (int k = 0; k < V; ++k) y.v[k] = op(x.v[k]);
+    store_pack<V>(out, i, y);
+  }
 };
 
 }  // namespace loom::cuda

@@ -399,6 +399,60 @@ TEST_F(Cuda, BinaryMatchesCpuWithBroadcasting) {
                {host_random({1 << 20}, kFloat32, -1, 1, 18)});
 }
 
+// Contiguous operands go 16 bytes a thread at a time where every pointer is aligned to that, with the last
+// n % V elements one by one; a view at an odd offset takes the scalar path. Every size around the vector
+// width, aligned and not, on each side of the op, for each access width (16 bools, 4 floats, 2 doubles).
+TEST_F(Cuda, ElementwiseVectorAndTailPathsMatchCpu) {
+  for (DType dtype : {kFloat32, kFloat64, kInt64, kInt32, kBool}) {
+    for (int64_t n : {1, 2, 3, 4, 5, 15, 16, 17, 33, 1027, 4099}) {
+      for (int64_t in_offset : {0, 1}) {
+        for (int64_t out_offset : {0, 1}) {
+          const std::string what = std::string(dtype_name(dtype)) + " n=" + std::to_string(n) + " offsets " +
+                                   std::to_string(in_offset) + "/" + std::to_string(out_offset);
+          auto window = [n](int64_t offset) {
+            return [n, offset](const Tensor& t) { return t.slice(0, offset, offset + n); };
+          };
+          Input a{host_random({n + 1}, dtype, -50, 50, 40), window(in_offset)};
+          Input b{host_random({n + 1}, dtype, -50, 50, 41), window(in_offset)};
+          auto run = [&](Device device, const std::function<void(Tensor)>& op, DType out_dtype) {
+            Tensor out = zeros({n + 1}, {out_dtype, device}).slice(0, out_offset, out_offset + n);
+            op(out);
+            return out;
+          };
+          const bool logical = dtype == kBool;
+          const UnaryOp unary = logical ? UnaryOp::LogicalNot : UnaryOp::Neg;
+          const BinaryOp binary = logical ? BinaryOp::LogicalAnd : BinaryOp::Add;
+          auto unary_on = [&](Device device) {
+            return run(
+                device, [&](Tensor out) { backend_for(device).unary(unary, {}, a.on(device), out); }, dtype);
+          };
+          auto binary_on = [&](Device device, BinaryOp op, DType out_dtype) {
+            return run(
+                device, [&](Tensor out) { backend_for(device).binary(op, a.on(device), b.on(device), out); },
+                out_dtype);
+          };
+          auto fill_on = [&](Device device) {
+            return run(
+                device, [&](Tensor out) { out.fill_(1.0); }, dtype);
+          };
+          auto convert_on = [&](Device device) {  // a copy that converts to another width
+            const DType wide = dtype == kFloat32 ? kFloat64 : dtype == kInt32 ? kInt64 : kFloat32;
+            return run(
+                device, [&](Tensor out) { out.copy_(a.on(device)); }, wide);
+          };
+          expect_close(unary_on(kCUDA), unary_on(kCPU), 0, 0, "unary " + what);
+          expect_close(binary_on(kCUDA, binary, dtype), binary_on(kCPU, binary, dtype), 0, 0,
+                       "binary " + what);
+          expect_close(binary_on(kCUDA, BinaryOp::Lt, kBool), binary_on(kCPU, BinaryOp::Lt, kBool), 0, 0,
+                       "comparison " + what);
+          expect_close(fill_on(kCUDA), fill_on(kCPU), 0, 0, "fill " + what);
+          expect_close(convert_on(kCUDA), convert_on(kCPU), 0, 0, "conversion " + what);
+        }
+      }
+    }
+  }
+}
+
 TEST_F(Cuda, WhereMatchesCpu) {
   for (DType dtype : {kFloat32, kInt64, kBool}) {
     Tensor cond = host_random({4, 1, 6}, kBool, 0, 1, 19);
