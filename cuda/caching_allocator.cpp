@@ -4,6 +4,10 @@
 
 #include <cstring>
 
+#ifdef LOOM_CUDA_EMULATION
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include "loom/cuda/cuda_check.h"
 
 namespace loom::cuda {
@@ -22,6 +26,31 @@ size_t segment_size(size_t size) {
   if (size <= kSmallRequest) return kSmallSegment;
   if (size < kMinLargeAlloc) return kLargeSegment;
   return round_up(size, kLargeRound);
+}
+
+// Under the CUDA emulation device memory is host memory, so it is checked as host memory is. A block handed
+// out starts as 0xff bytes (NaN in either float type, -1 in the integer types), fresh or cached, so an op
+// that reads what it never wrote (an output accumulated into without being zeroed) fails its parity test
+// instead of reading a GPU's usually zeroed fresh memory. Under AddressSanitizer (LOOM_SANITIZE) only the
+// bytes asked for are addressable: a kernel that reads or writes past its tensor, into the block's rounding
+// or a neighbouring block of the segment, is reported, as compute-sanitizer's memcheck would. Elsewhere these
+// do nothing.
+void handed_out([[maybe_unused]] char* ptr, [[maybe_unused]] size_t nbytes, [[maybe_unused]] size_t size) {
+#ifdef LOOM_CUDA_EMULATION
+  ASAN_UNPOISON_MEMORY_REGION(ptr, nbytes);
+  ASAN_POISON_MEMORY_REGION(ptr + nbytes, size - nbytes);
+  std::memset(ptr, 0xff, nbytes);
+#endif
+}
+void taken_back([[maybe_unused]] char* ptr, [[maybe_unused]] size_t size) {
+#ifdef LOOM_CUDA_EMULATION
+  ASAN_POISON_MEMORY_REGION(ptr, size);
+#endif
+}
+void unchecked([[maybe_unused]] char* ptr, [[maybe_unused]] size_t size) {
+#ifdef LOOM_CUDA_EMULATION
+  ASAN_UNPOISON_MEMORY_REGION(ptr, size);
+#endif
 }
 
 }  // namespace
@@ -52,13 +81,7 @@ void* CachingAllocator::allocate(size_t nbytes) {
               " bytes in use, ", s.reserved_bytes, " reserved)");
   }
   counter_.on_alloc(nbytes);
-#ifdef LOOM_CUDA_EMULATION
-  // Emulated device memory is host memory: every block handed out starts as 0xff bytes (NaN in either float
-  // type, -1 in the integer types), whether fresh or cached, so a kernel or op that reads what it never wrote
-  // (an output accumulated into without being zeroed) fails its parity test instead of reading a GPU's
-  // usually zeroed fresh memory.
-  std::memset(block->ptr, 0xff, nbytes);
-#endif
+  handed_out(block->ptr, nbytes, block->size);
   return block->ptr;
 }
 
@@ -71,6 +94,7 @@ void CachingAllocator::deallocate(void* ptr, size_t nbytes) {
   Block* block = it->second;
   live_.erase(it);
   block->allocated = false;
+  taken_back(block->ptr, block->size);
   Pool& pool = block->small ? small_free_ : large_free_;
   // Merge with free neighbours so the segment can serve larger requests (and be released by empty_cache).
   if (Block* prev = block->prev; prev != nullptr && !prev->allocated) {
@@ -123,6 +147,7 @@ CachingAllocator::Block* CachingAllocator::new_segment(size_t size, bool small) 
     }
   }
   counter_.on_reserve(static_cast<int64_t>(size));
+  taken_back(static_cast<char*>(ptr), size);
   Block* block = new Block;
   block->ptr = static_cast<char*>(ptr);
   block->size = size;
@@ -157,6 +182,7 @@ void CachingAllocator::release_free_segments() {
         ++it;
         continue;
       }
+      unchecked(block->ptr, block->size);
       LOOM_CUDA_CHECK(cudaFree(block->ptr));
       counter_.on_reserve(-static_cast<int64_t>(block->size));
       it = pool->erase(it);

@@ -8,14 +8,23 @@
 // run's time.
 #include "loom/cuda/emulation/device.h"
 
+#include <algorithm>
 #include <boost/context/fiber.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 namespace loom::emulation {
 
@@ -47,6 +56,7 @@ struct Fiber {
   std::unique_ptr<unsigned char[]> stack;
   dim3 thread_idx;
   bool done = false;
+  uint64_t shuffles = 0;  // warp shuffles this thread has made in the running block
 };
 
 struct Barrier {
@@ -67,9 +77,36 @@ struct Block {
   Barrier block_barrier;
   std::vector<Barrier> warp_barriers;
   std::vector<int> warp_live;
-  std::vector<uint64_t> exchange;  // one slot per thread
+  // The warp shuffles' slots, one per thread, in two generations: shuffle k of a warp uses generation k % 2,
+  // so one barrier per shuffle suffices (a lane can only overwrite generation k % 2 at shuffle k + 2, after
+  // every lane has passed shuffle k + 1's barrier and so has read what shuffle k published).
+  std::vector<uint64_t> exchange[2];
   std::vector<unsigned char> shared;
 };
+
+// The order of the threads within a round and of the blocks within a grid (device.h).
+struct Order {
+  Schedule schedule = Schedule::in_order;
+  bool chosen = false;  // by set_schedule or, at the first launch, from the environment
+  std::mt19937_64 random;
+  std::vector<int> threads, warps;
+  std::vector<uint64_t> blocks;
+};
+Order order;
+
+void choose_from_environment() {
+  const char* value = std::getenv("LOOM_CUDA_EMULATION_SCHEDULE");
+  set_schedule(std::string(value ? value : "in-order"));
+}
+
+// Puts 0 .. n-1 in the schedule's order into `v`.
+template <typename Index>
+void arrange(std::vector<Index>& v, size_t n) {
+  v.resize(n);
+  std::iota(v.begin(), v.end(), Index{0});
+  if (order.schedule == Schedule::reversed) std::reverse(v.begin(), v.end());
+  if (order.schedule == Schedule::shuffled) std::shuffle(v.begin(), v.end(), order.random);
+}
 
 // Kernels launch from one host thread at a time (the default stream); the mutex makes that so, and guards
 // the kernels' shared-memory opt-ins.
@@ -82,7 +119,29 @@ int thread_rank(const Fiber* f) {
   return static_cast<int>((f->thread_idx.z * d.y + f->thread_idx.y) * d.x + f->thread_idx.x);
 }
 
-void yield() { block.scheduler = std::move(block.scheduler).resume(); }
+// AddressSanitizer must be told of every switch between the scheduler's stack and a fiber's (LOOM_SANITIZE),
+// or it takes one stack's frames for the other's. The scheduler runs on the launching thread's stack, whose
+// bounds the first switch into a fiber reports.
+const void* scheduler_stack = nullptr;
+size_t scheduler_stack_size = 0;
+#if defined(__SANITIZE_ADDRESS__)
+void leaving(void** fake_stack, const void* to, size_t to_size) {
+  __sanitizer_start_switch_fiber(fake_stack, to, to_size);
+}
+void arrived(void* fake_stack, const void** from = nullptr, size_t* from_size = nullptr) {
+  __sanitizer_finish_switch_fiber(fake_stack, from, from_size);
+}
+#else
+void leaving(void**, const void*, size_t) {}
+void arrived(void*, const void** = nullptr, size_t* = nullptr) {}
+#endif
+
+void yield() {
+  void* fake_stack = nullptr;
+  leaving(&fake_stack, scheduler_stack, scheduler_stack_size);
+  block.scheduler = std::move(block.scheduler).resume();
+  arrived(fake_stack);
+}
 
 // Waits at `b` until `live` threads have arrived (a thread that exits releases a barrier its arrival
 // completes: fiber_main).
@@ -116,7 +175,32 @@ void fiber_main() {
   release(block.warp_barriers[warp], block.warp_live[warp]);
 }
 
-// Runs one block to completion: a fiber per thread, resumed round-robin until every one has returned.
+// Runs thread t until it next yields (at a barrier or shuffle) or returns.
+void resume(int t) {
+  Fiber& f = block.fibers[t];
+  if (f.done) return;
+  block.current = &f;
+  void* fake_stack = nullptr;
+  leaving(&fake_stack, f.stack.get(), kStackBytes);
+  f.suspended = std::move(f.suspended).resume();
+  arrived(fake_stack);
+}
+
+// Runs warp w's threads, in a fresh order each round, until none of them can go on alone: all wait at the
+// block's barrier or have returned. The other warps meanwhile stand still, as a GPU's warp scheduler may keep
+// them, so a warp that races ahead into the next phase overwrites what a slower warp has yet to read.
+void run_warp_ahead(int w) {
+  const int first = w * 32, count = std::min(32, block.threads - first);
+  while (block.warp_live[w] > 0) {
+    const uint64_t before = progress;
+    arrange(order.threads, count);
+    for (int t : order.threads) resume(first + t);
+    if (progress == before) return;
+  }
+}
+
+// Runs one block to completion: a fiber per thread, resumed round-robin (or a warp at a time, shuffled)
+// until every one has returned.
 void run_block(dim3 block_idx, size_t shared_bytes) {
   const dim3& block_dim = launch_state.block_dim;
   launch_state.block_idx = block_idx;
@@ -132,24 +216,26 @@ void run_block(dim3 block_idx, size_t shared_bytes) {
     Fiber& f = block.fibers[t];
     f.thread_idx = dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y, t / (block_dim.x * block_dim.y));
     f.done = false;
+    f.shuffles = 0;
     ++block.warp_live[t / 32];
     f.suspended = context::fiber(std::allocator_arg, OwnStack{f.stack.get()}, [](context::fiber&& scheduler) {
+      arrived(nullptr, &scheduler_stack, &scheduler_stack_size);
       block.scheduler = std::move(scheduler);
       fiber_main();
-      return std::move(block.scheduler);  // the fiber ends by resuming the scheduler
+      leaving(nullptr, scheduler_stack, scheduler_stack_size);  // null: this fiber's stack is done with
+      return std::move(block.scheduler);                        // the fiber ends by resuming the scheduler
     });
   }
-  for (bool running = true; running;) {
-    running = false;
+  while (block.live > 0) {
     const uint64_t progress_before = progress;
-    for (int t = 0; t < block.threads; ++t) {
-      Fiber& f = block.fibers[t];
-      if (f.done) continue;
-      block.current = &f;
-      f.suspended = std::move(f.suspended).resume();
-      running = running || !f.done;
+    if (order.schedule == Schedule::shuffled) {
+      arrange(order.warps, warps);
+      for (int w : order.warps) run_warp_ahead(w);
+    } else {
+      arrange(order.threads, block.threads);
+      for (int t : order.threads) resume(t);
     }
-    if (running && progress == progress_before) {
+    if (block.live > 0 && progress == progress_before) {
       std::fprintf(
           stderr,
           "CUDA emulation: deadlock in block (%u, %u, %u): threads wait at a barrier the others never "
@@ -172,15 +258,15 @@ void sync_warp() {
 }
 
 uint64_t exchange_xor(uint64_t bits, int lane_mask, int width) {
-  const int rank = thread_rank(block.current);
-  block.exchange[rank] = bits;
+  Fiber* f = block.current;
+  const int rank = thread_rank(f);
+  std::vector<uint64_t>& slots = block.exchange[f->shuffles++ % 2];
+  slots[rank] = bits;
   sync_warp();
   const int lane = rank % 32, group = lane - lane % width;
   const int source = group + ((lane ^ lane_mask) % width);
   const int source_rank = rank - lane + source;
-  const uint64_t out = source_rank < block.threads ? block.exchange[source_rank] : bits;
-  sync_warp();
-  return out;
+  return source_rank < block.threads ? slots[source_rank] : bits;
 }
 
 unsigned char* dynamic_shared() { return block.shared.data(); }
@@ -201,6 +287,7 @@ void run_grid(dim3 grid, dim3 block_dim, size_t shared_bytes, const void* kernel
     return;
   }
   std::lock_guard<std::mutex> lock(launch_mutex);
+  if (!order.chosen) choose_from_environment();
   if (shared_bytes > kDefaultSharedBytes) {
     const auto opted = max_dynamic_shared.find(kernel);
     if (opted == max_dynamic_shared.end() || opted->second < shared_bytes) {
@@ -216,11 +303,38 @@ void run_grid(dim3 grid, dim3 block_dim, size_t shared_bytes, const void* kernel
   for (Fiber& f : block.fibers)
     if (!f.stack)
       f.stack.reset(new unsigned char[kStackBytes]);  // left uninitialised: untouched pages stay free
-  block.exchange.assign(threads, 0);
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) run_block(dim3(bx, by, bz), shared_bytes);
+  for (std::vector<uint64_t>& slots : block.exchange) slots.assign(threads, 0);
+  arrange(order.blocks, uint64_t{grid.x} * grid.y * grid.z);
+  for (uint64_t b : order.blocks)
+    run_block(dim3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                   static_cast<unsigned>(b / grid.x / grid.y)),
+              shared_bytes);
   block.current = nullptr;
 }
+
+void set_schedule(Schedule schedule, uint64_t seed) {
+  order.schedule = schedule;
+  order.random.seed(seed);
+  order.chosen = true;
+}
+
+void set_schedule(const std::string& name) {
+  if (name == "in-order") {
+    set_schedule(Schedule::in_order);
+  } else if (name == "reversed") {
+    set_schedule(Schedule::reversed);
+  } else if (name == "shuffled") {
+    set_schedule(Schedule::shuffled);
+  } else if (name.rfind("shuffled:", 0) == 0 && name.size() > 9 && name.size() <= 9 + 19 &&
+             name.find_first_not_of("0123456789", 9) == std::string::npos) {
+    set_schedule(Schedule::shuffled, std::stoull(name.substr(9)));
+  } else {
+    throw std::invalid_argument("CUDA emulation: schedule '" + name +
+                                "' (LOOM_CUDA_EMULATION_SCHEDULE) is none of in-order, reversed, shuffled, "
+                                "shuffled:<seed>");
+  }
+}
+
+Schedule current_schedule() { return order.schedule; }
 
 }  // namespace loom::emulation

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <type_traits>
 
 #define __global__
@@ -46,12 +47,33 @@ unsigned char* dynamic_shared();
 // clears (runtime.cpp).
 extern int pending_launch_error;
 
+// The emulated device's memory (an H100's 80 GB; its memory is the host's, so the host may run out first).
+constexpr size_t kDeviceMemoryBytes = size_t{80} << 30;
+
 // Dynamic shared memory a block may use without an opt-in, and with one (an H100's figures).
 constexpr size_t kDefaultSharedBytes = 48 * 1024;
 constexpr size_t kOptInSharedBytes = 227 * 1024;
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes); false when bytes is out
 // of range.
 bool set_max_dynamic_shared(const void* kernel, int bytes);
+
+// The order in which a block's threads are resumed at every round of the scheduler (so which of them runs
+// first between two barriers) and in which the grid's blocks run. CUDA promises neither, so a kernel whose
+// result depends on it has a race: a missing __syncthreads or __syncwarp, a thread reading shared memory
+// another writes in the same phase, a block reading what another block of the same launch writes. in_order
+// resumes every thread once a round, thread 0 first, and runs block (0, 0, 0) first, the order such a race
+// most often gets away with; reversed resumes them the other way round; shuffled runs one warp at a time as
+// far as it can go alone (until its threads wait at __syncthreads), the warps, each warp's threads at every
+// round and the blocks in fresh random orders drawn from `seed`, so that a warp may run a whole phase ahead
+// of the others, as a GPU's warp scheduler may let it. The
+// default comes from the environment variable LOOM_CUDA_EMULATION_SCHEDULE (in-order, reversed, shuffled or
+// shuffled:<seed>), read at the first launch; in_order without it. Every kernel of Loom's is free of races and
+// atomics, so its results are the same bits under every schedule.
+enum class Schedule { in_order, reversed, shuffled };
+void set_schedule(Schedule schedule, uint64_t seed = 0);
+// By name, as the environment variable gives it; throws std::invalid_argument naming the valid ones.
+void set_schedule(const std::string& name);
+Schedule current_schedule();
 
 // Runs body once per thread of every block; records a launch error (as cudaGetLastError reports it) instead
 // when the configuration is one CUDA would refuse, including dynamic shared memory above 48 KiB for a kernel

@@ -89,6 +89,12 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
   return loom::emulation::set_max_dynamic_shared(func, value) ? cudaSuccess : cudaErrorInvalidValue;
 }
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  // A request beyond the device's memory fails as on a GPU, without asking the host allocator (which, under
+  // AddressSanitizer, aborts on an impossible size instead of failing).
+  if (bytes > loom::emulation::kDeviceMemoryBytes) {
+    *ptr = nullptr;
+    return cudaErrorMemoryAllocation;
+  }
   *ptr = aligned(bytes);
   return *ptr != nullptr ? cudaSuccess : cudaErrorMemoryAllocation;
 }
