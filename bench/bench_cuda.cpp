@@ -11,9 +11,13 @@
 //                        (i, j, f) score entries of forward and backward per second
 //   ReformerStep/<L>     one training step (forward, loss, backward, AdamW) of bench_reformer's 6-layer model
 //   ReformerLongest      that step at 2^14, 2^15, ... until the GPU runs out of memory: the longest trainable
-//   L UtActStep            one training step of the Universal Transformer encoder-decoder with ACT
-//   (bench_ut's
+//                        L
+//   UtActStep            one training step of the Universal Transformer encoder-decoder with ACT (bench_ut's
 //                        anchor width: d 128, 4 heads, d_ff 512, batch 32, length 64, max 8 steps)
+//   Add/<log2 n>         a + b on float32 tensors of n elements, out of place: 12 bytes an element moved
+//   AddUnaligned/<log2 n> the same on views one element into their storage, so every access is scalar: the
+//                        gap to Add is what the 16-byte vector path gains
+//   Gelu/<log2 n>        gelu(x) on n float32 elements: 8 bytes an element, and erf's arithmetic
 // Counters: FLOP/s where the work is known, peak_bytes (device allocator high-water mark above what was live
 // before the timed steps), tokens/s.
 #include <benchmark/benchmark.h>
@@ -228,8 +232,37 @@ void BM_UtActStep(benchmark::State& state) {
   state.counters["tokens/s"] = benchmark::Counter(32.0 * 64, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Elementwise kernels are bound by memory bandwidth: bytes_per_second against the GPU's (4.8 TB/s on an H200)
+// is the figure of merit.
+void elementwise(benchmark::State& state, int64_t offset, double bytes_per_element,
+                 Tensor (*op)(const Tensor&, const Tensor&)) {
+  if (skip_without_gpu(state)) return;
+  const int64_t n = int64_t{1} << state.range(0);
+  loom::manual_seed(0);
+  Tensor a = loom::randn({n + offset}, {loom::kFloat32, kGpu}).slice(0, offset, n + offset);
+  Tensor b = loom::randn({n + offset}, {loom::kFloat32, kGpu}).slice(0, offset, n + offset);
+  timed(state, [&] { benchmark::DoNotOptimize(op(a, b).data_ptr()); });
+  state.SetBytesProcessed(
+      static_cast<int64_t>(state.iterations() * bytes_per_element * static_cast<double>(n)));
+}
+Tensor add_op(const Tensor& a, const Tensor& b) { return a + b; }
+Tensor gelu_op(const Tensor& a, const Tensor&) { return loom::gelu(a); }
+
+void BM_Add(benchmark::State& state) { elementwise(state, 0, 12, add_op); }
+void BM_AddUnaligned(benchmark::State& state) { elementwise(state, 1, 12, add_op); }
+void BM_Gelu(benchmark::State& state) { elementwise(state, 0, 8, gelu_op); }
+
 }  // namespace
 
+BENCHMARK(BM_Add)->Name("Add")->Arg(20)->Arg(24)->Arg(27)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AddUnaligned)
+    ->Name("AddUnaligned")
+    ->Arg(20)
+    ->Arg(24)
+    ->Arg(27)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Gelu)->Name("Gelu")->Arg(20)->Arg(24)->Arg(27)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Matmul)->Name("Matmul")->Arg(1024)->Arg(2048)->Arg(4096)->Arg(8192)->UseRealTime()->Unit(
     benchmark::kMillisecond);
 BENCHMARK(BM_CublasSgemm)

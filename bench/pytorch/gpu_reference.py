@@ -49,6 +49,17 @@ def report(name, seconds, peak, flops=None, tokens=None):
     print(json.dumps(out), flush=True)
 
 
+def elementwise(log2n, repeats):
+    """bench_cuda's Add/<log2 n> and Gelu/<log2 n>: bandwidth-bound maps on float32."""
+    n = 1 << log2n
+    a, b = torch.randn(n, device="cuda"), torch.randn(n, device="cuda")
+    for name, fn, nbytes in (("Add", lambda: a + b, 12), ("Gelu", lambda: F.gelu(a), 8)):
+        s, peak = timed(fn, repeats)
+        out = dict(name=f"{name}/{log2n}", torch=torch.__version__, device=torch.cuda.get_device_name(),
+                   us=s * 1e6, peak_bytes=peak, gb_s=nbytes * n / s / 1e9)
+        print(json.dumps(out), flush=True)
+
+
 def matmul(n, repeats):
     a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
     s, peak = timed(lambda: torch.matmul(a, b), repeats)
@@ -112,6 +123,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
     assert torch.cuda.is_available(), "no CUDA device visible to PyTorch"
+    for log2n in (20, 24, 27):
+        elementwise(log2n, args.repeats)
     for n in (1024, 2048, 4096, 8192):
         matmul(n, args.repeats)
     for length in (1024, 2048, 4096):
