@@ -15,6 +15,10 @@
 #include "loom/ops/backend.h"
 #include "support/expect.h"
 
+#ifdef LOOM_WITH_CUDA
+#include "loom/cuda/cublas_loader.h"
+#endif
+
 using namespace loom;
 using test::expect_error;
 
@@ -132,6 +136,26 @@ void check_bmm(const Input& a, const Input& b, double alpha, double beta) {
 }  // namespace
 
 // --- runs everywhere: absence of CUDA is reported, never a crash -------------------------------------------
+
+// cuBLAS is opened with dlopen on first use (cuda/cublas_loader.cpp). Loading it and resolving every entry
+// point Loom calls needs no GPU, so a wrong soname or symbol name fails here, in CI, instead of at the first
+// matrix product on a GPU. (In the emulated build the entry points are the emulation's own.)
+TEST(CudaAvailability, CublasLoadsWithEveryEntryPoint) {
+#ifdef LOOM_WITH_CUDA
+  const loom::cuda::CublasApi& api = loom::cuda::cublas_api();
+  for (const void* entry :
+       {reinterpret_cast<const void*>(api.create), reinterpret_cast<const void*>(api.sgemm_strided_batched),
+        reinterpret_cast<const void*>(api.dgemm_strided_batched), reinterpret_cast<const void*>(api.sscal),
+        reinterpret_cast<const void*>(api.dscal), reinterpret_cast<const void*>(api.status_name),
+        reinterpret_cast<const void*>(api.status_string)})
+    EXPECT_NE(entry, nullptr);
+  // Calls that need no device: the library answers.
+  EXPECT_STREQ(api.status_name(CUBLAS_STATUS_SUCCESS), "CUBLAS_STATUS_SUCCESS");
+  EXPECT_STREQ(api.status_name(CUBLAS_STATUS_INVALID_VALUE), "CUBLAS_STATUS_INVALID_VALUE");
+#else
+  GTEST_SKIP() << "Loom was built without CUDA (configure with -DLOOM_CUDA=ON)";
+#endif
+}
 
 TEST(CudaAvailability, CountIsConsistentAndAbsenceIsAClearError) {
   int n = cuda_device_count();
