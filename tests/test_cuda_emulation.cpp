@@ -182,6 +182,35 @@ TEST_F(Emulation, WarpShufflesExchangeTheRightLanesValues) {
   }
 }
 
+// CUDA leaves undefined what a shuffle reads from a lane that has returned or does not exist; the emulation
+// reads all-ones bits (NaN, or -1 here), so a kernel that uses such a value fails. A lane that took part in
+// the shuffle and returned afterwards still gives its value.
+TEST_F(Emulation, ShufflesFromReturnedOrMissingLanesReadAllOnes) {
+  for (Schedule s : kSchedules) {
+    loom::emulation::set_schedule(s, 13);
+    std::vector<int> from_returned(32, 0), from_missing(48, 0), from_finished(32, 0);
+    launch(1, 32, [&] {
+      const int lane = static_cast<int>(threadIdx.x);
+      if (lane >= 16) return;
+      from_returned[lane] = __shfl_xor_sync(0xffffffffu, lane, 16);
+    });
+    launch(1, 48, [&] {  // the second warp has lanes 32..47 only
+      const int t = static_cast<int>(threadIdx.x);
+      from_missing[t] = __shfl_xor_sync(0xffffffffu, t, 16);
+    });
+    launch(1, 32, [&] {
+      const int lane = static_cast<int>(threadIdx.x);
+      const int v = __shfl_xor_sync(0xffffffffu, 100 + lane, 1);
+      if (lane % 2 == 1) return;  // an odd lane may return before its even partner reads
+      from_finished[lane] = v;
+    });
+    for (int lane = 0; lane < 16; ++lane) EXPECT_EQ(from_returned[lane], -1) << "lane " << lane;
+    for (int t = 0; t < 32; ++t) EXPECT_EQ(from_missing[t], t ^ 16);
+    for (int t = 32; t < 48; ++t) EXPECT_EQ(from_missing[t], -1) << "thread " << t;
+    for (int lane = 0; lane < 32; lane += 2) EXPECT_EQ(from_finished[lane], 101 + lane);
+  }
+}
+
 TEST_F(Emulation, RefusesWhatAGpuRefuses) {
   int runs = 0;
   launch(1, 2048, [&] { ++runs; });                     // more than 1024 threads a block

@@ -266,7 +266,13 @@ uint64_t exchange_xor(uint64_t bits, int lane_mask, int width) {
   const int lane = rank % 32, group = lane - lane % width;
   const int source = group + ((lane ^ lane_mask) % width);
   const int source_rank = rank - lane + source;
-  return source_rank < block.threads ? slots[source_rank] : bits;
+  // A lane that does not exist (a block whose size is not a multiple of 32) or that returned before this
+  // shuffle has no value to give: CUDA leaves what is read from it undefined, and the emulation reads
+  // all-ones bits (NaN, or -1), so a kernel that uses such a value fails its parity row. A lane that took
+  // part in this shuffle and has returned since still gives its value.
+  constexpr uint64_t kUndefined = ~uint64_t{0};
+  if (source_rank >= block.threads || block.fibers[source_rank].shuffles < f->shuffles) return kUndefined;
+  return slots[source_rank];
 }
 
 unsigned char* dynamic_shared() { return block.shared.data(); }
