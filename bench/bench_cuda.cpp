@@ -10,8 +10,8 @@
 //                        float32 (a batch of 32 sequences of 16 blocks), forward mask; counter scores/s, the
 //                        (i, j, f) score entries of forward and backward per second
 //   ReformerStep/<L>     one training step (forward, loss, backward, AdamW) of bench_reformer's 6-layer model
-//   ReformerLongest      that step at 2^14, 2^15, ... until the GPU runs out of memory: the longest trainable
-//                        L
+//   ReformerLongest      that step at L = 2^14, 2^15, ... until the GPU runs out of memory: the longest
+//                        trainable L
 //   UtActStep            one training step of the Universal Transformer encoder-decoder with ACT (bench_ut's
 //                        anchor width: d 128, 4 heads, d_ff 512, batch 32, length 64, max 8 steps)
 //   Add/<log2 n>         a + b on float32 tensors of n elements, out of place: 12 bytes an element moved

@@ -65,10 +65,10 @@ bool set_max_dynamic_shared(const void* kernel, int bytes);
 // most often gets away with; reversed resumes them the other way round; shuffled runs one warp at a time as
 // far as it can go alone (until its threads wait at __syncthreads), the warps, each warp's threads at every
 // round and the blocks in fresh random orders drawn from `seed`, so that a warp may run a whole phase ahead
-// of the others, as a GPU's warp scheduler may let it. The
-// default comes from the environment variable LOOM_CUDA_EMULATION_SCHEDULE (in-order, reversed, shuffled or
-// shuffled:<seed>), read at the first launch; in_order without it. Every kernel of Loom's is free of races and
-// atomics, so its results are the same bits under every schedule.
+// of the others, as a GPU's warp scheduler may let it. The default comes from the environment variable
+// LOOM_CUDA_EMULATION_SCHEDULE (in-order, reversed, shuffled or shuffled:<seed>), read at the first launch;
+// in_order without it. Every kernel of Loom's is free of races and atomics, so its results are the same bits
+// under every schedule.
 enum class Schedule { in_order, reversed, shuffled };
 void set_schedule(Schedule schedule, uint64_t seed = 0);
 // By name, as the environment variable gives it; throws std::invalid_argument naming the valid ones.
