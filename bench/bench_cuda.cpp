@@ -5,6 +5,9 @@
 //   Matmul/<n>           loom::matmul of two [n, n] float32 matrices on the GPU
 //   CublasSgemm/<n>      the same product from cuBLAS called directly (the target: Loom within 5% of it)
 //   Attention/<L>        scaled_dot_product_attention forward + backward, [4, 8, L, 64] float32, causal
+//   AttentionSharedTiles/<L> the same with the register-tiled kernels switched off
+//                        (cuda::set_attention_kernels): what the register tiles gain over the shared-memory
+//                        ones
 //   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds, causal
 //   MultiDimAttention/<r> multi_dim_attention forward + backward over Bi-BloSA's blocks: [512, r, 300]
 //                        float32 (a batch of 32 sequences of 16 blocks), forward mask; counter scores/s, the
@@ -33,6 +36,7 @@
 
 #ifdef LOOM_WITH_CUDA
 #include "loom/cuda/cublas_loader.h"
+#include "loom/cuda/cuda_backend.h"
 #endif
 
 namespace {
@@ -100,21 +104,30 @@ void BM_CublasSgemm(benchmark::State& state) {
 #endif
 }
 
-void BM_Attention(benchmark::State& state) {
+void attention_step(benchmark::State& state, bool shared_tiles_only) {
   if (skip_without_gpu(state)) return;
+#ifdef LOOM_WITH_CUDA
   const int64_t len = state.range(0);
   loom::manual_seed(0);
   const loom::TensorOptions o{loom::kFloat32, kGpu};
   Tensor q = loom::randn({4, 8, len, 64}, o).requires_grad_(),
          k = loom::randn({4, 8, len, 64}, o).requires_grad_(),
          v = loom::randn({4, 8, len, 64}, o).requires_grad_(), probe = loom::randn({4, 8, len, 64}, o);
+  using loom::cuda::AttentionKernels;
+  loom::cuda::set_attention_kernels(shared_tiles_only ? AttentionKernels::SharedTiles
+                                                      : AttentionKernels::Auto);
   timed(state, [&] {
     for (Tensor* t : {&q, &k, &v}) t->set_grad(Tensor());
     loom::scaled_dot_product_attention(q, k, v, Tensor(), /*is_causal=*/true).backward(probe);
   });
+  loom::cuda::set_attention_kernels(AttentionKernels::Auto);
   // Forward 2 L^2 d (scores) + 2 L^2 d (values), backward twice that, halved by the causal mask.
   flops(state, 3.0 * 4.0 * 4 * 8 * static_cast<double>(len) * len * 64 / 2);
+#endif
 }
+
+void BM_Attention(benchmark::State& state) { attention_step(state, false); }
+void BM_AttentionSharedTiles(benchmark::State& state) { attention_step(state, true); }
 
 void BM_MultiDimAttention(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
@@ -275,6 +288,13 @@ BENCHMARK(BM_CublasSgemm)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Attention)
     ->Name("Attention")
+    ->Arg(1024)
+    ->Arg(2048)
+    ->Arg(4096)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionSharedTiles)
+    ->Name("AttentionSharedTiles")
     ->Arg(1024)
     ->Arg(2048)
     ->Arg(4096)

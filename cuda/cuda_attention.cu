@@ -1,10 +1,11 @@
 // Fused scaled-dot-product attention on the GPU, FlashAttention-2 style (Dao 2023): no [L, S] score matrix
 // ever exists in global memory, only tiles of it in shared memory, so memory grows with L + S, not L * S.
 // ops/cpu/cpu_attention.cpp is the same algorithm on the CPU, and its header comment derives the formulas.
+// dense_attention.cuh holds the problem struct and per-entry rules both kernel families share.
 //
-// Every kernel runs 256 threads on one tile of one (batch, head) matrix and keeps its tiles in shared memory
-// (rows padded by one element where threads of a warp walk different rows, which keeps reads free of bank
-// conflicts). Threads own fixed entries of the tile they accumulate (entry e = thread + 256 k), so the
+// Every kernel here runs 256 threads on one tile of one (batch, head) matrix and keeps its tiles in shared
+// memory (rows padded by one element where threads of a warp walk different rows, which keeps reads free of
+// bank conflicts). Threads own fixed entries of the tile they accumulate (entry e = thread + 256 k), so the
 // accumulators live in registers; the row statistics of the online softmax take a warp per row.
 //
 // Forward: a block owns `rows` query rows and walks the keys 32 at a time: scores = scale * Q K^T, excluded
@@ -19,96 +20,32 @@
 // Dropout multipliers M are drawn from Philox at the weight's index (b L + i) S + j, as loom::dropout and the
 // CPU kernel draw them, so both backends drop the same weights.
 //
+// Dispatch (CudaBackend::attention_forward / _backward, at the end): heads up to 128 wide take the
+// register-tiled kernels of cuda_attention_register_tiles.cu, the same algorithm with GEMM-like inner loops;
+// the kernels here take the heads those decline. cuda::set_attention_kernels can switch either off.
+//
 // Tiles are sized for 48 KiB of shared memory; a head too wide for that at 8 rows (float32 d + dv above
 // ~330, float64 above ~165) opts into the device's maximum (227 KiB on an H100: float32 d + dv up to ~1750).
 // Wider heads, and heads wider than 16 accumulators a thread allow (a tile of 8 rows of 512 columns), take
 // the composed default (Backend::attention_forward), as do empty operands.
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
-#include "loom/core/philox.h"
-#include "loom/cuda/attention_tiles.cuh"
-#include "loom/cuda/cuda_backend_impl.h"
-#include "loom/cuda/launch.cuh"
+#include "loom/cuda/cuda_backend.h"
+#include "loom/cuda/dense_attention.cuh"
 
 namespace loom::cuda {
 namespace {
 
-using namespace attention;
+using namespace dense_attention;
+
+std::atomic<AttentionKernels> allowed_kernels{AttentionKernels::Auto};
 
 constexpr int kKeyTile = 32;  // forward: one key per lane in the row softmax
-
-// The operands whose leading (batch) dims may have any strides, in the order Layout stores them.
-enum Operand { kQ, kK, kV, kOut, kMask, kGradOut, kGradQ, kGradK, kGradV, kOperands };
-
-// Where matrix b of each operand starts and how far apart its rows are. Leading dims are stored innermost
-// first, so b is decomposed as a row-major index over them.
-struct Layout {
-  int lead = 0;
-  int64_t sizes[kMaxDims] = {};
-  int64_t strides[kMaxDims][kOperands] = {};
-  int64_t row_stride[kOperands] = {};
-
-  __device__ int64_t offset(int64_t b, int op) const {
-    int64_t off = 0;
-    for (int d = 0; d < lead; ++d) {
-      off += (b % sizes[d]) * strides[d][op];
-      b /= sizes[d];
-    }
-    return off;
-  }
-};
-
-template <typename T>
-struct Problem {
-  const T *q = nullptr, *k = nullptr, *v = nullptr, *go = nullptr, *delta = nullptr;
-  const bool* mask = nullptr;
-  T *out = nullptr, *lse = nullptr, *gq = nullptr, *gk = nullptr, *gv = nullptr;
-  int64_t batch = 0, l = 0, s = 0;
-  int d = 0, dv = 0;
-  int dp = 0, dvp = 0;  // shared-memory row pitches: odd, so a warp walking rows hits 32 different banks
-  int64_t mask_col_stride = 0;
-  T scale = 0;
-  bool causal = false;
-  bool dropping = false;
-  uint32_t threshold = 0;
-  T keep_scale = 0;
-  PhiloxState state;
-  Layout lay;
-};
-
-// Whether query i may see key j of matrix b (mask_base: the mask's offset for b).
-template <typename T>
-__device__ __forceinline__ bool allowed(const Problem<T>& p, int64_t mask_base, int64_t i, int64_t j) {
-  if (p.causal && j > i) return false;
-  return !(p.mask && p.mask[mask_base + i * p.lay.row_stride[kMask] + j * p.mask_col_stride]);
-}
-
-// Dropout's multiplier for weight (i, j) of matrix b: word idx % 4 of Philox counter offset + idx / 4.
-template <typename T>
-__device__ __forceinline__ T keep_multiplier(const Problem<T>& p, int64_t b, int64_t i, int64_t j) {
-  const uint64_t idx = static_cast<uint64_t>((b * p.l + i) * p.s + j);
-  const Philox4x32 block = philox_block(p.state.seed, p.state.offset + idx / 4);
-  uint32_t word;
-  switch (idx % 4) {
-    case 0:
-      word = block.v[0];
-      break;
-    case 1:
-      word = block.v[1];
-      break;
-    case 2:
-      word = block.v[2];
-      break;
-    default:
-      word = block.v[3];
-      break;
-  }
-  return (word >> 8) >= p.threshold ? p.keep_scale : T(0);
-}
 
 // --- forward
 // -------------------------------------------------------------------------------------------------
@@ -419,59 +356,6 @@ int backward_tile(int d, int dv) {
   return pick_tile(std::max(d, dv), [&](int rows) { return backward_shared_bytes<T>(rows, d, dv); });
 }
 
-int64_t row_stride(const Tensor& t) { return t.size(-2) <= 1 ? 0 : t.stride(-2); }
-
-template <typename T>
-Problem<T> make_problem(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
-                        double scale, const AttentionDropout& dropout, const Tensor& out, const Tensor& lse,
-                        const Tensor& grad_out, const Tensor& gq, const Tensor& gk, const Tensor& gv) {
-  Problem<T> p;
-  p.l = q.size(-2);
-  p.s = k.size(-2);
-  p.d = static_cast<int>(q.size(-1));
-  p.dv = static_cast<int>(v.size(-1));
-  p.dp = odd_pitch(p.d);
-  p.dvp = odd_pitch(p.dv);
-  p.batch = q.numel() / (p.l * p.d);
-  p.scale = static_cast<T>(scale);
-  p.causal = causal;
-  p.dropping = dropout.active();
-  p.threshold = dropout_threshold(dropout.p);
-  p.keep_scale = dropout_scale<T>(dropout.p);
-  p.state = dropout.state;
-  const Tensor* operands[kOperands] = {&q, &k, &v, &out, &mask, &grad_out, &gq, &gk, &gv};
-  const int lead = static_cast<int>(q.dim()) - 2;
-  p.lay.lead = lead;
-  for (int d = 0; d < lead; ++d) p.lay.sizes[d] = q.size(lead - 1 - d);
-  for (int op = 0; op < kOperands; ++op) {
-    const Tensor& t = *operands[op];
-    if (!t.defined()) continue;
-    for (int d = 0; d < lead; ++d) p.lay.strides[d][op] = t.stride(lead - 1 - d);
-    p.lay.row_stride[op] = row_stride(t);
-  }
-  p.q = ptr<const T>(q);
-  p.k = ptr<const T>(k);
-  p.v = ptr<const T>(v);
-  if (mask.defined()) {
-    p.mask = ptr<const bool>(mask);
-    p.mask_col_stride = mask.stride(-1);
-  }
-  p.out = ptr<T>(out);
-  p.lse = ptr<T>(lse);
-  if (grad_out.defined()) p.go = ptr<const T>(grad_out);
-  if (gq.defined()) p.gq = ptr<T>(gq);
-  if (gk.defined()) p.gk = ptr<T>(gk);
-  if (gv.defined()) p.gv = ptr<T>(gv);
-  return p;
-}
-
-unsigned grid_for(int64_t batch, int64_t len, int tile) {
-  const int64_t blocks = batch * ((len + tile - 1) / tile);
-  LOOM_CHECK(blocks <= INT_MAX, "scaled_dot_product_attention: ", blocks,
-             " tiles exceed the CUDA grid's 2^31 - 1 blocks");
-  return static_cast<unsigned>(blocks);
-}
-
 bool degenerate(const Tensor& q, const Tensor& k, const Tensor& v) {
   return q.numel() == 0 || k.numel() == 0 || v.numel() == 0;
 }
@@ -479,13 +363,14 @@ bool degenerate(const Tensor& q, const Tensor& k, const Tensor& v) {
 template <typename T>
 bool fused_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, bool causal,
                    double scale, const AttentionDropout& dropout, const Tensor& out, const Tensor& lse) {
-  if (!tileable(q.size(-1), v.size(-1))) return false;
-  const int d = static_cast<int>(q.size(-1)), dv = static_cast<int>(v.size(-1));
-  const int tile = forward_tile<T>(d, dv);
-  if (tile == 0) return false;
+  const AttentionKernels kernels = allowed_kernels.load();
+  if (kernels == AttentionKernels::Composed || !tileable(q.size(-1), v.size(-1))) return false;
   Problem<T> p = make_problem<T>(q, k, v, mask, causal, scale, dropout, out, lse, Tensor(), Tensor(),
                                  Tensor(), Tensor());
-  const size_t shared = forward_shared_bytes(tile, d, dv, sizeof(T));
+  if (kernels == AttentionKernels::Auto && register_tiled_forward(p)) return true;
+  const int tile = forward_tile<T>(p.d, p.dv);
+  if (tile == 0) return false;
+  const size_t shared = forward_shared_bytes(tile, p.d, p.dv, sizeof(T));
   allow_shared_bytes(attention_forward_kernel<T>, shared);
   attention_forward_kernel<T><<<grid_for(p.batch, p.l, tile), kAttnThreads, shared>>>(p, tile);
   LOOM_CUDA_CHECK_LAUNCH();
@@ -496,10 +381,8 @@ template <typename T>
 bool fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
                     const Tensor& out, const Tensor& lse, const Tensor& mask, bool causal, double scale,
                     const AttentionDropout& dropout, const Tensor& gq, const Tensor& gk, const Tensor& gv) {
-  if (!tileable(q.size(-1), v.size(-1))) return false;
-  const int d = static_cast<int>(q.size(-1)), dv = static_cast<int>(v.size(-1));
-  const int tile = backward_tile<T>(d, dv);
-  if (tile == 0) return false;
+  const AttentionKernels kernels = allowed_kernels.load();
+  if (kernels == AttentionKernels::Composed || !tileable(q.size(-1), v.size(-1))) return false;
   Problem<T> p = make_problem<T>(q, k, v, mask, causal, scale, dropout, out, lse, grad_out, gq, gk, gv);
   Tensor delta;
   if (gq.defined() || gk.defined()) {
@@ -512,7 +395,10 @@ bool fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
     LOOM_CUDA_CHECK_LAUNCH();
     p.delta = ptr<const T>(delta);
   }
-  const size_t shared = backward_shared_bytes<T>(tile, d, dv);
+  if (kernels == AttentionKernels::Auto && register_tiled_backward(p)) return true;
+  const int tile = backward_tile<T>(p.d, p.dv);
+  if (tile == 0) return false;  // (rare: a head too wide for every tile, yet within tileable's bound)
+  const size_t shared = backward_shared_bytes<T>(tile, p.d, p.dv);
   if (gk.defined() || gv.defined()) {
     allow_shared_bytes(attention_backward_kv_kernel<T>, shared);
     attention_backward_kv_kernel<T><<<grid_for(p.batch, p.s, tile), kAttnThreads, shared>>>(p, tile);
@@ -527,6 +413,9 @@ bool fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
 }
 
 }  // namespace
+
+void set_attention_kernels(AttentionKernels kernels) { allowed_kernels.store(kernels); }
+AttentionKernels attention_kernels() { return allowed_kernels.load(); }
 
 void CudaBackend::attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                     bool causal, double scale, const AttentionDropout& dropout,

@@ -1,6 +1,6 @@
 #pragma once
-// Entry points of the CUDA backend (built only when LOOM_WITH_CUDA is defined). Everything else of the backend is
-// private to cuda/.
+// Entry points of the CUDA backend (built only when LOOM_WITH_CUDA is defined). Everything else of the
+// backend is private to cuda/.
 #include "loom/core/allocator.h"
 #include "loom/ops/backend.h"
 
@@ -13,5 +13,15 @@ Backend& backend(int index);
 Allocator& device_allocator(int index);
 // Blocks until GPU `index` has finished every queued kernel; throws a loom::Error if one of them failed.
 void synchronize(int index);
+
+// The fused kernels scaled_dot_product_attention may use on CUDA, process-wide, like PyTorch's
+// torch.backends.cuda.enable_*_sdp switches: for comparing the kernels and for debugging.
+//   Auto: register tiles for heads up to 128 wide, else shared-memory tiles (any head whose tile fits the
+//         device's shared memory), else the composed ops;
+//   SharedTiles: never the register tiles;
+//   Composed: matmul, masked softmax and matmul, which hold the [L, S] scores.
+enum class AttentionKernels { Auto, SharedTiles, Composed };
+void set_attention_kernels(AttentionKernels kernels);
+AttentionKernels attention_kernels();
 
 }  // namespace loom::cuda

@@ -53,11 +53,14 @@ struct And {
 };
 
 // Reduces v over the kGroup threads of a row; every thread of the group gets the result. The xor butterfly is
-// symmetric, so all lanes hold the same bits.
+// symmetric, so all lanes hold the same bits. A group narrower than a warp is kGroup consecutive lanes (the
+// xor never leaves it), and every lane of the warp must call.
 template <int kGroup, typename A, typename F>
 __device__ A group_allreduce(A v, F f) {
+  static_assert(kGroup > 0 && (kGroup & (kGroup - 1)) == 0, "group_allreduce: a power of two of lanes");
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v = f(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  for (int offset = (kGroup < 32 ? kGroup : 32) / 2; offset > 0; offset >>= 1)
+    v = f(v, __shfl_xor_sync(0xffffffffu, v, offset));
   if constexpr (kGroup > 32) {
     __shared__ A warp_results[kGroup / 32];
     __syncthreads();  // an earlier call may still be reading warp_results

@@ -17,6 +17,7 @@
 
 #ifdef LOOM_WITH_CUDA
 #include "loom/cuda/cublas_loader.h"
+#include "loom/cuda/cuda_backend.h"
 #endif
 
 using namespace loom;
@@ -596,25 +597,45 @@ TEST_F(Cuda, BmmMatchesCpu) {
 // --- fused attention
 // ----------------------------------------------------------------------------------------
 
-// The fused kernels hold scores only as tiles in shared memory: at L = S = 4096 a [L, S] float32 score matrix
-// would be 64 MiB, while the forward and backward passes together allocate the operands' size only (q, k, v,
-// out, dO and the three gradients, 1 MiB each). Their values are the op table's parity rows.
-TEST_F(Cuda, AttentionNeverHoldsTheScoreMatrix) {
-  const int64_t n = 4096, d = 64;
+#ifdef LOOM_WITH_CUDA
+// What causal attention over [1, n, 64] float32 operands allocates on the device, forward and backward,
+// above what was live, with the given kernels allowed (cuda::set_attention_kernels).
+int64_t attention_peak_bytes(int64_t n, cuda::AttentionKernels kernels) {
+  const int64_t d = 64;
   Tensor q = host_random({1, n, d}, kFloat32, -1, 1, 60).to(kCUDA).requires_grad_();
   Tensor k = host_random({1, n, d}, kFloat32, -1, 1, 61).to(kCUDA).requires_grad_();
   Tensor v = host_random({1, n, d}, kFloat32, -1, 1, 62).to(kCUDA).requires_grad_();
   Tensor go = host_random({1, n, d}, kFloat32, -1, 1, 63).to(kCUDA);
+  cuda::set_attention_kernels(kernels);
   cuda_synchronize();
   reset_peak_memory(kCUDA);
   const int64_t before = memory_stats(kCUDA).current_bytes;
   Tensor out = scaled_dot_product_attention(q, k, v, Tensor(), true);
   out.backward(go);
   cuda_synchronize();
-  const int64_t grown = memory_stats(kCUDA).peak_bytes - before;
-  EXPECT_LT(grown, int64_t{8} << 20) << "attention at L = S = " << n << " allocated " << grown << " bytes";
-  EXPECT_GT(grown, 4 * n * d * 4);  // out and three gradients at least
+  cuda::set_attention_kernels(cuda::AttentionKernels::Auto);
   EXPECT_TRUE(std::isfinite(sum(out).to(kCPU).item<float>()));
+  return memory_stats(kCUDA).peak_bytes - before;
+}
+#endif
+
+// The fused kernels hold scores only as tiles in shared memory: at L = S = 4096 a [L, S] float32 score matrix
+// would be 64 MiB, while the forward and backward passes together allocate the operands' size only (q, k, v,
+// out, dO and the three gradients, 1 MiB each). Both fused families are checked (register tiles for this
+// head, shared-memory tiles with those switched off); the composed ops, allowed alone, do hold the matrix,
+// which shows the switch reaches the dispatch. Their values are the op table's parity rows.
+TEST_F(Cuda, AttentionNeverHoldsTheScoreMatrix) {
+#ifdef LOOM_WITH_CUDA
+  const int64_t n = 4096, operand = n * 64 * 4;
+  for (cuda::AttentionKernels kernels : {cuda::AttentionKernels::Auto, cuda::AttentionKernels::SharedTiles}) {
+    const int64_t grown = attention_peak_bytes(n, kernels);
+    EXPECT_LT(grown, int64_t{8} << 20) << "attention at L = S = " << n << " allocated " << grown << " bytes";
+    EXPECT_GT(grown, 4 * operand);  // out and three gradients at least
+  }
+  const int64_t composed_n = 1024,
+                composed = attention_peak_bytes(composed_n, cuda::AttentionKernels::Composed);
+  EXPECT_GE(composed, composed_n * composed_n * 4) << "the composed ops allocated " << composed << " bytes";
+#endif
 }
 
 // A head too wide for 48 KiB of shared memory (float32 d + dv = 352) runs fused all the same, its kernels

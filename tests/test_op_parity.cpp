@@ -5,8 +5,14 @@
 
 #include <cstdio>
 #include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
 
 #include "loom/loom.h"
+#ifdef LOOM_WITH_CUDA
+#include "loom/cuda/cuda_backend.h"
+#endif
 #include "support/op_table.h"
 
 using namespace loom;
@@ -34,12 +40,8 @@ std::vector<Tensor> run_on(const OpCase& op, Device device) {
   return op.run(make_inputs(op, device), device);
 }
 
-class Parity : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(Parity, CudaMatchesCpu) {
-  if (!cuda_is_available()) GTEST_SKIP() << no_cuda_reason();
-  const OpCase& op = *find_op(GetParam());
-  std::string& outcome = outcomes()[op.name];
+// Runs the row on both devices and compares; `outcome` gets the coverage table's verdict.
+void expect_parity(const OpCase& op, std::string& outcome) {
   std::vector<Tensor> cpu;
   try {
     cpu = run_on(op, kCPU);
@@ -70,12 +72,57 @@ TEST_P(Parity, CudaMatchesCpu) {
   if (ok) outcome = "pass";
 }
 
+class Parity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Parity, CudaMatchesCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << no_cuda_reason();
+  const OpCase& op = *find_op(GetParam());
+  expect_parity(op, outcomes()[op.name]);
+}
+
 INSTANTIATE_TEST_SUITE_P(Ops, Parity, ::testing::ValuesIn([] {
                            std::vector<std::string> names;
                            for (const OpCase& op : op_table()) names.push_back(op.name);
                            return names;
                          }()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+#ifdef LOOM_WITH_CUDA
+// The dense attention rows again with the fastest kernels switched off (cuda::set_attention_kernels): heads
+// up to 128 wide take the register-tiled kernels above, so these keep the shared-memory-tile kernels (which
+// wider heads take) and the composed ops checked on the same edge cases.
+using PinnedKernels = std::tuple<std::string, cuda::AttentionKernels>;
+class AttentionKernelParity : public ::testing::TestWithParam<PinnedKernels> {};
+
+const char* kernels_name(cuda::AttentionKernels kernels) {
+  return kernels == cuda::AttentionKernels::SharedTiles ? "shared_tiles" : "composed";
+}
+
+TEST_P(AttentionKernelParity, CudaMatchesCpu) {
+  if (!cuda_is_available()) GTEST_SKIP() << no_cuda_reason();
+  const auto& [name, kernels] = GetParam();
+  struct Pin {
+    explicit Pin(cuda::AttentionKernels k) { cuda::set_attention_kernels(k); }
+    ~Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::Auto); }
+  } pin(kernels);
+  ASSERT_EQ(cuda::attention_kernels(), kernels);
+  expect_parity(*find_op(name), outcomes()[name + "@" + kernels_name(kernels)]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Pinned, AttentionKernelParity,
+                         ::testing::Combine(::testing::ValuesIn([] {
+                                              std::vector<std::string> names;
+                                              for (const OpCase& op : op_table())
+                                                if (std::string_view(op.name).starts_with("attention_grad"))
+                                                  names.push_back(op.name);
+                                              return names;
+                                            }()),
+                                            ::testing::Values(cuda::AttentionKernels::SharedTiles,
+                                                              cuda::AttentionKernels::Composed)),
+                         [](const ::testing::TestParamInfo<PinnedKernels>& info) {
+                           return std::get<0>(info.param) + "_" + kernels_name(std::get<1>(info.param));
+                         });
+#endif
 
 // Without a GPU the rows still have to make sense: every row (parity-only ones included) runs on the CPU.
 TEST(OpTable, EveryRowRunsOnCpu) {

@@ -793,6 +793,29 @@ std::vector<OpCase> build() {
       RUN(with_grads(
           x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], Tensor(), true); })),
       grad_tol);
+  // The register-tiled kernels' edges (64-row tiles, 16 x 16 threads with strided columns): several query and
+  // key tiles with tails, head widths that are no multiple of 16 (the clamped columns), each width class
+  // (<= 32, <= 64, <= 128), causal attention with fewer keys than queries, masks, dropout, and float64.
+  parity("attention_grad_register_tile_tails",
+         MAKE(normal(r, {2, 2, 150, 20}), normal(r, {2, 2, 130, 20}), normal(r, {2, 2, 130, 72}),
+              bools(r, {150, 130}, 0.2), normal(r, {2, 2, 150, 72})),
+         RUN(with_grads(x, 3,
+                        [&x](const V& l) {
+                          return scaled_dot_product_attention(l[0], l[1], l[2], x[3], true, 0, 0.1);
+                        })),
+         grad_tol);
+  parity("attention_grad_register_tiles_f64",
+         MAKE(normal(r, {2, 140, 64}, kFloat64), normal(r, {2, 200, 64}, kFloat64),
+              normal(r, {2, 200, 45}, kFloat64), row_masked(r, {140, 200}, 70),
+              normal(r, {2, 140, 45}, kFloat64)),
+         RUN(with_grads(x, 3,
+                        [&x](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], x[3]); })));
+  parity("attention_grad_causal_fewer_keys_head_128",
+         MAKE(normal(r, {1, 3, 190, 128}, kFloat32, 0.3), normal(r, {1, 3, 70, 128}, kFloat32, 0.3),
+              normal(r, {1, 3, 70, 128}), normal(r, {1, 3, 190, 128})),
+         RUN(with_grads(
+             x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], Tensor(), true); })),
+         grad_tol);
   parity("lsh_attention_grad",
          MAKE(normal(r, {2, 2, 128, 16}), normal(r, {2, 2, 128, 16}), bools(r, {2, 128}, 0.1),
               normal(r, {2, 2, 128, 16})),

@@ -1,0 +1,389 @@
+// Register-tiled fused attention for heads up to 128 wide (dense_attention.cuh: register_tiled_forward and
+// register_tiled_backward; cuda_attention.cu dispatches, and its shared-memory-tile kernels take what these
+// decline). The algorithm is cuda_attention.cu's (its header comment): online softmax forward, then a block
+// per key tile for dK and dV and a block per query tile for dQ, recomputing the weights, no atomics. What
+// differs is how the arithmetic meets the data.
+//
+// Why: in the shared-tile kernels a thread computes whole dot products, so every multiply-add reads both of
+// its operands from shared memory, and shared memory (one 32-lane access a cycle per SM, against four warps'
+// worth of FP32 multiply-adds) runs them at about an eighth of the FP32 units' rate. Here every product of
+// the algorithm (Q K^T, dO V^T, P V, P^T dO, dS^T Q, dS K) is an outer-product loop, as in a GEMM: each
+// thread keeps a 4 x 4 block of scores (and a 4 x kCols block of the output) in registers and per step loads
+// 4 + 4 operands for 16 multiply-adds, a quarter of the loads per multiply-add.
+//
+// Tiles are 64 query rows by 64 keys, for a block of 256 threads seen as a 16 x 16 grid: thread (tx, ty) =
+// (t % 16, t / 16) owns rows ty + 16 a (a < 4) and columns tx + 16 b (b < 4 for keys, b < kCols for
+// features) of every tile it computes. The stride of 16 keeps shared memory free of bank conflicts: the 16
+// threads of a half warp read 16 consecutive or odd-pitch addresses, and the two rows a warp reads are
+// broadcasts. A row's online-softmax statistics are folded across the 16 lanes of its half warp with
+// shuffles and stay in registers, since the output rows a thread accumulates are its score rows.
+//
+// Shared memory, float32, d = dv = 64: 66 KiB forward, 100 KiB for dK and dV, 83 KiB for dQ, so the kernels
+// opt in above the default 48 KiB (an H100 gives 227 KiB); where the device cannot, they decline.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "loom/cuda/dense_attention.cuh"
+
+namespace loom::cuda::dense_attention {
+namespace {
+
+constexpr int kSide = 16;               // the block's threads as a kSide x kSide grid
+constexpr int kMicro = 4;               // rows of every tile a thread owns, and key columns
+constexpr int kTile = kSide * kMicro;   // 64 query rows, 64 keys
+constexpr int kScorePitch = kTile + 1;  // [64][65] weight and score-gradient tiles
+constexpr int kWidest = 128;            // head width these kernels handle (kCols = 8)
+static_assert(kSide * kSide == kAttnThreads, "one thread per grid cell");
+
+struct ThreadGrid {
+  int tx, ty;
+  __device__ ThreadGrid() : tx(threadIdx.x % kSide), ty(threadIdx.x / kSide) {}
+  __device__ int row(int a) const { return ty + kSide * a; }
+  __device__ int col(int b) const { return tx + kSide * b; }
+};
+
+template <typename T, int kRows, int kCols>
+__device__ __forceinline__ void zero(T (&m)[kRows][kCols]) {
+#pragma unroll
+  for (int a = 0; a < kRows; ++a)
+#pragma unroll
+    for (int b = 0; b < kCols; ++b) m[a][b] = 0;
+}
+
+// acc[a][b] += sum over k < n of A(row a, k) B(col b, k), with A(r, k) = lhs[r * lhs_row + k * lhs_k] and
+// B(c, k) = rhs[c * rhs_col + k * rhs_k] in shared memory. Columns at or past `cols` read column cols - 1
+// instead: in bounds, and the caller discards them. Rows are always within the tile's 64.
+template <typename T, int kRows, int kCols>
+__device__ __forceinline__ void micro_gemm(T (&acc)[kRows][kCols], const ThreadGrid& g, const T* lhs,
+                                           int lhs_row, int lhs_k, const T* rhs, int rhs_col, int rhs_k,
+                                           int n, int cols) {
+  const T* lhs_at[kRows];
+  const T* rhs_at[kCols];
+#pragma unroll
+  for (int a = 0; a < kRows; ++a) lhs_at[a] = lhs + g.row(a) * lhs_row;
+#pragma unroll
+  for (int b = 0; b < kCols; ++b) rhs_at[b] = rhs + (g.col(b) < cols ? g.col(b) : cols - 1) * rhs_col;
+  for (int k = 0; k < n; ++k) {
+    T x[kRows], y[kCols];
+#pragma unroll
+    for (int a = 0; a < kRows; ++a) x[a] = lhs_at[a][k * lhs_k];
+#pragma unroll
+    for (int b = 0; b < kCols; ++b) y[b] = rhs_at[b][k * rhs_k];
+#pragma unroll
+    for (int a = 0; a < kRows; ++a)
+#pragma unroll
+      for (int b = 0; b < kCols; ++b) acc[a][b] += x[a] * y[b];
+  }
+}
+
+// Writes acc (rows ty + 16 a, columns tx + 16 b) times `factor` to rows [first, first + rows) and columns
+// [0, width) of matrix `mat` of operand `op`.
+template <typename T, int kCols>
+__device__ __forceinline__ void store_rows(const Problem<T>& p, int op, T* base, int64_t mat, int64_t first,
+                                           int rows, int width, const ThreadGrid& g,
+                                           const T (&acc)[kMicro][kCols], T factor) {
+  T* at = base + p.lay.offset(mat, op);
+  const int64_t rs = p.lay.row_stride[op];
+#pragma unroll
+  for (int a = 0; a < kMicro; ++a) {
+    if (g.row(a) >= rows) continue;
+#pragma unroll
+    for (int b = 0; b < kCols; ++b)
+      if (g.col(b) < width) at[(first + g.row(a)) * rs + g.col(b)] = factor * acc[a][b];
+  }
+}
+
+// --- forward ----------------------------------------------------------------------------------------------
+
+template <typename T, int kCols>
+__global__ void __launch_bounds__(kAttnThreads) register_forward_kernel(Problem<T> p) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int d = p.d, dv = p.dv, dp = p.dp, dvp = p.dvp;
+  T* sq = reinterpret_cast<T*>(shared_bytes);  // [64][dp]
+  T* sk = sq + kTile * dp;                     // [64][dp]
+  T* sv = sk + kTile * dp;                     // [64][dvp]
+  T* sw = sv + kTile * dvp;                    // [64][65]: weights (after dropout)
+  const ThreadGrid g;
+  int64_t mat, tile;
+  block_coords((p.l + kTile - 1) / kTile, mat, tile);
+  const int64_t i0 = tile * kTile;
+  const int rows = static_cast<int>(min_of(kTile, p.l - i0));
+  const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
+  const int64_t k_base = p.lay.offset(mat, kK), v_base = p.lay.offset(mat, kV);
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+
+  load_rows(p.q + p.lay.offset(mat, kQ), p.lay.row_stride[kQ], i0, rows, d, sq, dp);
+  T row_max[kMicro], row_sum[kMicro], acc[kMicro][kCols];
+#pragma unroll
+  for (int a = 0; a < kMicro; ++a) {
+    row_max[a] = -kInf;
+    row_sum[a] = 0;
+  }
+  zero(acc);
+
+  const int64_t key_end = p.causal ? min_of(p.s, i0 + rows) : p.s;
+  for (int64_t j0 = 0; j0 < key_end; j0 += kTile) {
+    const int cols = static_cast<int>(min_of(kTile, key_end - j0));
+    __syncthreads();  // the previous tile's keys, values and weights have been read
+    load_rows(p.k + k_base, p.lay.row_stride[kK], j0, cols, d, sk, dp);
+    load_rows(p.v + v_base, p.lay.row_stride[kV], j0, cols, dv, sv, dvp);
+    __syncthreads();
+    T s[kMicro][kMicro];
+    zero(s);
+    micro_gemm(s, g, sq, dp, 1, sk, dp, 1, d, cols);
+#pragma unroll
+    for (int a = 0; a < kMicro; ++a) {
+      const int r = g.row(a);
+      T tile_max = -kInf;
+#pragma unroll
+      for (int c = 0; c < kMicro; ++c) {
+        const int j = g.col(c);
+        const bool in = r < rows && j < cols && allowed(p, mask_base, i0 + r, j0 + j);
+        s[a][c] = in ? p.scale * s[a][c] : -kInf;
+        tile_max = fmax(tile_max, s[a][c]);
+      }
+      // Every lane of the half warp holds the row's statistics; while none of its scores is finite the
+      // weights stay 0 and the factor 1 (exp(-inf - -inf) would be NaN).
+      const T new_max = fmax(row_max[a], group_allreduce<kSide>(tile_max, FMax{}));
+      T factor = 1, sum = 0;
+      T w[kMicro] = {};
+      if (new_max != -kInf) {
+        factor = exp_of(row_max[a] - new_max);
+#pragma unroll
+        for (int c = 0; c < kMicro; ++c) w[c] = exp_of(s[a][c] - new_max);
+      }
+#pragma unroll
+      for (int c = 0; c < kMicro; ++c) sum += w[c];
+      row_sum[a] = row_sum[a] * factor + group_allreduce<kSide>(sum, Plus{});
+      row_max[a] = new_max;
+#pragma unroll
+      for (int b = 0; b < kCols; ++b) acc[a][b] *= factor;
+        // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
+#pragma unroll
+      for (int c = 0; c < kMicro; ++c) {
+        T weight = w[c];
+        if (p.dropping && weight != T(0)) weight *= keep_multiplier(p, mat, i0 + r, j0 + g.col(c));
+        sw[r * kScorePitch + g.col(c)] = weight;
+      }
+    }
+    __syncthreads();
+    micro_gemm(acc, g, sw, kScorePitch, 1, sv, 1, dvp, cols, dv);
+  }
+
+#pragma unroll
+  for (int a = 0; a < kMicro; ++a)
+#pragma unroll
+    for (int b = 0; b < kCols; ++b) acc[a][b] = row_sum[a] == T(0) ? T(0) : acc[a][b] / row_sum[a];
+  store_rows(p, kOut, p.out, mat, i0, rows, dv, g, acc, T(1));
+  if (g.tx == 0) {
+#pragma unroll
+    for (int a = 0; a < kMicro; ++a)
+      if (g.row(a) < rows)
+        p.lse[mat * p.l + i0 + g.row(a)] = row_sum[a] == T(0) ? kInf : row_max[a] + log_of(row_sum[a]);
+  }
+}
+
+// --- backward ---------------------------------------------------------------------------------------------
+
+// From a tile's raw products s = q . k and (when `grads`) dp = dO . v, the weights P * M (into `sw`, unless
+// null) and the score gradients dS = P (M dp - delta) (into `sds`) of query rows [i0, i0 + rows) and keys
+// [j0, j0 + cols) of matrix `mat`, with P = exp(scale s - logsumexp); 0 for entries outside them and for
+// excluded keys.
+template <typename T>
+__device__ __forceinline__ void weight_tiles(const Problem<T>& p, const ThreadGrid& g, int64_t mat,
+                                             int64_t mask_base, int64_t i0, int rows, int64_t j0, int cols,
+                                             const T (&s)[kMicro][kMicro], const T (&dp)[kMicro][kMicro],
+                                             bool grads, T* sw, T* sds) {
+#pragma unroll
+  for (int a = 0; a < kMicro; ++a) {
+    const int r = g.row(a);
+    const bool row_in = r < rows;
+    const T lse = row_in ? p.lse[mat * p.l + i0 + r] : T(0);
+    const T delta = row_in && grads ? p.delta[mat * p.l + i0 + r] : T(0);
+#pragma unroll
+    for (int c = 0; c < kMicro; ++c) {
+      const int j = g.col(c);
+      T w = 0, ds = 0;
+      if (row_in && j < cols && allowed(p, mask_base, i0 + r, j0 + j)) {
+        // s - logsumexp <= 0 but for rounding; +inf logsumexp (no allowed key) gives 0.
+        const T prob = exp_of(p.scale * s[a][c] - lse);
+        if (prob != T(0)) {
+          const T keep = p.dropping ? keep_multiplier(p, mat, i0 + r, j0 + j) : T(1);
+          w = prob * keep;
+          if (grads) ds = prob * (keep * dp[a][c] - delta);
+        }
+      }
+      if (sw) sw[r * kScorePitch + j] = w;
+      sds[r * kScorePitch + j] = ds;
+    }
+  }
+}
+
+// dK and dV of one key tile, over every query tile that can see it.
+template <typename T, int kCols>
+__global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Problem<T> p) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int d = p.d, dv = p.dv, dp = p.dp, dvp = p.dvp;
+  T* sq = reinterpret_cast<T*>(shared_bytes);  // [64][dp]
+  T* sgo = sq + kTile * dp;                    // [64][dvp]
+  T* sk = sgo + kTile * dvp;                   // [64][dp]
+  T* sv = sk + kTile * dp;                     // [64][dvp]
+  T* sw = sv + kTile * dvp;                    // [64][65]: P * M
+  T* sds = sw + kTile * kScorePitch;           // [64][65]: dS
+  const ThreadGrid g;
+  int64_t mat, key_tile;
+  block_coords((p.s + kTile - 1) / kTile, mat, key_tile);
+  const int64_t j0 = key_tile * kTile;
+  const int cols = static_cast<int>(min_of(kTile, p.s - j0));
+  const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
+  const int64_t q_base = p.lay.offset(mat, kQ), go_base = p.lay.offset(mat, kGradOut);
+  const bool want_k = p.gk != nullptr, want_v = p.gv != nullptr;
+  load_rows(p.k + p.lay.offset(mat, kK), p.lay.row_stride[kK], j0, cols, d, sk, dp);
+  load_rows(p.v + p.lay.offset(mat, kV), p.lay.row_stride[kV], j0, cols, dv, sv, dvp);
+  T acc_k[kMicro][kCols], acc_v[kMicro][kCols];
+  zero(acc_k);
+  zero(acc_v);
+
+  // Causal: query i sees key j only from i = j on.
+  for (int64_t i0 = p.causal ? j0 : 0; i0 < p.l; i0 += kTile) {
+    const int rows = static_cast<int>(min_of(kTile, p.l - i0));
+    __syncthreads();  // the previous query tile and its weights have been read
+    load_rows(p.q + q_base, p.lay.row_stride[kQ], i0, rows, d, sq, dp);
+    load_rows(p.go + go_base, p.lay.row_stride[kGradOut], i0, rows, dv, sgo, dvp);
+    __syncthreads();
+    T s[kMicro][kMicro], dprob[kMicro][kMicro];
+    zero(s);
+    zero(dprob);
+    micro_gemm(s, g, sq, dp, 1, sk, dp, 1, d, cols);
+    if (want_k) micro_gemm(dprob, g, sgo, dvp, 1, sv, dvp, 1, dv, cols);
+    weight_tiles(p, g, mat, mask_base, i0, rows, j0, cols, s, dprob, want_k, sw, sds);
+    __syncthreads();
+    // Rows of these products are keys, the reduction runs over the tile's query rows.
+    if (want_v) micro_gemm(acc_v, g, sw, 1, kScorePitch, sgo, 1, dvp, rows, dv);
+    if (want_k) micro_gemm(acc_k, g, sds, 1, kScorePitch, sq, 1, dp, rows, d);
+  }
+  // Every key row is written, zeros included (keys no query sees).
+  if (want_v) store_rows(p, kGradV, p.gv, mat, j0, cols, dv, g, acc_v, T(1));
+  if (want_k) store_rows(p, kGradK, p.gk, mat, j0, cols, d, g, acc_k, p.scale);
+}
+
+// dQ of one query tile, over the keys its rows can see.
+template <typename T, int kCols>
+__global__ void __launch_bounds__(kAttnThreads) register_backward_q_kernel(Problem<T> p) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int d = p.d, dv = p.dv, dp = p.dp, dvp = p.dvp;
+  T* sq = reinterpret_cast<T*>(shared_bytes);  // [64][dp]
+  T* sgo = sq + kTile * dp;                    // [64][dvp]
+  T* sk = sgo + kTile * dvp;                   // [64][dp]
+  T* sv = sk + kTile * dp;                     // [64][dvp]
+  T* sds = sv + kTile * dvp;                   // [64][65]: dS
+  const ThreadGrid g;
+  int64_t mat, query_tile;
+  block_coords((p.l + kTile - 1) / kTile, mat, query_tile);
+  const int64_t i0 = query_tile * kTile;
+  const int rows = static_cast<int>(min_of(kTile, p.l - i0));
+  const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
+  const int64_t k_base = p.lay.offset(mat, kK), v_base = p.lay.offset(mat, kV);
+  load_rows(p.q + p.lay.offset(mat, kQ), p.lay.row_stride[kQ], i0, rows, d, sq, dp);
+  load_rows(p.go + p.lay.offset(mat, kGradOut), p.lay.row_stride[kGradOut], i0, rows, dv, sgo, dvp);
+  T acc[kMicro][kCols];
+  zero(acc);
+
+  const int64_t key_end = p.causal ? min_of(p.s, i0 + rows) : p.s;
+  for (int64_t j0 = 0; j0 < key_end; j0 += kTile) {
+    const int cols = static_cast<int>(min_of(kTile, key_end - j0));
+    __syncthreads();  // the previous key tile and its score gradients have been read
+    load_rows(p.k + k_base, p.lay.row_stride[kK], j0, cols, d, sk, dp);
+    load_rows(p.v + v_base, p.lay.row_stride[kV], j0, cols, dv, sv, dvp);
+    __syncthreads();
+    T s[kMicro][kMicro], dprob[kMicro][kMicro];
+    zero(s);
+    zero(dprob);
+    micro_gemm(s, g, sq, dp, 1, sk, dp, 1, d, cols);
+    micro_gemm(dprob, g, sgo, dvp, 1, sv, dvp, 1, dv, cols);
+    weight_tiles<T>(p, g, mat, mask_base, i0, rows, j0, cols, s, dprob, true, nullptr, sds);
+    __syncthreads();
+    micro_gemm(acc, g, sds, kScorePitch, 1, sk, 1, dp, cols, d);
+  }
+  store_rows(p, kGradQ, p.gq, mat, i0, rows, d, g, acc, p.scale);
+}
+
+// --- host side --------------------------------------------------------------------------------------------
+
+template <typename T>
+size_t forward_bytes(const Problem<T>& p) {
+  return sizeof(T) * kTile * (2 * static_cast<size_t>(p.dp) + p.dvp + kScorePitch);
+}
+template <typename T>
+size_t backward_kv_bytes(const Problem<T>& p) {
+  return sizeof(T) * kTile *
+         (2 * static_cast<size_t>(p.dp) + 2 * static_cast<size_t>(p.dvp) + 2 * kScorePitch);
+}
+template <typename T>
+size_t backward_q_bytes(const Problem<T>& p) {
+  return sizeof(T) * kTile * (2 * static_cast<size_t>(p.dp) + 2 * static_cast<size_t>(p.dvp) + kScorePitch);
+}
+
+bool fits(size_t bytes) { return bytes <= kDefaultSharedBytes || bytes <= opt_in_shared_bytes(); }
+
+// Calls f.template operator()<kCols>() with the feature columns per thread that a head `width` wide needs
+// (16 kCols >= width); false, calling nothing, above kWidest.
+template <typename F>
+bool with_columns(int width, F f) {
+  if (width <= 32) {
+    f.template operator()<2>();
+  } else if (width <= 64) {
+    f.template operator()<4>();
+  } else if (width <= kWidest) {
+    f.template operator()<8>();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+template <typename T, int kCols>
+void launch_forward(const Problem<T>& p, size_t shared) {
+  allow_shared_bytes(register_forward_kernel<T, kCols>, shared);
+  register_forward_kernel<T, kCols><<<grid_for(p.batch, p.l, kTile), kAttnThreads, shared>>>(p);
+  LOOM_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, int kCols>
+void launch_backward(const Problem<T>& p, size_t kv_shared, size_t q_shared) {
+  if (p.gk || p.gv) {
+    allow_shared_bytes(register_backward_kv_kernel<T, kCols>, kv_shared);
+    register_backward_kv_kernel<T, kCols><<<grid_for(p.batch, p.s, kTile), kAttnThreads, kv_shared>>>(p);
+    LOOM_CUDA_CHECK_LAUNCH();
+  }
+  if (p.gq) {
+    allow_shared_bytes(register_backward_q_kernel<T, kCols>, q_shared);
+    register_backward_q_kernel<T, kCols><<<grid_for(p.batch, p.l, kTile), kAttnThreads, q_shared>>>(p);
+    LOOM_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+template <typename T>
+bool register_tiled_forward(const Problem<T>& p) {
+  const size_t shared = forward_bytes(p);
+  if (std::max(p.d, p.dv) > kWidest || !fits(shared)) return false;
+  return with_columns(p.dv, [&]<int kCols>() { launch_forward<T, kCols>(p, shared); });
+}
+
+template <typename T>
+bool register_tiled_backward(const Problem<T>& p) {
+  const size_t kv_shared = backward_kv_bytes(p), q_shared = backward_q_bytes(p);
+  if (std::max(p.d, p.dv) > kWidest || !fits(std::max(kv_shared, q_shared))) return false;
+  return with_columns(std::max(p.d, p.dv),
+                      [&]<int kCols>() { launch_backward<T, kCols>(p, kv_shared, q_shared); });
+}
+
+template bool register_tiled_forward<float>(const Problem<float>&);
+template bool register_tiled_forward<double>(const Problem<double>&);
+template bool register_tiled_backward<float>(const Problem<float>&);
+template bool register_tiled_backward<double>(const Problem<double>&);
+
+}  // namespace loom::cuda::dense_attention
