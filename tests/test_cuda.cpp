@@ -606,14 +606,16 @@ int64_t attention_peak_bytes(int64_t n, cuda::AttentionKernels kernels) {
   Tensor k = host_random({1, n, d}, kFloat32, -1, 1, 61).to(kCUDA).requires_grad_();
   Tensor v = host_random({1, n, d}, kFloat32, -1, 1, 62).to(kCUDA).requires_grad_();
   Tensor go = host_random({1, n, d}, kFloat32, -1, 1, 63).to(kCUDA);
-  cuda::set_attention_kernels(kernels);
+  struct Pin {  // back to Auto however this returns
+    explicit Pin(cuda::AttentionKernels k) { cuda::set_attention_kernels(k); }
+    ~Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::Auto); }
+  } pin(kernels);
   cuda_synchronize();
   reset_peak_memory(kCUDA);
   const int64_t before = memory_stats(kCUDA).current_bytes;
   Tensor out = scaled_dot_product_attention(q, k, v, Tensor(), true);
   out.backward(go);
   cuda_synchronize();
-  cuda::set_attention_kernels(cuda::AttentionKernels::Auto);
   EXPECT_TRUE(std::isfinite(sum(out).to(kCPU).item<float>()));
   return memory_stats(kCUDA).peak_bytes - before;
 }

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <map>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -88,6 +89,18 @@ INSTANTIATE_TEST_SUITE_P(Ops, Parity, ::testing::ValuesIn([] {
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 #ifdef LOOM_WITH_CUDA
+}  // namespace
+
+namespace loom::cuda {
+void PrintTo(AttentionKernels kernels, std::ostream* os) {  // gtest prints the parameter with it
+  *os << (kernels == AttentionKernels::Auto          ? "Auto"
+          : kernels == AttentionKernels::SharedTiles ? "SharedTiles"
+                                                     : "Composed");
+}
+}  // namespace loom::cuda
+
+namespace {
+
 // The dense attention rows again with the fastest kernels switched off (cuda::set_attention_kernels): heads
 // up to 128 wide take the register-tiled kernels above, so these keep the shared-memory-tile kernels (which
 // wider heads take) and the composed ops checked on the same edge cases.
