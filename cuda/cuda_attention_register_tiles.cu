@@ -186,6 +186,37 @@ __global__ void __launch_bounds__(kAttnThreads) register_forward_kernel(Problem<
 
 // --- backward ---------------------------------------------------------------------------------------------
 
+// The backward kernels' shared memory: a query tile (Q [64][dp], dO [64][dvp]), a key tile (K [64][dp],
+// V [64][dvp]) and the score gradients dS [64][65], then for dK and dV the weights P * M [64][65]. One layout
+// for both kernels and the host's launch size.
+template <typename T>
+struct BackwardTiles {
+  T *q, *go, *k, *v, *ds, *w;
+  __device__ BackwardTiles(unsigned char* bytes, int dp, int dvp, bool weights) {
+    q = reinterpret_cast<T*>(bytes);
+    go = q + kTile * dp;
+    k = go + kTile * dvp;
+    v = k + kTile * dp;
+    ds = v + kTile * dvp;
+    w = weights ? ds + kTile * kScorePitch : nullptr;
+  }
+  static size_t bytes(int dp, int dvp, bool weights) {
+    return sizeof(T) * kTile *
+           (2 * static_cast<size_t>(dp) + 2 * static_cast<size_t>(dvp) + (weights ? 2 : 1) * kScorePitch);
+  }
+};
+
+// A query tile's raw products with a key tile of `cols` keys: s = Q K^T and, when `grads`, dp = dO V^T.
+template <typename T>
+__device__ __forceinline__ void tile_products(const Problem<T>& p, const BackwardTiles<T>& t,
+                                              const ThreadGrid& g, int cols, bool grads,
+                                              T (&s)[kMicro][kMicro], T (&dp)[kMicro][kMicro]) {
+  zero(s);
+  zero(dp);
+  micro_gemm(s, g, t.q, p.dp, 1, t.k, p.dp, 1, p.d, cols);
+  if (grads) micro_gemm(dp, g, t.go, p.dvp, 1, t.v, p.dvp, 1, p.dv, cols);
+}
+
 // From a tile's raw products s = q . k and (when `grads`) dp = dO . v, the weights P * M (into `sw`, unless
 // null) and the score gradients dS = P (M dp - delta) (into `sds`) of query rows [i0, i0 + rows) and keys
 // [j0, j0 + cols) of matrix `mat`, with P = exp(scale s - logsumexp); 0 for entries outside them and for
@@ -224,13 +255,8 @@ __device__ __forceinline__ void weight_tiles(const Problem<T>& p, const ThreadGr
 template <typename T, int kCols>
 __global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Problem<T> p) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
-  const int d = p.d, dv = p.dv, dp = p.dp, dvp = p.dvp;
-  T* sq = reinterpret_cast<T*>(shared_bytes);  // [64][dp]
-  T* sgo = sq + kTile * dp;                    // [64][dvp]
-  T* sk = sgo + kTile * dvp;                   // [64][dp]
-  T* sv = sk + kTile * dp;                     // [64][dvp]
-  T* sw = sv + kTile * dvp;                    // [64][65]: P * M
-  T* sds = sw + kTile * kScorePitch;           // [64][65]: dS
+  const int d = p.d, dv = p.dv;
+  const BackwardTiles<T> t(shared_bytes, p.dp, p.dvp, true);
   const ThreadGrid g;
   int64_t mat, key_tile;
   block_coords((p.s + kTile - 1) / kTile, mat, key_tile);
@@ -239,8 +265,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Prob
   const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
   const int64_t q_base = p.lay.offset(mat, kQ), go_base = p.lay.offset(mat, kGradOut);
   const bool want_k = p.gk != nullptr, want_v = p.gv != nullptr;
-  load_rows(p.k + p.lay.offset(mat, kK), p.lay.row_stride[kK], j0, cols, d, sk, dp);
-  load_rows(p.v + p.lay.offset(mat, kV), p.lay.row_stride[kV], j0, cols, dv, sv, dvp);
+  load_rows(p.k + p.lay.offset(mat, kK), p.lay.row_stride[kK], j0, cols, d, t.k, p.dp);
+  load_rows(p.v + p.lay.offset(mat, kV), p.lay.row_stride[kV], j0, cols, dv, t.v, p.dvp);
   T acc_k[kMicro][kCols], acc_v[kMicro][kCols];
   zero(acc_k);
   zero(acc_v);
@@ -249,19 +275,16 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Prob
   for (int64_t i0 = p.causal ? j0 : 0; i0 < p.l; i0 += kTile) {
     const int rows = static_cast<int>(min_of(kTile, p.l - i0));
     __syncthreads();  // the previous query tile and its weights have been read
-    load_rows(p.q + q_base, p.lay.row_stride[kQ], i0, rows, d, sq, dp);
-    load_rows(p.go + go_base, p.lay.row_stride[kGradOut], i0, rows, dv, sgo, dvp);
+    load_rows(p.q + q_base, p.lay.row_stride[kQ], i0, rows, d, t.q, p.dp);
+    load_rows(p.go + go_base, p.lay.row_stride[kGradOut], i0, rows, dv, t.go, p.dvp);
     __syncthreads();
     T s[kMicro][kMicro], dprob[kMicro][kMicro];
-    zero(s);
-    zero(dprob);
-    micro_gemm(s, g, sq, dp, 1, sk, dp, 1, d, cols);
-    if (want_k) micro_gemm(dprob, g, sgo, dvp, 1, sv, dvp, 1, dv, cols);
-    weight_tiles(p, g, mat, mask_base, i0, rows, j0, cols, s, dprob, want_k, sw, sds);
+    tile_products(p, t, g, cols, want_k, s, dprob);
+    weight_tiles(p, g, mat, mask_base, i0, rows, j0, cols, s, dprob, want_k, t.w, t.ds);
     __syncthreads();
     // Rows of these products are keys, the reduction runs over the tile's query rows.
-    if (want_v) micro_gemm(acc_v, g, sw, 1, kScorePitch, sgo, 1, dvp, rows, dv);
-    if (want_k) micro_gemm(acc_k, g, sds, 1, kScorePitch, sq, 1, dp, rows, d);
+    if (want_v) micro_gemm(acc_v, g, t.w, 1, kScorePitch, t.go, 1, p.dvp, rows, dv);
+    if (want_k) micro_gemm(acc_k, g, t.ds, 1, kScorePitch, t.q, 1, p.dp, rows, d);
   }
   // Every key row is written, zeros included (keys no query sees).
   if (want_v) store_rows(p, kGradV, p.gv, mat, j0, cols, dv, g, acc_v, T(1));
@@ -272,12 +295,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Prob
 template <typename T, int kCols>
 __global__ void __launch_bounds__(kAttnThreads) register_backward_q_kernel(Problem<T> p) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
-  const int d = p.d, dv = p.dv, dp = p.dp, dvp = p.dvp;
-  T* sq = reinterpret_cast<T*>(shared_bytes);  // [64][dp]
-  T* sgo = sq + kTile * dp;                    // [64][dvp]
-  T* sk = sgo + kTile * dvp;                   // [64][dp]
-  T* sv = sk + kTile * dp;                     // [64][dvp]
-  T* sds = sv + kTile * dvp;                   // [64][65]: dS
+  const int d = p.d, dv = p.dv;
+  const BackwardTiles<T> t(shared_bytes, p.dp, p.dvp, false);
   const ThreadGrid g;
   int64_t mat, query_tile;
   block_coords((p.l + kTile - 1) / kTile, mat, query_tile);
@@ -285,8 +304,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_q_kernel(Probl
   const int rows = static_cast<int>(min_of(kTile, p.l - i0));
   const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
   const int64_t k_base = p.lay.offset(mat, kK), v_base = p.lay.offset(mat, kV);
-  load_rows(p.q + p.lay.offset(mat, kQ), p.lay.row_stride[kQ], i0, rows, d, sq, dp);
-  load_rows(p.go + p.lay.offset(mat, kGradOut), p.lay.row_stride[kGradOut], i0, rows, dv, sgo, dvp);
+  load_rows(p.q + p.lay.offset(mat, kQ), p.lay.row_stride[kQ], i0, rows, d, t.q, p.dp);
+  load_rows(p.go + p.lay.offset(mat, kGradOut), p.lay.row_stride[kGradOut], i0, rows, dv, t.go, p.dvp);
   T acc[kMicro][kCols];
   zero(acc);
 
@@ -294,17 +313,14 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_q_kernel(Probl
   for (int64_t j0 = 0; j0 < key_end; j0 += kTile) {
     const int cols = static_cast<int>(min_of(kTile, key_end - j0));
     __syncthreads();  // the previous key tile and its score gradients have been read
-    load_rows(p.k + k_base, p.lay.row_stride[kK], j0, cols, d, sk, dp);
-    load_rows(p.v + v_base, p.lay.row_stride[kV], j0, cols, dv, sv, dvp);
+    load_rows(p.k + k_base, p.lay.row_stride[kK], j0, cols, d, t.k, p.dp);
+    load_rows(p.v + v_base, p.lay.row_stride[kV], j0, cols, dv, t.v, p.dvp);
     __syncthreads();
     T s[kMicro][kMicro], dprob[kMicro][kMicro];
-    zero(s);
-    zero(dprob);
-    micro_gemm(s, g, sq, dp, 1, sk, dp, 1, d, cols);
-    micro_gemm(dprob, g, sgo, dvp, 1, sv, dvp, 1, dv, cols);
-    weight_tiles<T>(p, g, mat, mask_base, i0, rows, j0, cols, s, dprob, true, nullptr, sds);
+    tile_products(p, t, g, cols, true, s, dprob);
+    weight_tiles<T>(p, g, mat, mask_base, i0, rows, j0, cols, s, dprob, true, nullptr, t.ds);
     __syncthreads();
-    micro_gemm(acc, g, sds, kScorePitch, 1, sk, 1, dp, cols, d);
+    micro_gemm(acc, g, t.ds, kScorePitch, 1, t.k, 1, p.dp, cols, d);
   }
   store_rows(p, kGradQ, p.gq, mat, i0, rows, d, g, acc, p.scale);
 }
@@ -315,16 +331,6 @@ template <typename T>
 size_t forward_bytes(const Problem<T>& p) {
   return sizeof(T) * kTile * (2 * static_cast<size_t>(p.dp) + p.dvp + kScorePitch);
 }
-template <typename T>
-size_t backward_kv_bytes(const Problem<T>& p) {
-  return sizeof(T) * kTile *
-         (2 * static_cast<size_t>(p.dp) + 2 * static_cast<size_t>(p.dvp) + 2 * kScorePitch);
-}
-template <typename T>
-size_t backward_q_bytes(const Problem<T>& p) {
-  return sizeof(T) * kTile * (2 * static_cast<size_t>(p.dp) + 2 * static_cast<size_t>(p.dvp) + kScorePitch);
-}
-
 bool fits(size_t bytes) { return bytes <= kDefaultSharedBytes || bytes <= opt_in_shared_bytes(); }
 
 // Calls f.template operator()<kCols>() with the feature columns per thread that a head `width` wide needs
@@ -375,7 +381,8 @@ bool register_tiled_forward(const Problem<T>& p) {
 
 template <typename T>
 bool register_tiled_backward(const Problem<T>& p) {
-  const size_t kv_shared = backward_kv_bytes(p), q_shared = backward_q_bytes(p);
+  const size_t kv_shared = BackwardTiles<T>::bytes(p.dp, p.dvp, true),
+               q_shared = BackwardTiles<T>::bytes(p.dp, p.dvp, false);
   if (std::max(p.d, p.dv) > kWidest || !fits(std::max(kv_shared, q_shared))) return false;
   return with_columns(std::max(p.d, p.dv),
                       [&]<int kCols>() { launch_backward<T, kCols>(p, kv_shared, q_shared); });
