@@ -4,19 +4,9 @@
 // per key tile for dK and dV and a block per query tile for dQ, recomputing the weights, no atomics. What
 // differs is how the arithmetic meets the data.
 //
-// Why: in the shared-tile kernels a thread computes whole dot products, so every multiply-add reads both of
-// its operands from shared memory, and shared memory (one 32-lane access a cycle per SM, against four warps'
-// worth of FP32 multiply-adds) runs them at about an eighth of the FP32 units' rate. Here every product of
-// the algorithm (Q K^T, dO V^T, P V, P^T dO, dS^T Q, dS K) is an outer-product loop, as in a GEMM: each
-// thread keeps a 4 x 4 block of scores (and a 4 x kCols block of the output) in registers and per step loads
-// 4 + 4 operands for 16 multiply-adds, a quarter of the loads per multiply-add.
-//
-// Tiles are 64 query rows by 64 keys, for a block of 256 threads seen as a 16 x 16 grid: thread (tx, ty) =
-// (t % 16, t / 16) owns rows ty + 16 a (a < 4) and columns tx + 16 b (b < 4 for keys, b < kCols for
-// features) of every tile it computes. The stride of 16 keeps shared memory free of bank conflicts: the 16
-// threads of a half warp read 16 consecutive or odd-pitch addresses, and the two rows a warp reads are
-// broadcasts. A row's online-softmax statistics are folded across the 16 lanes of its half warp with
-// shuffles and stay in registers, since the output rows a thread accumulates are its score rows.
+// How: register_tiles.cuh (a 16 x 16 thread grid over 64 x 64 tiles, each thread a 4 x 4 block of every
+// product, as in a GEMM), where the shared-tile kernels read both operands of every multiply-add from
+// shared memory.
 //
 // Shared memory, float32, d = dv = 64: 66 KiB forward, 100 KiB for dK and dV, 83 KiB for dQ, so the kernels
 // opt in above the default 48 KiB (an H100 gives 227 KiB); where the device cannot, they decline.
@@ -25,57 +15,12 @@
 #include <limits>
 
 #include "loom/cuda/dense_attention.cuh"
+#include "loom/cuda/register_tiles.cuh"
 
 namespace loom::cuda::dense_attention {
 namespace {
 
-constexpr int kSide = 16;               // the block's threads as a kSide x kSide grid
-constexpr int kMicro = 4;               // rows of every tile a thread owns, and key columns
-constexpr int kTile = kSide * kMicro;   // 64 query rows, 64 keys
-constexpr int kScorePitch = kTile + 1;  // [64][65] weight and score-gradient tiles
-constexpr int kWidest = 128;            // head width these kernels handle (kCols = 8)
-static_assert(kSide * kSide == kAttnThreads, "one thread per grid cell");
-
-struct ThreadGrid {
-  int tx, ty;
-  __device__ ThreadGrid() : tx(threadIdx.x % kSide), ty(threadIdx.x / kSide) {}
-  __device__ int row(int a) const { return ty + kSide * a; }
-  __device__ int col(int b) const { return tx + kSide * b; }
-};
-
-template <typename T, int kRows, int kCols>
-__device__ __forceinline__ void zero(T (&m)[kRows][kCols]) {
-#pragma unroll
-  for (int a = 0; a < kRows; ++a)
-#pragma unroll
-    for (int b = 0; b < kCols; ++b) m[a][b] = 0;
-}
-
-// acc[a][b] += sum over k < n of A(row a, k) B(col b, k), with A(r, k) = lhs[r * lhs_row + k * lhs_k] and
-// B(c, k) = rhs[c * rhs_col + k * rhs_k] in shared memory. Columns at or past `cols` read column cols - 1
-// instead: in bounds, and the caller discards them. Rows are always within the tile's 64.
-template <typename T, int kRows, int kCols>
-__device__ __forceinline__ void micro_gemm(T (&acc)[kRows][kCols], const ThreadGrid& g, const T* lhs,
-                                           int lhs_row, int lhs_k, const T* rhs, int rhs_col, int rhs_k,
-                                           int n, int cols) {
-  const T* lhs_at[kRows];
-  const T* rhs_at[kCols];
-#pragma unroll
-  for (int a = 0; a < kRows; ++a) lhs_at[a] = lhs + g.row(a) * lhs_row;
-#pragma unroll
-  for (int b = 0; b < kCols; ++b) rhs_at[b] = rhs + (g.col(b) < cols ? g.col(b) : cols - 1) * rhs_col;
-  for (int k = 0; k < n; ++k) {
-    T x[kRows], y[kCols];
-#pragma unroll
-    for (int a = 0; a < kRows; ++a) x[a] = lhs_at[a][k * lhs_k];
-#pragma unroll
-    for (int b = 0; b < kCols; ++b) y[b] = rhs_at[b][k * rhs_k];
-#pragma unroll
-    for (int a = 0; a < kRows; ++a)
-#pragma unroll
-      for (int b = 0; b < kCols; ++b) acc[a][b] += x[a] * y[b];
-  }
-}
+using namespace register_tiles;
 
 // Writes acc (rows ty + 16 a, columns tx + 16 b) times `factor` to rows [first, first + rows) and columns
 // [0, width) of matrix `mat` of operand `op`.
@@ -133,38 +78,25 @@ __global__ void __launch_bounds__(kAttnThreads) register_forward_kernel(Problem<
     zero(s);
     micro_gemm(s, g, sq, dp, 1, sk, dp, 1, d, cols);
 #pragma unroll
-    for (int a = 0; a < kMicro; ++a) {
-      const int r = g.row(a);
-      T tile_max = -kInf;
+    for (int a = 0; a < kMicro; ++a)
 #pragma unroll
       for (int c = 0; c < kMicro; ++c) {
-        const int j = g.col(c);
+        const int r = g.row(a), j = g.col(c);
         const bool in = r < rows && j < cols && allowed(p, mask_base, i0 + r, j0 + j);
         s[a][c] = in ? p.scale * s[a][c] : -kInf;
-        tile_max = fmax(tile_max, s[a][c]);
       }
-      // Every lane of the half warp holds the row's statistics; while none of its scores is finite the
-      // weights stay 0 and the factor 1 (exp(-inf - -inf) would be NaN).
-      const T new_max = fmax(row_max[a], group_allreduce<kSide>(tile_max, FMax{}));
-      T factor = 1, sum = 0;
-      T w[kMicro] = {};
-      if (new_max != -kInf) {
-        factor = exp_of(row_max[a] - new_max);
+    T factor[kMicro];
+    online_softmax_tile(s, row_max, row_sum, factor);
 #pragma unroll
-        for (int c = 0; c < kMicro; ++c) w[c] = exp_of(s[a][c] - new_max);
-      }
+    for (int a = 0; a < kMicro; ++a) {
 #pragma unroll
-      for (int c = 0; c < kMicro; ++c) sum += w[c];
-      row_sum[a] = row_sum[a] * factor + group_allreduce<kSide>(sum, Plus{});
-      row_max[a] = new_max;
-#pragma unroll
-      for (int b = 0; b < kCols; ++b) acc[a][b] *= factor;
-        // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
+      for (int b = 0; b < kCols; ++b) acc[a][b] *= factor[a];
+      // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
 #pragma unroll
       for (int c = 0; c < kMicro; ++c) {
-        T weight = w[c];
-        if (p.dropping && weight != T(0)) weight *= keep_multiplier(p, mat, i0 + r, j0 + g.col(c));
-        sw[r * kScorePitch + g.col(c)] = weight;
+        T weight = s[a][c];
+        if (p.dropping && weight != T(0)) weight *= keep_multiplier(p, mat, i0 + g.row(a), j0 + g.col(c));
+        sw[g.row(a) * kScorePitch + g.col(c)] = weight;
       }
     }
     __syncthreads();
@@ -331,24 +263,6 @@ template <typename T>
 size_t forward_bytes(const Problem<T>& p) {
   return sizeof(T) * kTile * (2 * static_cast<size_t>(p.dp) + p.dvp + kScorePitch);
 }
-bool fits(size_t bytes) { return bytes <= kDefaultSharedBytes || bytes <= opt_in_shared_bytes(); }
-
-// Calls f.template operator()<kCols>() with the feature columns per thread that a head `width` wide needs
-// (16 kCols >= width); false, calling nothing, above kWidest.
-template <typename F>
-bool with_columns(int width, F f) {
-  if (width <= 32) {
-    f.template operator()<2>();
-  } else if (width <= 64) {
-    f.template operator()<4>();
-  } else if (width <= kWidest) {
-    f.template operator()<8>();
-  } else {
-    return false;
-  }
-  return true;
-}
-
 template <typename T, int kCols>
 void launch_forward(const Problem<T>& p, size_t shared) {
   allow_shared_bytes(register_forward_kernel<T, kCols>, shared);
@@ -375,7 +289,7 @@ void launch_backward(const Problem<T>& p, size_t kv_shared, size_t q_shared) {
 template <typename T>
 bool register_tiled_forward(const Problem<T>& p) {
   const size_t shared = forward_bytes(p);
-  if (std::max(p.d, p.dv) > kWidest || !fits(shared)) return false;
+  if (std::max(p.d, p.dv) > kWidest || !shared_bytes_fit(shared)) return false;
   return with_columns(p.dv, [&]<int kCols>() { launch_forward<T, kCols>(p, shared); });
 }
 
@@ -383,7 +297,7 @@ template <typename T>
 bool register_tiled_backward(const Problem<T>& p) {
   const size_t kv_shared = BackwardTiles<T>::bytes(p.dp, p.dvp, true),
                q_shared = BackwardTiles<T>::bytes(p.dp, p.dvp, false);
-  if (std::max(p.d, p.dv) > kWidest || !fits(std::max(kv_shared, q_shared))) return false;
+  if (std::max(p.d, p.dv) > kWidest || !shared_bytes_fit(std::max(kv_shared, q_shared))) return false;
   return with_columns(std::max(p.d, p.dv),
                       [&]<int kCols>() { launch_backward<T, kCols>(p, kv_shared, q_shared); });
 }
