@@ -9,6 +9,7 @@
 //                        (cuda::set_attention_kernels): what the register tiles gain over the shared-memory
 //                        ones
 //   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds, causal
+//   LshAttentionSharedTiles/<L> the same with the register-tiled kernels switched off
 //   MultiDimAttention/<r> multi_dim_attention forward + backward over Bi-BloSA's blocks: [512, r, 300]
 //                        float32 (a batch of 32 sequences of 16 blocks), forward mask; counter scores/s, the
 //                        (i, j, f) score entries of forward and backward per second
@@ -68,6 +69,21 @@ void flops(benchmark::State& state, double per_iteration) {
   state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// While it lives, the fused attention kernels are pinned to the shared-memory-tile family
+// (cuda::set_attention_kernels) when `shared_tiles_only`, else left to choose (Auto).
+struct PinnedAttentionKernels {
+  explicit PinnedAttentionKernels([[maybe_unused]] bool shared_tiles_only) {
+#ifdef LOOM_WITH_CUDA
+    if (shared_tiles_only) loom::cuda::set_attention_kernels(loom::cuda::AttentionKernels::SharedTiles);
+#endif
+  }
+  ~PinnedAttentionKernels() {
+#ifdef LOOM_WITH_CUDA
+    loom::cuda::set_attention_kernels(loom::cuda::AttentionKernels::Auto);
+#endif
+  }
+};
+
 void BM_Matmul(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
@@ -106,24 +122,19 @@ void BM_CublasSgemm(benchmark::State& state) {
 
 void attention_step(benchmark::State& state, bool shared_tiles_only) {
   if (skip_without_gpu(state)) return;
-#ifdef LOOM_WITH_CUDA
   const int64_t len = state.range(0);
   loom::manual_seed(0);
   const loom::TensorOptions o{loom::kFloat32, kGpu};
   Tensor q = loom::randn({4, 8, len, 64}, o).requires_grad_(),
          k = loom::randn({4, 8, len, 64}, o).requires_grad_(),
          v = loom::randn({4, 8, len, 64}, o).requires_grad_(), probe = loom::randn({4, 8, len, 64}, o);
-  using loom::cuda::AttentionKernels;
-  loom::cuda::set_attention_kernels(shared_tiles_only ? AttentionKernels::SharedTiles
-                                                      : AttentionKernels::Auto);
+  const PinnedAttentionKernels pinned(shared_tiles_only);
   timed(state, [&] {
     for (Tensor* t : {&q, &k, &v}) t->set_grad(Tensor());
     loom::scaled_dot_product_attention(q, k, v, Tensor(), /*is_causal=*/true).backward(probe);
   });
-  loom::cuda::set_attention_kernels(AttentionKernels::Auto);
   // Forward 2 L^2 d (scores) + 2 L^2 d (values), backward twice that, halved by the causal mask.
   flops(state, 3.0 * 4.0 * 4 * 8 * static_cast<double>(len) * len * 64 / 2);
-#endif
 }
 
 void BM_Attention(benchmark::State& state) { attention_step(state, false); }
@@ -146,7 +157,7 @@ void BM_MultiDimAttention(benchmark::State& state) {
                                                   benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_LshAttention(benchmark::State& state) {
+void lsh_attention_step(benchmark::State& state, bool shared_tiles_only) {
   if (skip_without_gpu(state)) return;
   const int64_t len = state.range(0);
   loom::manual_seed(0);
@@ -159,6 +170,7 @@ void BM_LshAttention(benchmark::State& state) {
   opts.causal = true;
   opts.seed = 1;
   opts.has_seed = true;
+  const PinnedAttentionKernels pinned(shared_tiles_only);
   timed(state, [&] {
     qk.set_grad(Tensor());
     v.set_grad(Tensor());
@@ -167,6 +179,9 @@ void BM_LshAttention(benchmark::State& state) {
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
 }
+
+void BM_LshAttention(benchmark::State& state) { lsh_attention_step(state, false); }
+void BM_LshAttentionSharedTiles(benchmark::State& state) { lsh_attention_step(state, true); }
 
 struct ReformerTrainer {
   loom::models::ReformerLM model;
@@ -309,6 +324,13 @@ BENCHMARK(BM_MultiDimAttention)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_LshAttention)
     ->Name("LshAttention")
+    ->Arg(4096)
+    ->Arg(16384)
+    ->Arg(65536)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LshAttentionSharedTiles)
+    ->Name("LshAttentionSharedTiles")
     ->Arg(4096)
     ->Arg(16384)
     ->Arg(65536)

@@ -14,12 +14,12 @@ Allocator& device_allocator(int index);
 // Blocks until GPU `index` has finished every queued kernel; throws a loom::Error if one of them failed.
 void synchronize(int index);
 
-// The fused kernels scaled_dot_product_attention may use on CUDA, process-wide, like PyTorch's
-// torch.backends.cuda.enable_*_sdp switches: for comparing the kernels and for debugging.
-//   Auto: register tiles for heads up to 128 wide, else shared-memory tiles (any head whose tile fits the
+// The fused kernels scaled_dot_product_attention and lsh_attention may use on CUDA, process-wide, like
+// PyTorch's torch.backends.cuda.enable_*_sdp switches: for comparing the kernels and for debugging.
+//   Auto: register tiles for heads up to 128 wide, else shared-memory tiles (any head whose tiles fit the
 //         device's shared memory), else the composed ops;
 //   SharedTiles: never the register tiles;
-//   Composed: matmul, masked softmax and matmul, which hold the [L, S] scores.
+//   Composed: the ops' composed defaults, which hold the score matrix ([L, S], or LSH's [N, W]).
 enum class AttentionKernels { Auto, SharedTiles, Composed };
 void set_attention_kernels(AttentionKernels kernels);
 AttentionKernels attention_kernels();

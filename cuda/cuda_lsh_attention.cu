@@ -24,6 +24,10 @@
 //      rho / sqrt(d) (dK - q rho^2 (dK . q) / d), added to the key rows of grad_qk.
 // Heads wider than 128 take the composed default: the key kernel's dK and dV would not fit its accumulators.
 // Tiles are sized for 48 KiB of shared memory; a float64 head near 128 wide opts into more.
+// Dispatch (at the end): the register-tiled kernels of cuda_lsh_attention_register_tiles.cu (the same steps
+// with GEMM-like inner loops) run first; the kernels here take what they decline (their tiles need more
+// shared memory: a float64 head of 128, or a device with less to give). lsh_attention.cuh holds what both
+// share; cuda::set_attention_kernels can switch either off.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -31,102 +35,15 @@
 #include <limits>
 #include <type_traits>
 
-#include "loom/cuda/attention_tiles.cuh"
-#include "loom/cuda/cuda_backend_impl.h"
-#include "loom/cuda/launch.cuh"
+#include "loom/cuda/cuda_backend.h"
+#include "loom/cuda/lsh_attention.cuh"
 
 namespace loom::cuda {
 namespace {
 
-using namespace attention;
+using namespace lsh_attention;
 
 constexpr int kKeys = 32;  // keys per tile: one per lane in the row statistics
-constexpr double kSelfPenalty = 1e5;
-constexpr double kMasked = -1e9;
-constexpr double kNormEps = 1e-6;
-
-// Carves shared memory into typed arrays, each aligned for its type. With a null base it only measures, so
-// the host sizes the launch with the very code that lays the tiles out.
-struct Carver {
-  unsigned char* base;
-  size_t offset = 0;
-  template <typename U>
-  __host__ __device__ U* take(size_t n) {
-    offset = (offset + alignof(U) - 1) / alignof(U) * alignof(U);
-    U* at = base ? reinterpret_cast<U*>(base + offset) : nullptr;
-    offset += n * sizeof(U);
-    return at;
-  }
-};
-
-template <typename T>
-struct Lsh {
-  const T *qk = nullptr, *v = nullptr, *bias = nullptr;
-  const int64_t* pos = nullptr;
-  const bool* pad = nullptr;
-  T *out = nullptr, *lse = nullptr;                                    // forward
-  const T *go = nullptr, *glse = nullptr, *fwd_out = nullptr;          // backward inputs
-  T *gq = nullptr, *gv = nullptr;                                      // backward outputs
-  T *row_max = nullptr, *row_inv_sum = nullptr, *row_delta = nullptr;  // step 1 -> step 2, [bh n] each
-  int64_t heads = 0, bh = 0, n = 0, c = 0, n_ch = 0, before = 0, span = 0, w = 0, l = 0;
-  int d = 0, dv = 0;
-  bool causal = false;
-  T inv_sqrt_d = 0;
-
-  // The chunk in window slot s of chunk ci.
-  __device__ int64_t window_chunk(int64_t ci, int64_t s) const {
-    return ((ci + s - before) % n_ch + n_ch) % n_ch;
-  }
-  // The global row of window position wpos of chunk ci of (batch, head) g.
-  __device__ int64_t window_row(int64_t g, int64_t ci, int64_t wpos) const {
-    return g * n + window_chunk(ci, wpos / c) * c + wpos % c;
-  }
-  // The masked logit of a query (position qpos, global row qrow) against key window position wpos; `replaced`
-  // tells whether it is the -1e9 constant. The self penalty comes before the bias, as on the CPU: in float32
-  // at 1e5 the order decides the rounding.
-  __device__ T logit(T qk_dot, int64_t qpos, int64_t kpos, bool kpad, int64_t qrow, int64_t wpos,
-                     bool& replaced) const {
-    replaced = kpad || (causal && kpos > qpos);
-    if (replaced) return static_cast<T>(kMasked);
-    T x = qk_dot - (kpos == qpos ? static_cast<T>(kSelfPenalty) : T(0));
-    if (bias) x -= bias[qrow * w + wpos];
-    return x;
-  }
-};
-
-// Loads `count` keys, key e being global row row_of(e): normalised into k (pitch odd_pitch(d)), positions,
-// padding flags and, when asked, their rho. A warp per key.
-template <typename T, typename RowOf>
-__device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T* k, int64_t* kpos,
-                          bool* kpad, T* rho_out) {
-  const int lane = threadIdx.x % 32;
-  for (int e = threadIdx.x / 32; e < count; e += kWarps) {
-    const int64_t row = row_of(e);
-    const T* q = a.qk + row * a.d;
-    T ss = 0;
-    for (int c = lane; c < a.d; c += 32) ss += q[c] * q[c];
-    ss = warp_sum(ss);
-    const T rho = T(1) / sqrt_of(ss / static_cast<T>(a.d) + static_cast<T>(kNormEps));
-    const T scale = rho * a.inv_sqrt_d;
-    for (int c = lane; c < a.d; c += 32) k[e * odd_pitch(a.d) + c] = q[c] * scale;
-    if (lane == 0) {
-      const int64_t p = a.pos[row];
-      kpos[e] = p;
-      kpad[e] = a.pad && a.pad[(g / a.heads) * a.l + p];
-      if (rho_out) rho_out[e] = rho;
-    }
-  }
-}
-
-// The block's place: (batch-head g, chunk, tile of the chunk).
-__device__ __forceinline__ void chunk_coords(int64_t n_ch, int64_t tiles, int64_t& g, int64_t& chunk,
-                                             int64_t& tile) {
-  const int64_t x = blockIdx.x;
-  g = x / (n_ch * tiles);
-  chunk = x / tiles % n_ch;
-  tile = x % tiles;
-}
-
 // The query tile a forward or query-gradient block owns: batch-head g, chunk ci, the global row q0 of its
 // first query and its row count. Starting it loads the queries and their positions into shared memory and
 // sets each row's running softmax maximum to -inf and its sum to 0.
@@ -499,39 +416,6 @@ int lsh_tile(int64_t chunk_len, int d, int dv) {
   });
 }
 
-template <typename T>
-Lsh<T> make_lsh(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
-                const Tensor& bias, const Backend::LshChunks& ch) {
-  Lsh<T> a;
-  a.qk = ptr<const T>(sqk);
-  a.v = ptr<const T>(sv);
-  if (bias.defined()) a.bias = ptr<const T>(bias);
-  a.pos = ptr<const int64_t>(spos);
-  if (padding.defined()) {
-    a.pad = ptr<const bool>(padding);
-    a.l = padding.size(1);
-  }
-  a.heads = sqk.size(1);
-  a.bh = sqk.size(0) * sqk.size(1);
-  a.n = sqk.size(2);
-  a.d = static_cast<int>(sqk.size(3));
-  a.dv = static_cast<int>(sv.size(3));
-  a.c = ch.chunk_len;
-  a.n_ch = a.n / a.c;
-  a.before = ch.n_before;
-  a.span = ch.n_before + 1 + ch.n_after;
-  a.w = a.span * a.c;
-  a.causal = ch.causal;
-  a.inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(a.d)));
-  return a;
-}
-
-unsigned chunk_grid(int64_t bh, int64_t n_ch, int64_t chunk_len, int tile) {
-  const int64_t blocks = bh * n_ch * ((chunk_len + tile - 1) / tile);
-  LOOM_CHECK(blocks <= INT_MAX, "lsh_attention: ", blocks, " tiles exceed the CUDA grid's 2^31 - 1 blocks");
-  return static_cast<unsigned>(blocks);
-}
-
 bool fits(const Tensor& sqk, const Tensor& sv) {
   return sqk.numel() > 0 && sv.numel() > 0 && sqk.size(3) <= INT_MAX && sv.size(3) <= INT_MAX;
 }
@@ -539,12 +423,14 @@ bool fits(const Tensor& sqk, const Tensor& sv) {
 template <typename T>
 bool fused_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
                    const Tensor& bias, const Backend::LshChunks& ch, const Tensor& out, const Tensor& lse) {
-  if (!fits(sqk, sv)) return false;
+  const AttentionKernels kernels = attention_kernels();
+  if (kernels == AttentionKernels::Composed || !fits(sqk, sv)) return false;
   Lsh<T> a = make_lsh<T>(sqk, sv, spos, padding, bias, ch);
-  const int tile = lsh_tile<T>(a.c, a.d, a.dv);
-  if (tile == 0) return false;
   a.out = ptr<T>(out);
   a.lse = ptr<T>(lse);
+  if (kernels == AttentionKernels::Auto && register_tiled_forward(a)) return true;
+  const int tile = lsh_tile<T>(a.c, a.d, a.dv);
+  if (tile == 0) return false;
   const size_t shared = ForwardTiles<T>(nullptr, tile, a.d, a.dv).bytes;
   allow_shared_bytes(lsh_forward_kernel<T>, shared);
   lsh_forward_kernel<T><<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads, shared>>>(a, tile);
@@ -557,10 +443,9 @@ bool fused_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor
                     const Tensor& spos, const Tensor& padding, const Tensor& bias,
                     const Backend::LshChunks& ch, const Tensor& out, const Tensor& grad_qk,
                     const Tensor& grad_v) {
-  if (!fits(sqk, sv)) return false;
+  const AttentionKernels kernels = attention_kernels();
+  if (kernels == AttentionKernels::Composed || !fits(sqk, sv)) return false;
   Lsh<T> a = make_lsh<T>(sqk, sv, spos, padding, bias, ch);
-  const int tile = lsh_tile<T>(a.c, a.d, a.dv);
-  if (tile == 0) return false;
   a.go = ptr<const T>(grad_out);
   if (grad_lse.defined()) a.glse = ptr<const T>(grad_lse);
   a.fwd_out = ptr<const T>(out);
@@ -570,6 +455,9 @@ bool fused_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor
   a.row_max = ptr<T>(stats);
   a.row_inv_sum = a.row_max + a.bh * a.n;
   a.row_delta = a.row_inv_sum + a.bh * a.n;
+  if (kernels == AttentionKernels::Auto && register_tiled_backward(a)) return true;
+  const int tile = lsh_tile<T>(a.c, a.d, a.dv);
+  if (tile == 0) return false;
   const size_t query_shared = QueryTiles<T>(nullptr, tile, a.d, a.dv).bytes;
   allow_shared_bytes(lsh_backward_query_kernel<T>, query_shared);
   lsh_backward_query_kernel<T><<<chunk_grid(a.bh, a.n_ch, a.c, tile), kAttnThreads, query_shared>>>(a, tile);

@@ -101,9 +101,10 @@ void PrintTo(AttentionKernels kernels, std::ostream* os) {  // gtest prints the 
 
 namespace {
 
-// The dense attention rows again with the fastest kernels switched off (cuda::set_attention_kernels): heads
-// up to 128 wide take the register-tiled kernels above, so these keep the shared-memory-tile kernels (which
-// wider heads take) and the composed ops checked on the same edge cases.
+// The dense and LSH attention rows again with the fastest kernels switched off (cuda::set_attention_kernels):
+// heads up to 128 wide take the register-tiled kernels above, so these keep the shared-memory-tile kernels
+// (which wider heads, and devices with less shared memory, take) and the composed ops checked on the same
+// edge cases.
 using PinnedKernels = std::tuple<std::string, cuda::AttentionKernels>;
 class AttentionKernelParity : public ::testing::TestWithParam<PinnedKernels> {};
 
@@ -126,7 +127,9 @@ INSTANTIATE_TEST_SUITE_P(Pinned, AttentionKernelParity,
                          ::testing::Combine(::testing::ValuesIn([] {
                                               std::vector<std::string> names;
                                               for (const OpCase& op : op_table())
-                                                if (std::string_view(op.name).starts_with("attention_grad"))
+                                                if (std::string_view(op.name).starts_with("attention_grad") ||
+                                                    std::string_view(op.name).starts_with(
+                                                        "lsh_attention_grad"))
                                                   names.push_back(op.name);
                                               return names;
                                             }()),

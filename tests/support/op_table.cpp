@@ -848,6 +848,24 @@ std::vector<OpCase> build() {
                           return lsh_attention(l[0], l[1], o, x[2]).out;
                         })),
          grad_tol);
+  // The register-tiled kernels' edges: chunks of 100 rows (a 64-row tile and a tail of 36), windows of 200
+  // keys (three full 64-key tiles and a tail), four chunks over two rounds, head widths that are no multiple
+  // of 16 and differ (40 and 72), causal and padding (the bias: lookahead_dedup, whose tiles are register
+  // tiles too).
+  parity("lsh_attention_grad_register_tile_tails",
+         MAKE(normal(r, {1, 2, 200, 40}), normal(r, {1, 2, 200, 72}), bools(r, {1, 200}, 0.1),
+              normal(r, {1, 2, 200, 72})),
+         RUN(with_grads(x, 2,
+                        [&x](const V& l) {
+                          LshAttentionOptions o;
+                          o.chunk_len = 100;
+                          o.n_hashes = 2;
+                          o.causal = true;
+                          o.seed = 15;
+                          o.has_seed = true;
+                          return lsh_attention(l[0], l[1], o, x[2]).out;
+                        })),
+         grad_tol);
   // A float64 head of 128: its tiles exceed 48 KiB, so the kernels opt into more shared memory.
   parity("lsh_attention_grad_f64_wide_head_opt_in",
          MAKE(normal(r, {1, 2, 64, 128}, kFloat64), normal(r, {1, 2, 64, 128}, kFloat64),

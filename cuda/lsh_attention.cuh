@@ -1,0 +1,150 @@
+#pragma once
+// What LSH attention's chunk kernels share (cuda_lsh_attention.cu: shared-memory tiles;
+// cuda_lsh_attention_register_tiles.cu: register tiles): the problem (Lsh: sorted rows, chunks and windows,
+// the logit with its self penalty, bias and replacements), built on the host from the op's tensors, the
+// normalised key loader and the blocks' coordinates. cuda_lsh_attention.cu's header comment gives the
+// algorithm.
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "loom/cuda/attention_tiles.cuh"
+#include "loom/cuda/cuda_backend_impl.h"
+#include "loom/cuda/launch.cuh"
+
+namespace loom::cuda::lsh_attention {
+
+using namespace attention;
+
+constexpr double kSelfPenalty = 1e5;
+constexpr double kMasked = -1e9;
+constexpr double kNormEps = 1e-6;
+
+// Carves shared memory into typed arrays, each aligned for its type. With a null base it only measures, so
+// the host sizes the launch with the very code that lays the tiles out.
+struct Carver {
+  unsigned char* base;
+  size_t offset = 0;
+  template <typename U>
+  __host__ __device__ U* take(size_t n) {
+    offset = (offset + alignof(U) - 1) / alignof(U) * alignof(U);
+    U* at = base ? reinterpret_cast<U*>(base + offset) : nullptr;
+    offset += n * sizeof(U);
+    return at;
+  }
+};
+
+template <typename T>
+struct Lsh {
+  const T *qk = nullptr, *v = nullptr, *bias = nullptr;
+  const int64_t* pos = nullptr;
+  const bool* pad = nullptr;
+  T *out = nullptr, *lse = nullptr;                                    // forward
+  const T *go = nullptr, *glse = nullptr, *fwd_out = nullptr;          // backward inputs
+  T *gq = nullptr, *gv = nullptr;                                      // backward outputs
+  T *row_max = nullptr, *row_inv_sum = nullptr, *row_delta = nullptr;  // step 1 -> step 2, [bh n] each
+  int64_t heads = 0, bh = 0, n = 0, c = 0, n_ch = 0, before = 0, span = 0, w = 0, l = 0;
+  int d = 0, dv = 0;
+  bool causal = false;
+  T inv_sqrt_d = 0;
+
+  // The chunk in window slot s of chunk ci.
+  __device__ int64_t window_chunk(int64_t ci, int64_t s) const {
+    return ((ci + s - before) % n_ch + n_ch) % n_ch;
+  }
+  // The global row of window position wpos of chunk ci of (batch, head) g.
+  __device__ int64_t window_row(int64_t g, int64_t ci, int64_t wpos) const {
+    return g * n + window_chunk(ci, wpos / c) * c + wpos % c;
+  }
+  // The masked logit of a query (position qpos, global row qrow) against key window position wpos; `replaced`
+  // tells whether it is the -1e9 constant. The self penalty comes before the bias, as on the CPU: in float32
+  // at 1e5 the order decides the rounding.
+  __device__ T logit(T qk_dot, int64_t qpos, int64_t kpos, bool kpad, int64_t qrow, int64_t wpos,
+                     bool& replaced) const {
+    replaced = kpad || (causal && kpos > qpos);
+    if (replaced) return static_cast<T>(kMasked);
+    T x = qk_dot - (kpos == qpos ? static_cast<T>(kSelfPenalty) : T(0));
+    if (bias) x -= bias[qrow * w + wpos];
+    return x;
+  }
+};
+
+// Loads `count` keys, key e being global row row_of(e): normalised into k (pitch odd_pitch(d)), positions,
+// padding flags and, when asked, their rho. A warp per key.
+template <typename T, typename RowOf>
+__device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T* k, int64_t* kpos,
+                          bool* kpad, T* rho_out) {
+  const int lane = threadIdx.x % 32;
+  for (int e = threadIdx.x / 32; e < count; e += kWarps) {
+    const int64_t row = row_of(e);
+    const T* q = a.qk + row * a.d;
+    T ss = 0;
+    for (int c = lane; c < a.d; c += 32) ss += q[c] * q[c];
+    ss = warp_sum(ss);
+    const T rho = T(1) / sqrt_of(ss / static_cast<T>(a.d) + static_cast<T>(kNormEps));
+    const T scale = rho * a.inv_sqrt_d;
+    for (int c = lane; c < a.d; c += 32) k[e * odd_pitch(a.d) + c] = q[c] * scale;
+    if (lane == 0) {
+      const int64_t p = a.pos[row];
+      kpos[e] = p;
+      kpad[e] = a.pad && a.pad[(g / a.heads) * a.l + p];
+      if (rho_out) rho_out[e] = rho;
+    }
+  }
+}
+
+// The block's place: (batch-head g, chunk, tile of the chunk).
+__device__ __forceinline__ void chunk_coords(int64_t n_ch, int64_t tiles, int64_t& g, int64_t& chunk,
+                                             int64_t& tile) {
+  const int64_t x = blockIdx.x;
+  g = x / (n_ch * tiles);
+  chunk = x / tiles % n_ch;
+  tile = x % tiles;
+}
+
+// ---- host side
+
+template <typename T>
+Lsh<T> make_lsh(const Tensor& sqk, const Tensor& sv, const Tensor& spos, const Tensor& padding,
+                const Tensor& bias, const Backend::LshChunks& ch) {
+  Lsh<T> a;
+  a.qk = ptr<const T>(sqk);
+  a.v = ptr<const T>(sv);
+  if (bias.defined()) a.bias = ptr<const T>(bias);
+  a.pos = ptr<const int64_t>(spos);
+  if (padding.defined()) {
+    a.pad = ptr<const bool>(padding);
+    a.l = padding.size(1);
+  }
+  a.heads = sqk.size(1);
+  a.bh = sqk.size(0) * sqk.size(1);
+  a.n = sqk.size(2);
+  a.d = static_cast<int>(sqk.size(3));
+  a.dv = static_cast<int>(sv.size(3));
+  a.c = ch.chunk_len;
+  a.n_ch = a.n / a.c;
+  a.before = ch.n_before;
+  a.span = ch.n_before + 1 + ch.n_after;
+  a.w = a.span * a.c;
+  a.causal = ch.causal;
+  a.inv_sqrt_d = static_cast<T>(1.0 / std::sqrt(static_cast<double>(a.d)));
+  return a;
+}
+
+inline unsigned chunk_grid(int64_t bh, int64_t n_ch, int64_t chunk_len, int tile) {
+  const int64_t blocks = bh * n_ch * ((chunk_len + tile - 1) / tile);
+  LOOM_CHECK(blocks <= INT_MAX, "lsh_attention: ", blocks, " tiles exceed the CUDA grid's 2^31 - 1 blocks");
+  return static_cast<unsigned>(blocks);
+}
+
+// The register-tiled kernels (cuda_lsh_attention_register_tiles.cu): launch them for `a` and return true, or
+// return false, launching nothing, when the heads are wider than they handle (128) or their tiles do not fit
+// the device's shared memory. The backward pass expects a's row statistics (row_max, row_inv_sum, row_delta)
+// allocated, and writes them in its query kernel for its key kernel.
+template <typename T>
+bool register_tiled_forward(const Lsh<T>& a);
+template <typename T>
+bool register_tiled_backward(const Lsh<T>& a);
+
+}  // namespace loom::cuda::lsh_attention
