@@ -90,8 +90,10 @@ __global__ void __launch_bounds__(kAttnThreads) register_forward_kernel(Problem<
 #pragma unroll
     for (int a = 0; a < kMicro; ++a) {
 #pragma unroll
-      for (int b = 0; b < kCols; ++b) acc[a][b] *= factor[a];
-        // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
+      for (int b = 0; b < kCols; ++b) {
+        acc[a][b] *= factor[a];
+      }
+      // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
 #pragma unroll
       for (int c = 0; c < kMicro; ++c) {
         T weight = s[a][c];
