@@ -101,6 +101,21 @@ __device__ __forceinline__ void tile_logits(const Lsh<T>& a, const ThreadGrid& g
     }
 }
 
+// A query tile's products with the key tile in shared memory (window positions [w0, w0 + kc)): the logits
+// (tile_logits, with their `replaced` bits) and, when `grads`, dp = dO V^T.
+template <typename T>
+__device__ __forceinline__ void tile_products(const Lsh<T>& a, const ThreadGrid& g, const QueryRows& qr,
+                                              const Tiles<T>& t, int64_t w0, int kc, bool grads,
+                                              T (&s)[kMicro][kMicro], T (&dp)[kMicro][kMicro],
+                                              unsigned& replaced) {
+  zero(s);
+  zero(dp);
+  replaced = 0;
+  micro_gemm(s, g, t.q, odd_pitch(a.d), 1, t.k, odd_pitch(a.d), 1, a.d, kc);
+  if (grads) micro_gemm(dp, g, t.go, odd_pitch(a.dv), 1, t.v, odd_pitch(a.dv), 1, a.dv, kc);
+  tile_logits(a, g, qr, t, w0, kc, s, replaced);
+}
+
 // Loads window positions [w0, w0 + kc) of the query tile's chunk: keys normalised, positions, padding and
 // (when `values`) the values.
 template <typename T>
@@ -134,11 +149,9 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_forward_kernel(Lsh<
     __syncthreads();  // the previous tile's keys, values and weights have been read
     load_window_tile(a, qr, t, w0, kc, true);
     __syncthreads();
-    T s[kMicro][kMicro];
-    unsigned replaced = 0;
-    zero(s);
-    micro_gemm(s, g, t.q, dp, 1, t.k, dp, 1, d, kc);
-    tile_logits(a, g, qr, t, w0, kc, s, replaced);
+    T s[kMicro][kMicro], unused[kMicro][kMicro];
+    unsigned replaced;
+    tile_products(a, g, qr, t, w0, kc, false, s, unused, replaced);
     T factor[kMicro];
     online_softmax_tile(s, row_max, row_sum, factor);
 #pragma unroll
@@ -201,11 +214,9 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_query_kernel(Lsh<T>
     __syncthreads();  // the previous tile's keys (the first time: delta) have been read
     load_window_tile(a, qr, t, w0, kc, false);
     __syncthreads();
-    T s[kMicro][kMicro];
-    unsigned replaced = 0;
-    zero(s);
-    micro_gemm(s, g, t.q, dp, 1, t.k, dp, 1, d, kc);
-    tile_logits(a, g, qr, t, w0, kc, s, replaced);
+    T s[kMicro][kMicro], unused[kMicro][kMicro];
+    unsigned replaced;
+    tile_products(a, g, qr, t, w0, kc, false, s, unused, replaced);
     T factor[kMicro];
     online_softmax_tile(s, row_max, row_sum, factor);
   }
@@ -230,12 +241,8 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_query_kernel(Lsh<T>
     load_window_tile(a, qr, t, w0, kc, true);
     __syncthreads();
     T s[kMicro][kMicro], dprob[kMicro][kMicro];
-    unsigned replaced = 0;
-    zero(s);
-    zero(dprob);
-    micro_gemm(s, g, t.q, dp, 1, t.k, dp, 1, d, kc);
-    micro_gemm(dprob, g, t.go, dvp, 1, t.v, dvp, 1, dv, kc);
-    tile_logits(a, g, qr, t, w0, kc, s, replaced);
+    unsigned replaced;
+    tile_products(a, g, qr, t, w0, kc, true, s, dprob, replaced);
 #pragma unroll
     for (int r = 0; r < kMicro; ++r)
 #pragma unroll
@@ -298,12 +305,8 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_key_kernel(Lsh<T> a
       load_rows(a.go, dv, qr.q0, rows, dv, t.go, dvp);
       __syncthreads();
       T s[kMicro][kMicro], dprob[kMicro][kMicro];
-      unsigned replaced = 0;
-      zero(s);
-      zero(dprob);
-      micro_gemm(s, g, t.q, dp, 1, t.k, dp, 1, d, kc);
-      micro_gemm(dprob, g, t.go, dvp, 1, t.v, dvp, 1, dv, kc);
-      tile_logits(a, g, qr, t, w0, kc, s, replaced);
+      unsigned replaced;
+      tile_products(a, g, qr, t, w0, kc, true, s, dprob, replaced);
 #pragma unroll
       for (int r = 0; r < kMicro; ++r)
 #pragma unroll
