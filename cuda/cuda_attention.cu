@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(Problem
   const int64_t mask_base = p.mask ? p.lay.offset(b, kMask) : 0;
   constexpr T kInf = std::numeric_limits<T>::infinity();
 
-  load_rows(p.q + q_base, p.lay.row_stride[kQ], i0, rows, d, sq, dp);
+  load_operand_rows(p, kQ, q_base, i0, rows, sq);
   for (int r = tid; r < tile_rows; r += kAttnThreads) {
     row_max[r] = -kInf;
     row_sum[r] = 0;
@@ -84,8 +84,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(Problem
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeyTile) {
     const int bc = static_cast<int>(min_of(kKeyTile, key_end - j0));
     __syncthreads();  // the previous tile's keys, values and weights have been read
-    load_rows(p.k + k_base, p.lay.row_stride[kK], j0, bc, d, sk, dp);
-    load_rows(p.v + v_base, p.lay.row_stride[kV], j0, bc, dv, sv, dvp);
+    load_operand_rows(p, kK, k_base, j0, bc, sk);
+    load_operand_rows(p, kV, v_base, j0, bc, sv);
     __syncthreads();
     for (int e = tid; e < rows * kKeyTile; e += kAttnThreads) {
       const int r = e / kKeyTile, j = e % kKeyTile;
@@ -178,8 +178,8 @@ struct BackwardTiles {
 template <typename T>
 __device__ void load_query_tile(const Problem<T>& p, const BackwardTiles<T>& t, int64_t b, int64_t i0,
                                 int rows) {
-  load_rows(p.q + p.lay.offset(b, kQ), p.lay.row_stride[kQ], i0, rows, p.d, t.q, p.dp);
-  load_rows(p.go + p.lay.offset(b, kGradOut), p.lay.row_stride[kGradOut], i0, rows, p.dv, t.go, p.dvp);
+  load_operand_rows(p, kQ, p.lay.offset(b, kQ), i0, rows, t.q);
+  load_operand_rows(p, kGradOut, p.lay.offset(b, kGradOut), i0, rows, t.go);
   for (int r = threadIdx.x; r < rows; r += kAttnThreads) {
     t.lse[r] = p.lse[b * p.l + i0 + r];
     t.delta[r] = p.delta ? p.delta[b * p.l + i0 + r] : T(0);
@@ -189,8 +189,8 @@ __device__ void load_query_tile(const Problem<T>& p, const BackwardTiles<T>& t, 
 template <typename T>
 __device__ void load_key_tile(const Problem<T>& p, const BackwardTiles<T>& t, int64_t b, int64_t j0,
                               int cols) {
-  load_rows(p.k + p.lay.offset(b, kK), p.lay.row_stride[kK], j0, cols, p.d, t.k, p.dp);
-  load_rows(p.v + p.lay.offset(b, kV), p.lay.row_stride[kV], j0, cols, p.dv, t.v, p.dvp);
+  load_operand_rows(p, kK, p.lay.offset(b, kK), j0, cols, t.k);
+  load_operand_rows(p, kV, p.lay.offset(b, kV), j0, cols, t.v);
 }
 
 // Fills t.w and t.ds for query rows [i0, i0 + rows) against keys [j0, j0 + cols) of matrix b (t.ds only when

@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(kAttnThreads) register_forward_kernel(Problem<
   const int64_t k_base = p.lay.offset(mat, kK), v_base = p.lay.offset(mat, kV);
   constexpr T kInf = std::numeric_limits<T>::infinity();
 
-  load_rows(p.q + p.lay.offset(mat, kQ), p.lay.row_stride[kQ], i0, rows, d, sq, dp);
+  load_operand_rows(p, kQ, p.lay.offset(mat, kQ), i0, rows, sq);
   T row_max[kMicro], row_sum[kMicro], acc[kMicro][kCols];
 #pragma unroll
   for (int a = 0; a < kMicro; ++a) {
@@ -71,8 +71,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_forward_kernel(Problem<
   for (int64_t j0 = 0; j0 < key_end; j0 += kTile) {
     const int cols = static_cast<int>(min_of(kTile, key_end - j0));
     __syncthreads();  // the previous tile's keys, values and weights have been read
-    load_rows(p.k + k_base, p.lay.row_stride[kK], j0, cols, d, sk, dp);
-    load_rows(p.v + v_base, p.lay.row_stride[kV], j0, cols, dv, sv, dvp);
+    load_operand_rows(p, kK, k_base, j0, cols, sk);
+    load_operand_rows(p, kV, v_base, j0, cols, sv);
     __syncthreads();
     T s[kMicro][kMicro];
     zero(s);
@@ -199,8 +199,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Prob
   const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
   const int64_t q_base = p.lay.offset(mat, kQ), go_base = p.lay.offset(mat, kGradOut);
   const bool want_k = p.gk != nullptr, want_v = p.gv != nullptr;
-  load_rows(p.k + p.lay.offset(mat, kK), p.lay.row_stride[kK], j0, cols, d, t.k, p.dp);
-  load_rows(p.v + p.lay.offset(mat, kV), p.lay.row_stride[kV], j0, cols, dv, t.v, p.dvp);
+  load_operand_rows(p, kK, p.lay.offset(mat, kK), j0, cols, t.k);
+  load_operand_rows(p, kV, p.lay.offset(mat, kV), j0, cols, t.v);
   T acc_k[kMicro][kCols], acc_v[kMicro][kCols];
   zero(acc_k);
   zero(acc_v);
@@ -209,8 +209,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Prob
   for (int64_t i0 = p.causal ? j0 : 0; i0 < p.l; i0 += kTile) {
     const int rows = static_cast<int>(min_of(kTile, p.l - i0));
     __syncthreads();  // the previous query tile and its weights have been read
-    load_rows(p.q + q_base, p.lay.row_stride[kQ], i0, rows, d, t.q, p.dp);
-    load_rows(p.go + go_base, p.lay.row_stride[kGradOut], i0, rows, dv, t.go, p.dvp);
+    load_operand_rows(p, kQ, q_base, i0, rows, t.q);
+    load_operand_rows(p, kGradOut, go_base, i0, rows, t.go);
     __syncthreads();
     T s[kMicro][kMicro], dprob[kMicro][kMicro];
     tile_products(p, t, g, cols, want_k, s, dprob);
@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_kv_kernel(Prob
 template <typename T, int kCols>
 __global__ void __launch_bounds__(kAttnThreads) register_backward_q_kernel(Problem<T> p) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
-  const int d = p.d, dv = p.dv;
+  const int d = p.d;
   const BackwardTiles<T> t(shared_bytes, p.dp, p.dvp, false);
   const ThreadGrid g;
   int64_t mat, query_tile;
@@ -238,8 +238,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_q_kernel(Probl
   const int rows = static_cast<int>(min_of(kTile, p.l - i0));
   const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
   const int64_t k_base = p.lay.offset(mat, kK), v_base = p.lay.offset(mat, kV);
-  load_rows(p.q + p.lay.offset(mat, kQ), p.lay.row_stride[kQ], i0, rows, d, t.q, p.dp);
-  load_rows(p.go + p.lay.offset(mat, kGradOut), p.lay.row_stride[kGradOut], i0, rows, dv, t.go, p.dvp);
+  load_operand_rows(p, kQ, p.lay.offset(mat, kQ), i0, rows, t.q);
+  load_operand_rows(p, kGradOut, p.lay.offset(mat, kGradOut), i0, rows, t.go);
   T acc[kMicro][kCols];
   zero(acc);
 
@@ -247,8 +247,8 @@ __global__ void __launch_bounds__(kAttnThreads) register_backward_q_kernel(Probl
   for (int64_t j0 = 0; j0 < key_end; j0 += kTile) {
     const int cols = static_cast<int>(min_of(kTile, key_end - j0));
     __syncthreads();  // the previous key tile and its score gradients have been read
-    load_rows(p.k + k_base, p.lay.row_stride[kK], j0, cols, d, t.k, p.dp);
-    load_rows(p.v + v_base, p.lay.row_stride[kV], j0, cols, dv, t.v, p.dvp);
+    load_operand_rows(p, kK, k_base, j0, cols, t.k);
+    load_operand_rows(p, kV, v_base, j0, cols, t.v);
     __syncthreads();
     T s[kMicro][kMicro], dprob[kMicro][kMicro];
     tile_products(p, t, g, cols, true, s, dprob);

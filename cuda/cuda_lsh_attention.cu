@@ -191,13 +191,9 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_query_kernel(Lsh<T>
   const int rows = qt.rows;
   constexpr T kInf = std::numeric_limits<T>::infinity();
   load_rows(a.go, dv, q0, rows, dv, t.go, dv);
-  for (int r = warp; r < rows; r += kWarps) {  // delta = dO . O - dlse, straight from global memory
-    const T* go = a.go + (q0 + r) * dv;
-    const T* o = a.fwd_out + (q0 + r) * dv;
-    T x = 0;
-    for (int col = lane; col < dv; col += 32) x += go[col] * o[col];
-    x = warp_sum(x);
-    if (lane == 0) t.delta[r] = a.glse ? x - a.glse[q0 + r] : x;
+  for (int r = warp; r < rows; r += kWarps) {  // straight from global memory
+    const T delta = warp_row_delta(a, q0 + r);
+    if (lane == 0) t.delta[r] = delta;
   }
 
   // Pass 1: each row's maximum and sum.
@@ -377,24 +373,17 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_backward_key_kernel(Lsh<T> a
     if (e < owned_k) t.dk[(e / d) * odd_pitch(d) + e % d] = acc_k[k];
   }
   __syncthreads();
-  for (int j = warp; j < kc; j += kWarps) {  // dK . q per key
-    const T* q = a.qk + (k0 + j) * d;
-    T x = 0;
-    for (int col = lane; col < d; col += 32) x += t.dk[j * odd_pitch(d) + col] * q[col];
-    x = warp_sum(x);
-    if (lane == 0) t.kdot[j] = x;
+  for (int j = warp; j < kc; j += kWarps) {
+    const T kdot = warp_key_dot(a, t.dk + j * odd_pitch(d), k0 + j);
+    if (lane == 0) t.kdot[j] = kdot;
   }
   __syncthreads();
-  // k = q rho / sqrt(d), rho = (mean(q^2) + eps)^(-1/2)  =>  dq += rho / sqrt(d) (dk - q rho^2 (dk . q) / d).
 #pragma unroll
   for (int k = 0; k < kMaxOwned; ++k) {
     const int e = tid + k * kAttnThreads;
     if (e < owned_k) {
       const int j = e / d, col = e % d;
-      const T rho = t.rho[j];
-      const T coef = rho * rho * t.kdot[j] / static_cast<T>(d), scale = rho * a.inv_sqrt_d;
-      T* gq = a.gq + (k0 + j) * d + col;
-      *gq += scale * (acc_k[k] - a.qk[(k0 + j) * d + col] * coef);
+      a.gq[(k0 + j) * d + col] += key_path_grad(a, t.rho[j], t.kdot[j], acc_k[k], k0 + j, col);
     }
   }
 }

@@ -116,6 +116,20 @@ __device__ __forceinline__ void tile_products(const Lsh<T>& a, const ThreadGrid&
   tile_logits(a, g, qr, t, w0, kc, s, replaced);
 }
 
+// An entry's softmax weight p = exp(x - m) / l, from its logit x and its row's kept statistics (m, 1 / l),
+// and its score gradient dS = p (dp - delta): 0 for a replaced logit, a constant that still carries weight
+// (a fully masked row).
+template <typename T>
+struct WeightAndGrad {
+  T p, ds;
+};
+template <typename T>
+__device__ __forceinline__ WeightAndGrad<T> weight_and_grad(T x, bool replaced, T m, T inv_sum, T dp,
+                                                            T delta) {
+  const T p = exp_of(x - m) * inv_sum;
+  return {p, replaced ? T(0) : p * (dp - delta)};
+}
+
 // Loads window positions [w0, w0 + kc) of the query tile's chunk: keys normalised, positions, padding and
 // (when `values`) the values.
 template <typename T>
@@ -190,12 +204,8 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_query_kernel(Lsh<T>
   load_rows(a.go, dv, qr.q0, qr.rows, dv, t.go, dvp);
   // delta = dO . O - dlse, a warp per row, into the (not yet used) score-gradient tile's first column.
   for (int r = warp; r < qr.rows; r += kWarps) {
-    const T* go = a.go + (qr.q0 + r) * dv;
-    const T* o = a.fwd_out + (qr.q0 + r) * dv;
-    T x = 0;
-    for (int col = lane; col < dv; col += 32) x += go[col] * o[col];
-    x = warp_sum(x);
-    if (lane == 0) t.ds[r * kScorePitch] = a.glse ? x - a.glse[qr.q0 + r] : x;
+    const T delta = warp_row_delta(a, qr.q0 + r);
+    if (lane == 0) t.ds[r * kScorePitch] = delta;
   }
   __syncthreads();
   T delta[kMicro];
@@ -249,8 +259,10 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_query_kernel(Lsh<T>
       for (int c = 0; c < kMicro; ++c) {
         const int i = g.row(r), j = g.col(c);
         T ds = 0;
-        if (i < qr.rows && j < kc && !(replaced & replaced_bit(r, c)))
-          ds = exp_of(s[r][c] - row_max[r]) * inv_sum[r] * (dprob[r][c] - delta[r]);
+        if (i < qr.rows && j < kc)
+          ds = weight_and_grad(s[r][c], replaced & replaced_bit(r, c), row_max[r], inv_sum[r], dprob[r][c],
+                               delta[r])
+                   .ds;
         t.ds[i * kScorePitch + j] = ds;
       }
     __syncthreads();
@@ -312,14 +324,12 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_key_kernel(Lsh<T> a
 #pragma unroll
         for (int c = 0; c < kMicro; ++c) {
           const int i = g.row(r), j = g.col(c);
-          T p = 0, ds = 0;
-          if (i < rows && j < kc) {
-            p = exp_of(s[r][c] - m[r]) *
-                inv_sum[r];  // replaced logits still carry weight (a fully masked row)
-            if (!(replaced & replaced_bit(r, c))) ds = p * (dprob[r][c] - delta[r]);
-          }
-          t.p[i * kScorePitch + j] = p;
-          t.ds[i * kScorePitch + j] = ds;
+          WeightAndGrad<T> pg{0, 0};
+          if (i < rows && j < kc)
+            pg = weight_and_grad(s[r][c], replaced & replaced_bit(r, c), m[r], inv_sum[r], dprob[r][c],
+                                 delta[r]);
+          t.p[i * kScorePitch + j] = pg.p;
+          t.ds[i * kScorePitch + j] = pg.ds;
         }
       __syncthreads();
       // Rows of these products are keys, the reduction runs over the tile's query rows.
@@ -341,28 +351,19 @@ __global__ void __launch_bounds__(kAttnThreads) lsh_register_key_kernel(Lsh<T> a
     }
   }
   __syncthreads();
-  for (int j = warp; j < kc; j += kWarps) {  // dK . q per key
-    const T* q = a.qk + (k0 + j) * d;
-    T x = 0;
-    for (int col = lane; col < d; col += 32) x += dk[j * dp + col] * q[col];
-    x = warp_sum(x);
-    if (lane == 0) t.kdot[j] = x;
+  for (int j = warp; j < kc; j += kWarps) {
+    const T kdot = warp_key_dot(a, dk + j * dp, k0 + j);
+    if (lane == 0) t.kdot[j] = kdot;
   }
   __syncthreads();
-  // k = q rho / sqrt(d), rho = (mean(q^2) + eps)^(-1/2)  =>  dq += rho / sqrt(d) (dk - q rho^2 (dk . q) / d).
 #pragma unroll
   for (int r = 0; r < kMicro; ++r) {
     const int j = g.row(r);
     if (j >= kc) continue;
-    const T rho = t.rho[j];
-    const T coef = rho * rho * t.kdot[j] / static_cast<T>(d), scale = rho * a.inv_sqrt_d;
 #pragma unroll
-    for (int b = 0; b < kCols; ++b) {
-      const int col = g.col(b);
-      if (col >= d) continue;
-      const int64_t at = (k0 + j) * d + col;
-      a.gq[at] += scale * (acc_k[r][b] - a.qk[at] * coef);
-    }
+    for (int b = 0; b < kCols; ++b)
+      if (g.col(b) < d)
+        a.gq[(k0 + j) * d + g.col(b)] += key_path_grad(a, t.rho[j], t.kdot[j], acc_k[r][b], k0 + j, g.col(b));
   }
 }
 

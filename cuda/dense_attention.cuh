@@ -85,6 +85,18 @@ __device__ __forceinline__ T keep_multiplier(const Problem<T>& p, int64_t b, int
   return (word >> 8) >= p.threshold ? p.keep_scale : T(0);
 }
 
+// Rows [first, first + n) of operand `op` (kQ, kK, kV or kGradOut) of the matrix that starts at `base`
+// (p.lay.offset(mat, op), which callers hoist out of their tile loops) into shared memory, with the
+// operand's width and odd row pitch.
+template <typename T>
+__device__ __forceinline__ void load_operand_rows(const Problem<T>& p, int op, int64_t base, int64_t first,
+                                                  int n, T* dst) {
+  const T* src = op == kQ ? p.q : op == kK ? p.k : op == kV ? p.v : p.go;
+  const bool key_width = op == kQ || op == kK;
+  load_rows(src + base, p.lay.row_stride[op], first, n, key_width ? p.d : p.dv, dst,
+            key_width ? p.dp : p.dvp);
+}
+
 // ---- host side
 
 inline int64_t row_stride(const Tensor& t) { return t.size(-2) <= 1 ? 0 : t.stride(-2); }

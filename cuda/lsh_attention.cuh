@@ -103,6 +103,37 @@ __device__ __forceinline__ void chunk_coords(int64_t n_ch, int64_t tiles, int64_
   tile = x % tiles;
 }
 
+// dO . O - dlse of global row `row`, summed by the 32 lanes of the calling warp (every lane gets it): the
+// delta of the softmax gradient, with the rounds' logsumexp gradient folded in.
+template <typename T>
+__device__ __forceinline__ T warp_row_delta(const Lsh<T>& a, int64_t row) {
+  const int lane = threadIdx.x % 32;
+  const T* go = a.go + row * a.dv;
+  const T* o = a.fwd_out + row * a.dv;
+  T x = 0;
+  for (int col = lane; col < a.dv; col += 32) x += go[col] * o[col];
+  x = warp_sum(x);
+  return a.glse ? x - a.glse[row] : x;
+}
+
+// dK . q of key `key` (global row), dK being its row of `dk`, summed by the 32 lanes of the calling warp.
+template <typename T>
+__device__ __forceinline__ T warp_key_dot(const Lsh<T>& a, const T* dk, int64_t key) {
+  const int lane = threadIdx.x % 32;
+  const T* q = a.qk + key * a.d;
+  T x = 0;
+  for (int col = lane; col < a.d; col += 32) x += dk[col] * q[col];
+  return warp_sum(x);
+}
+
+// The key path's share of dQK at (key, col): keys are k = q rho / sqrt(d), rho = (mean(q^2) + eps)^(-1/2), so
+// dq += rho / sqrt(d) (dk - q rho^2 (dk . q) / d), with dk_col the key's gradient at col and kdot = dk . q.
+template <typename T>
+__device__ __forceinline__ T key_path_grad(const Lsh<T>& a, T rho, T kdot, T dk_col, int64_t key, int col) {
+  const T coef = rho * rho * kdot / static_cast<T>(a.d);
+  return rho * a.inv_sqrt_d * (dk_col - a.qk[key * a.d + col] * coef);
+}
+
 // ---- host side
 
 template <typename T>
