@@ -8,6 +8,9 @@
 //   AttentionSharedTiles/<L> the same with the register-tiled kernels switched off
 //                        (cuda::set_attention_kernels): what the register tiles gain over the shared-memory
 //                        ones
+//   AttentionTensorCores/<L> the same on the tensor-core kernels (AttentionKernels::TensorCores, 3xTF32):
+//                        what they gain over the register tiles, and the figure for PyTorch's float32 SDPA,
+//                        which computes on the tensor cores in the same way
 //   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds, causal
 //   LshAttentionSharedTiles/<L> the same with the register-tiled kernels switched off
 //   MultiDimAttention/<r> multi_dim_attention forward + backward over Bi-BloSA's blocks: [512, r, 300]
@@ -69,12 +72,18 @@ void flops(benchmark::State& state, double per_iteration) {
   state.counters["FLOP/s"] = benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// While it lives, the fused attention kernels are pinned to the shared-memory-tile family
-// (cuda::set_attention_kernels) when `shared_tiles_only`, else left to choose (Auto).
+// Which fused attention kernels a benchmark pins (cuda::set_attention_kernels; this enum exists without
+// CUDA).
+enum class Kernels { Auto, SharedTiles, TensorCores };
+
+// While it lives, the fused attention kernels are pinned to `kernels`; Auto afterwards.
 struct PinnedAttentionKernels {
-  explicit PinnedAttentionKernels([[maybe_unused]] bool shared_tiles_only) {
+  explicit PinnedAttentionKernels([[maybe_unused]] Kernels kernels) {
 #ifdef LOOM_WITH_CUDA
-    if (shared_tiles_only) loom::cuda::set_attention_kernels(loom::cuda::AttentionKernels::SharedTiles);
+    using loom::cuda::AttentionKernels;
+    loom::cuda::set_attention_kernels(kernels == Kernels::SharedTiles   ? AttentionKernels::SharedTiles
+                                      : kernels == Kernels::TensorCores ? AttentionKernels::TensorCores
+                                                                        : AttentionKernels::Auto);
 #endif
   }
   ~PinnedAttentionKernels() {
@@ -120,7 +129,7 @@ void BM_CublasSgemm(benchmark::State& state) {
 #endif
 }
 
-void attention_step(benchmark::State& state, bool shared_tiles_only) {
+void attention_step(benchmark::State& state, Kernels kernels) {
   if (skip_without_gpu(state)) return;
   const int64_t len = state.range(0);
   loom::manual_seed(0);
@@ -128,7 +137,7 @@ void attention_step(benchmark::State& state, bool shared_tiles_only) {
   Tensor q = loom::randn({4, 8, len, 64}, o).requires_grad_(),
          k = loom::randn({4, 8, len, 64}, o).requires_grad_(),
          v = loom::randn({4, 8, len, 64}, o).requires_grad_(), probe = loom::randn({4, 8, len, 64}, o);
-  const PinnedAttentionKernels pinned(shared_tiles_only);
+  const PinnedAttentionKernels pinned(kernels);
   timed(state, [&] {
     for (Tensor* t : {&q, &k, &v}) t->set_grad(Tensor());
     loom::scaled_dot_product_attention(q, k, v, Tensor(), /*is_causal=*/true).backward(probe);
@@ -137,8 +146,9 @@ void attention_step(benchmark::State& state, bool shared_tiles_only) {
   flops(state, 3.0 * 4.0 * 4 * 8 * static_cast<double>(len) * len * 64 / 2);
 }
 
-void BM_Attention(benchmark::State& state) { attention_step(state, false); }
-void BM_AttentionSharedTiles(benchmark::State& state) { attention_step(state, true); }
+void BM_Attention(benchmark::State& state) { attention_step(state, Kernels::Auto); }
+void BM_AttentionSharedTiles(benchmark::State& state) { attention_step(state, Kernels::SharedTiles); }
+void BM_AttentionTensorCores(benchmark::State& state) { attention_step(state, Kernels::TensorCores); }
 
 void BM_MultiDimAttention(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
@@ -157,7 +167,7 @@ void BM_MultiDimAttention(benchmark::State& state) {
                                                   benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void lsh_attention_step(benchmark::State& state, bool shared_tiles_only) {
+void lsh_attention_step(benchmark::State& state, Kernels kernels) {
   if (skip_without_gpu(state)) return;
   const int64_t len = state.range(0);
   loom::manual_seed(0);
@@ -170,7 +180,7 @@ void lsh_attention_step(benchmark::State& state, bool shared_tiles_only) {
   opts.causal = true;
   opts.seed = 1;
   opts.has_seed = true;
-  const PinnedAttentionKernels pinned(shared_tiles_only);
+  const PinnedAttentionKernels pinned(kernels);
   timed(state, [&] {
     qk.set_grad(Tensor());
     v.set_grad(Tensor());
@@ -180,8 +190,8 @@ void lsh_attention_step(benchmark::State& state, bool shared_tiles_only) {
       benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void BM_LshAttention(benchmark::State& state) { lsh_attention_step(state, false); }
-void BM_LshAttentionSharedTiles(benchmark::State& state) { lsh_attention_step(state, true); }
+void BM_LshAttention(benchmark::State& state) { lsh_attention_step(state, Kernels::Auto); }
+void BM_LshAttentionSharedTiles(benchmark::State& state) { lsh_attention_step(state, Kernels::SharedTiles); }
 
 struct ReformerTrainer {
   loom::models::ReformerLM model;
@@ -310,6 +320,13 @@ BENCHMARK(BM_Attention)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AttentionSharedTiles)
     ->Name("AttentionSharedTiles")
+    ->Arg(1024)
+    ->Arg(2048)
+    ->Arg(4096)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionTensorCores)
+    ->Name("AttentionTensorCores")
     ->Arg(1024)
     ->Arg(2048)
     ->Arg(4096)

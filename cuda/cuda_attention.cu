@@ -22,7 +22,8 @@
 //
 // Dispatch (CudaBackend::attention_forward / _backward, at the end): heads up to 128 wide take the
 // register-tiled kernels of cuda_attention_register_tiles.cu, the same algorithm with GEMM-like inner loops;
-// the kernels here take the heads those decline. cuda::set_attention_kernels can switch either off.
+// the kernels here take the heads those decline. cuda::set_attention_kernels can switch either off, or put
+// cuda_attention_tensor_cores.cu's kernels (float32 on tensor cores) first.
 //
 // Tiles are sized for 48 KiB of shared memory; a head too wide for that at 8 rows (float32 d + dv above
 // ~330, float64 above ~165) opts into the device's maximum (227 KiB on an H100: float32 d + dv up to ~1750).
@@ -367,7 +368,10 @@ bool fused_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   if (kernels == AttentionKernels::Composed || !tileable(q.size(-1), v.size(-1))) return false;
   Problem<T> p = make_problem<T>(q, k, v, mask, causal, scale, dropout, out, lse, Tensor(), Tensor(),
                                  Tensor(), Tensor());
-  if (kernels == AttentionKernels::Auto && register_tiled_forward(p)) return true;
+  if (kernels == AttentionKernels::TensorCores && tensor_core_forward(p)) return true;
+  if ((kernels == AttentionKernels::TensorCores || kernels == AttentionKernels::Auto) &&
+      register_tiled_forward(p))
+    return true;
   const int tile = forward_tile<T>(p.d, p.dv);
   if (tile == 0) return false;
   const size_t shared = forward_shared_bytes(tile, p.d, p.dv, sizeof(T));
@@ -395,7 +399,10 @@ bool fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
     LOOM_CUDA_CHECK_LAUNCH();
     p.delta = ptr<const T>(delta);
   }
-  if (kernels == AttentionKernels::Auto && register_tiled_backward(p)) return true;
+  if (kernels == AttentionKernels::TensorCores && tensor_core_backward(p)) return true;
+  if ((kernels == AttentionKernels::TensorCores || kernels == AttentionKernels::Auto) &&
+      register_tiled_backward(p))
+    return true;
   const int tile = backward_tile<T>(p.d, p.dv);
   if (tile == 0) return false;  // (rare: a head too wide for every tile, yet within tileable's bound)
   const size_t shared = backward_shared_bytes<T>(tile, p.d, p.dv);

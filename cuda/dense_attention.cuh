@@ -160,4 +160,12 @@ bool register_tiled_forward(const Problem<T>& p);
 template <typename T>
 bool register_tiled_backward(const Problem<T>& p);
 
+// The tensor-core kernels (cuda_attention_tensor_cores.cu, float32 on sm_80 and later, at float32's
+// accuracy): as the register-tiled ones, for heads up to 128 wide; false for float64, on an older GPU, or
+// when their tiles do not fit.
+bool tensor_core_forward(const Problem<float>& p);
+bool tensor_core_forward(const Problem<double>& p);
+bool tensor_core_backward(const Problem<float>& p);
+bool tensor_core_backward(const Problem<double>& p);
+
 }  // namespace loom::cuda::dense_attention

@@ -625,7 +625,8 @@ int64_t attention_peak_bytes(int64_t n, cuda::AttentionKernels kernels) {
 // would be 64 MiB, while the forward and backward passes together allocate the operands' size only (q, k, v,
 // out, dO and the three gradients, 1 MiB each). Both fused families are checked (register tiles for this
 // head, shared-memory tiles with those switched off); the composed ops, allowed alone, do hold the matrix,
-// which shows the switch reaches the dispatch. Their values are the op table's parity rows.
+// which shows the switch reaches the dispatch. Their values are the op table's parity rows. The tensor-core
+// kernels are checked at 1024 tokens, where the score matrix would be 4 MiB.
 TEST_F(Cuda, AttentionNeverHoldsTheScoreMatrix) {
 #ifdef LOOM_WITH_CUDA
   const int64_t n = 4096, operand = n * 64 * 4;
@@ -637,6 +638,56 @@ TEST_F(Cuda, AttentionNeverHoldsTheScoreMatrix) {
   const int64_t composed_n = 1024,
                 composed = attention_peak_bytes(composed_n, cuda::AttentionKernels::Composed);
   EXPECT_GE(composed, composed_n * composed_n * 4) << "the composed ops allocated " << composed << " bytes";
+  // The tensor-core kernels at the composed ops' length (a shorter sequence: emulated, each mma is a warp's
+  // rendezvous): out and the three gradients, 1 MiB, against the 4 MiB score matrix.
+  const int64_t tensor_cores = attention_peak_bytes(composed_n, cuda::AttentionKernels::TensorCores);
+  EXPECT_LT(tensor_cores, composed_n * composed_n * 2)
+      << "the tensor-core kernels allocated " << tensor_cores;
+  EXPECT_GT(tensor_cores, 4 * composed_n * 64 * 4);
+#endif
+}
+
+#ifdef LOOM_WITH_CUDA
+// The worst error, relative to the largest reference entry, of causal attention's output and its three
+// gradients in float32 on the GPU under `kernels`, against float64 on the CPU from the same inputs.
+double attention_float32_error(cuda::AttentionKernels kernels) {
+  const int64_t b = 2, n = 130, d = 64;  // three 64-row tiles, the last a tail of 2
+  const Tensor inputs[] = {
+      host_random({b, n, d}, kFloat32, -2, 2, 80), host_random({b, n, d}, kFloat32, -2, 2, 81),
+      host_random({b, n, d}, kFloat32, -1, 1, 82), host_random({b, n, d}, kFloat32, -1, 1, 83)};
+  auto run = [&](DType dtype, Device device) {
+    std::vector<Tensor> qkv;
+    for (int i = 0; i < 3; ++i) qkv.push_back(inputs[i].to(dtype).to(device).requires_grad_());
+    Tensor out = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], Tensor(), true);
+    out.backward(inputs[3].to(dtype).to(device));
+    std::vector<Tensor> results{out};
+    for (const Tensor& t : qkv) results.push_back(t.grad());
+    for (Tensor& t : results) t = t.to(kCPU).to(kFloat64);
+    return results;
+  };
+  const std::vector<Tensor> reference = run(kFloat64, kCPU);
+  struct Pin {  // back to Auto however this returns
+    explicit Pin(cuda::AttentionKernels k) { cuda::set_attention_kernels(k); }
+    ~Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::Auto); }
+  } pin(kernels);
+  const std::vector<Tensor> got = run(kFloat32, kCUDA);
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    worst =
+        std::max(worst, test::max_abs_diff(got[i], reference[i]) / abs(reference[i]).max().item<double>());
+  return worst;
+}
+#endif
+
+// The tensor-core kernels compute float32 as 3xTF32 so as to keep float32's accuracy: their error against
+// float64 stays within a small factor of the FMA register tiles' (a tf32 product alone, 2^-11 relative, errs
+// about a hundred times more, and fails this).
+TEST_F(Cuda, TensorCoreAttentionKeepsFloat32Accuracy) {
+#ifdef LOOM_WITH_CUDA
+  const double fma = attention_float32_error(cuda::AttentionKernels::Auto),
+               tensor_cores = attention_float32_error(cuda::AttentionKernels::TensorCores);
+  EXPECT_LT(fma, 1e-5);
+  EXPECT_LE(tensor_cores, 3 * fma) << "register tiles " << fma << ", tensor cores " << tensor_cores;
 #endif
 }
 

@@ -7,6 +7,8 @@
 #ifdef LOOM_CUDA_EMULATION
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -208,6 +210,42 @@ TEST_F(Emulation, ShufflesFromReturnedOrMissingLanesReadAllOnes) {
     for (int t = 0; t < 32; ++t) EXPECT_EQ(from_missing[t], t ^ 16);
     for (int t = 32; t < 48; ++t) EXPECT_EQ(from_missing[t], -1) << "thread " << t;
     for (int lane = 0; lane < 32; lane += 2) EXPECT_EQ(from_finished[lane], 101 + lane);
+  }
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 as the PTX ISA's fragment tables place A, B and D in a
+// warp's lanes (g = lane / 4, t = lane % 4; written out here on their own, not taken from device.h): D = A B
+// + C for a 16 x 8 A and an 8 x 8 B of small integers (exact in tf32 and in float, so the product is exact),
+// in every schedule. Operand bits below tf32's 10 mantissa bits are ignored, as the tensor cores ignore them.
+TEST_F(Emulation, TensorCoreMmaFollowsThePtxFragmentLayout) {
+  float a[16][8], b[8][8];
+  for (int r = 0; r < 16; ++r)
+    for (int k = 0; k < 8; ++k) a[r][k] = static_cast<float>((r * 8 + k) % 13 - 6);
+  for (int k = 0; k < 8; ++k)
+    for (int n = 0; n < 8; ++n) b[k][n] = static_cast<float>((k * 5 + n * 3) % 11 - 5);
+  auto bits = [](float x, uint32_t low) {
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return u | low;  // set bits tf32 drops: they must not change the product
+  };
+  for (Schedule s : kSchedules) {
+    loom::emulation::set_schedule(s, 17);
+    float d[16][8] = {};
+    launch(1, 32, [&] {
+      const int lane = static_cast<int>(threadIdx.x), g = lane / 4, t = lane % 4;
+      const uint32_t fa[4] = {bits(a[g][t], 0x1fffu), bits(a[g + 8][t], 0), bits(a[g][t + 4], 0x0fffu),
+                              bits(a[g + 8][t + 4], 0)};
+      const uint32_t fb[2] = {bits(b[t][g], 0x1000u), bits(b[t + 4][g], 0)};
+      float acc[4] = {1, 2, 3, 4};  // C
+      loom::emulation::mma_m16n8k8_tf32(acc, fa, fb);
+      for (int i = 0; i < 4; ++i) d[g + 8 * (i / 2)][2 * t + i % 2] = acc[i];
+    });
+    for (int r = 0; r < 16; ++r)
+      for (int n = 0; n < 8; ++n) {
+        float want = static_cast<float>(1 + n % 2 + (r >= 8 ? 2 : 0));  // C's entry as placed above
+        for (int k = 0; k < 8; ++k) want += a[r][k] * b[k][n];
+        EXPECT_EQ(d[r][n], want) << "row " << r << ", column " << n << ", schedule " << static_cast<int>(s);
+      }
   }
 }
 

@@ -93,7 +93,8 @@ INSTANTIATE_TEST_SUITE_P(Ops, Parity, ::testing::ValuesIn([] {
 
 namespace loom::cuda {
 void PrintTo(AttentionKernels kernels, std::ostream* os) {  // gtest prints the parameter with it
-  *os << (kernels == AttentionKernels::Auto          ? "Auto"
+  *os << (kernels == AttentionKernels::TensorCores   ? "TensorCores"
+          : kernels == AttentionKernels::Auto        ? "Auto"
           : kernels == AttentionKernels::SharedTiles ? "SharedTiles"
                                                      : "Composed");
 }
@@ -104,12 +105,15 @@ namespace {
 // The dense and LSH attention rows again with the fastest kernels switched off (cuda::set_attention_kernels):
 // heads up to 128 wide take the register-tiled kernels above, so these keep the shared-memory-tile kernels
 // (which wider heads, and devices with less shared memory, take) and the composed ops checked on the same
-// edge cases.
+// edge cases; and the dense rows with the tensor-core kernels switched on (their float32 rows run on them,
+// their float64 rows, which those decline, on the register tiles).
 using PinnedKernels = std::tuple<std::string, cuda::AttentionKernels>;
 class AttentionKernelParity : public ::testing::TestWithParam<PinnedKernels> {};
 
 const char* kernels_name(cuda::AttentionKernels kernels) {
-  return kernels == cuda::AttentionKernels::SharedTiles ? "shared_tiles" : "composed";
+  return kernels == cuda::AttentionKernels::TensorCores   ? "tensor_cores"
+         : kernels == cuda::AttentionKernels::SharedTiles ? "shared_tiles"
+                                                          : "composed";
 }
 
 TEST_P(AttentionKernelParity, CudaMatchesCpu) {
@@ -123,18 +127,18 @@ TEST_P(AttentionKernelParity, CudaMatchesCpu) {
   expect_parity(*find_op(name), outcomes()[name + "@" + kernels_name(kernels)]);
 }
 
-INSTANTIATE_TEST_SUITE_P(Pinned, AttentionKernelParity,
-                         ::testing::Combine(::testing::ValuesIn([] {
-                                              std::vector<std::string> names;
-                                              for (const OpCase& op : op_table())
-                                                if (std::string_view(op.name).starts_with("attention_grad") ||
-                                                    std::string_view(op.name).starts_with(
-                                                        "lsh_attention_grad"))
-                                                  names.push_back(op.name);
-                                              return names;
-                                            }()),
-                                            ::testing::Values(cuda::AttentionKernels::SharedTiles,
-                                                              cuda::AttentionKernels::Composed)),
+INSTANTIATE_TEST_SUITE_P(Pinned, AttentionKernelParity, ::testing::ValuesIn([] {
+                           std::vector<PinnedKernels> rows;
+                           for (const OpCase& op : op_table()) {
+                             const std::string_view name(op.name);
+                             const bool dense = name.starts_with("attention_grad");
+                             if (!dense && !name.starts_with("lsh_attention_grad")) continue;
+                             if (dense) rows.emplace_back(op.name, cuda::AttentionKernels::TensorCores);
+                             rows.emplace_back(op.name, cuda::AttentionKernels::SharedTiles);
+                             rows.emplace_back(op.name, cuda::AttentionKernels::Composed);
+                           }
+                           return rows;
+                         }()),
                          [](const ::testing::TestParamInfo<PinnedKernels>& info) {
                            return std::get<0>(info.param) + "_" + kernels_name(std::get<1>(info.param));
                          });

@@ -81,6 +81,8 @@ struct Block {
   // so one barrier per shuffle suffices (a lane can only overwrite generation k % 2 at shuffle k + 2, after
   // every lane has passed shuffle k + 1's barrier and so has read what shuffle k published).
   std::vector<uint64_t> exchange[2];
+  // gather_warp's, kGatherWords per thread, in the same two generations (it counts as a shuffle).
+  std::vector<uint64_t> gathered[2];
   std::vector<unsigned char> shared;
 };
 
@@ -275,6 +277,47 @@ uint64_t exchange_xor(uint64_t bits, int lane_mask, int width) {
   return slots[source_rank];
 }
 
+void gather_warp(const uint64_t* mine, int words, uint64_t* all) {
+  if (words < 0 || words > kGatherWords) throw std::invalid_argument("gather_warp: too many words");
+  Fiber* f = block.current;
+  const int rank = thread_rank(f);
+  std::vector<uint64_t>& slots = block.gathered[f->shuffles++ % 2];
+  std::copy(mine, mine + words, slots.begin() + static_cast<ptrdiff_t>(rank) * kGatherWords);
+  sync_warp();
+  const int first = rank - rank % 32;
+  for (int lane = 0; lane < 32; ++lane) {
+    const int source = first + lane;
+    const bool gives = source < block.threads && block.fibers[source].shuffles >= f->shuffles;
+    for (int w = 0; w < words; ++w)
+      all[lane * words + w] =
+          gives ? slots[static_cast<size_t>(source) * kGatherWords + static_cast<size_t>(w)] : ~uint64_t{0};
+  }
+}
+
+void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  // Per lane: a[0..3] and b[0..1] as three words.
+  const uint64_t mine[3] = {a[0] | uint64_t{a[1]} << 32, a[2] | uint64_t{a[3]} << 32,
+                            b[0] | uint64_t{b[1]} << 32};
+  uint64_t all[32 * 3];
+  gather_warp(mine, 3, all);
+  auto reg = [&](int lane, int i) {  // register i of a lane's six (a0..a3, b0, b1) as tf32
+    const uint32_t bits = static_cast<uint32_t>(all[lane * 3 + i / 2] >> (32 * (i % 2))) & 0xffffe000u;
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    return x;
+  };
+  auto a_at = [&](int row, int k) { return reg(row % 8 * 4 + k % 4, row / 8 + 2 * (k / 4)); };
+  auto b_at = [&](int k, int n) { return reg(n * 4 + k % 4, 4 + k / 4); };
+  const int lane = thread_rank(block.current) % 32, g = lane / 4, t = lane % 4;
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
+    // tf32 products are exact in float; the sum is rounded once, a close stand-in for the hardware's adder.
+    double sum = d[i];
+    for (int k = 0; k < 8; ++k) sum += static_cast<double>(a_at(row, k) * b_at(k, col));
+    d[i] = static_cast<float>(sum);
+  }
+}
+
 unsigned char* dynamic_shared() { return block.shared.data(); }
 
 bool set_max_dynamic_shared(const void* kernel, int bytes) {
@@ -310,6 +353,7 @@ void run_grid(dim3 grid, dim3 block_dim, size_t shared_bytes, const void* kernel
     if (!f.stack)
       f.stack.reset(new unsigned char[kStackBytes]);  // left uninitialised: untouched pages stay free
   for (std::vector<uint64_t>& slots : block.exchange) slots.assign(threads, 0);
+  for (std::vector<uint64_t>& slots : block.gathered) slots.assign(threads * kGatherWords, 0);
   arrange(order.blocks, uint64_t{grid.x} * grid.y * grid.z);
   for (uint64_t b : order.blocks)
     run_block(dim3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),

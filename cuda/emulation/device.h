@@ -14,6 +14,9 @@
 #include <string>
 #include <type_traits>
 
+// Kernel sources test this where the emulation must stand in for what C++ cannot express (inline PTX).
+#define LOOM_CUDA_EMULATION 1
+
 #define __global__
 #define __device__
 #define __host__
@@ -40,6 +43,15 @@ void sync_threads();
 void sync_warp();
 // The warp's lanes each publish 8 bytes and read those of lane ^ lane_mask (within groups of `width`).
 uint64_t exchange_xor(uint64_t bits, int lane_mask, int width);
+// The warp's lanes each publish `words` 8-byte words (at most kGatherWords) and read all 32 lanes' into
+// all[lane * words + w]; a lane that does not exist or has returned gives all-ones bits, as exchange_xor.
+constexpr int kGatherWords = 4;
+void gather_warp(const uint64_t* mine, int words, uint64_t* all);
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling lane, d += A B, with the fragments the
+// PTX ISA assigns a lane (g = lane / 4, t = lane % 4): a[i] = A(g + 8 (i % 2), t + 4 (i / 2)),
+// b[i] = B(t + 4 i, g), d[i] = D(g + 8 (i / 2), 2 t + i % 2). As the tensor cores do, it reads the operands'
+// top 19 bits (tf32) and ignores the other 13. Every lane of the warp must call.
+void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
 // The launch's dynamic shared memory (its third launch parameter, in bytes).
 unsigned char* dynamic_shared();
 
@@ -118,6 +130,11 @@ inline unsigned __float_as_uint(float x) {
   unsigned u;
   std::memcpy(&u, &x, sizeof u);
   return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
 }
 inline long long __double_as_longlong(double x) {
   long long u;

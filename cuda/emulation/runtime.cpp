@@ -81,6 +81,9 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
     case cudaDevAttrMaxSharedMemoryPerBlockOptin:
       *value = static_cast<int>(loom::emulation::kOptInSharedBytes);
       return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = 9;  // an H100's
+      return cudaSuccess;
   }
   return cudaErrorInvalidValue;
 }

@@ -1,0 +1,425 @@
+// Dense fused attention on the tensor cores, float32 heads up to 128 wide, at float32 accuracy (3xTF32,
+// tensor_cores.cuh): dense_attention.cuh's tensor_core_forward and tensor_core_backward, which
+// cuda_attention.cu calls under set_attention_kernels(AttentionKernels::TensorCores). The algorithm is
+// cuda_attention.cu's (its header comment): online softmax forward, then a block per key tile for dK and dV
+// and a block per query tile for dQ, recomputing the weights, no atomics.
+//
+// How: a block is 4 warps over 64-row tiles, and each warp owns 16 rows of every product it computes, as
+// FlashAttention-2 splits them: 16 query rows in the forward and dQ kernels, 16 key rows in the dK/dV
+// kernel. So a row's softmax statistics live in one warp (in the 4 lanes of a quad, as the accumulator
+// fragments place them) and the only block-wide barriers are around loading a tile. Every product is a warp
+// GEMM of 16 x 8 x 8 mma steps reading its operands from shared memory; the weights and score gradients
+// that feed the second product of each pass go through the warp's own rows of a shared tile, which turns
+// the accumulator layout into the operand layout and applies dropout on the way.
+//
+// Shared memory, d = dv = 64: 68 KiB forward, 102 KiB for dK and dV, 85 KiB for dQ (the kernels opt in above
+// 48 KiB; an H100 gives 227 KiB, and where a device cannot they decline, as they do on GPUs older than
+// sm_80).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "loom/cuda/dense_attention.cuh"
+#include "loom/cuda/register_tiles.cuh"
+#include "loom/cuda/tensor_cores.cuh"
+
+namespace loom::cuda::dense_attention {
+namespace {
+
+using namespace tensor_cores;
+
+constexpr int kWarpRows = kMmaRows;              // rows of every product a warp owns
+constexpr int kBlockWarps = 4;                   //
+constexpr int kBlockThreads = 32 * kBlockWarps;  // 128
+constexpr int kRows = kWarpRows * kBlockWarps;   // 64 rows (queries or keys) a block, 64 a tile
+constexpr int kScoreTiles = kRows / kMmaCols;    // 8 accumulator tiles per 16 x 64 score block
+constexpr int kWidestHead = 128;                 //
+constexpr int kScoreRowPitch = kRows + 4;        // [64][68] weight and score-gradient tiles
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// A width rounded up to whole mma steps; operand rows in shared memory are zero beyond the width.
+__host__ __device__ constexpr int padded(int width) {
+  return (width + kMmaDepth - 1) / kMmaDepth * kMmaDepth;
+}
+// Row pitch of an operand tile: padded width + 4, so the 32 lanes of a fragment load (lane reads row g,
+// column t: g * pitch + t) hit 32 different banks. Fragments read down columns (B(k, n) stored [k][n]) see
+// two-way conflicts at this pitch.
+__host__ __device__ constexpr int pitch_of(int width) { return padded(width) + 4; }
+
+struct Lane {
+  int warp, g, t;  // the warp, and the lane's group (lane / 4) and place in it (lane % 4)
+  __device__ Lane() : warp(threadIdx.x / 32), g(threadIdx.x % 32 / 4), t(threadIdx.x % 4) {}
+  // Row (within the warp's 16) and column (within an 8-wide accumulator tile) of accumulator entry i.
+  __device__ int row(int i) const { return g + 8 * (i / 2); }
+  __device__ int col(int i) const { return 2 * t + i % 2; }
+};
+
+// Rows [first, first + n) of operand `op` into a [kRows][pitch_of(width)] tile, zeros past n rows and past
+// the width, so that padded mma steps add nothing.
+__device__ __forceinline__ void load_tile(const Problem<float>& p, int op, int64_t base, int64_t first, int n,
+                                          float* dst) {
+  const float* src = (op == kQ ? p.q : op == kK ? p.k : op == kV ? p.v : p.go) + base;
+  const int width = op == kQ || op == kK ? p.d : p.dv, pw = padded(width), pitch = pitch_of(width);
+  const int64_t rs = p.lay.row_stride[op];
+  for (int e = threadIdx.x; e < kRows * pw; e += kBlockThreads) {
+    const int r = e / pw, c = e % pw;
+    dst[r * pitch + c] = r < n && c < width ? src[(first + r) * rs + c] : 0.0f;
+  }
+}
+
+// acc[nt] += A B(:, 8 nt .. 8 nt + 7) for nt < tiles, over depth k < `depth` (a multiple of 8): A is the
+// warp's 16 rows from row r0 of a [row][k] tile, B(k, n) = kKMajor ? b[k * b_pitch + n] : b[n * b_pitch + k].
+template <bool kKMajor, int kTiles>
+__device__ __forceinline__ void warp_gemm(float (&acc)[kTiles][4], const Lane& l, const float* a, int a_pitch,
+                                          int r0, const float* b, int b_pitch, int depth, int tiles) {
+  for (int k0 = 0; k0 < depth; k0 += kMmaDepth) {
+    const float* at = a + (r0 + l.g) * a_pitch + k0 + l.t;
+    const Split af[4] = {split(at[0]), split(at[8 * a_pitch]), split(at[4]), split(at[8 * a_pitch + 4])};
+#pragma unroll
+    for (int nt = 0; nt < kTiles; ++nt) {
+      if (nt >= tiles) break;  // uniform across the warp, as mma needs
+      const int n = kMmaCols * nt + l.g, k = k0 + l.t;
+      Split bf[2];
+      if constexpr (kKMajor) {
+        bf[0] = split(b[k * b_pitch + n]);
+        bf[1] = split(b[(k + 4) * b_pitch + n]);
+      } else {
+        bf[0] = split(b[n * b_pitch + k]);
+        bf[1] = split(b[n * b_pitch + k + 4]);
+      }
+      mma_3xtf32(acc[nt], af, bf);
+    }
+  }
+}
+
+template <int kTiles>
+__device__ __forceinline__ void zero(float (&acc)[kTiles][4]) {
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0;
+}
+
+// Writes factor * acc (the warp's rows from r0, columns < width) to rows [first, first + rows) of matrix
+// `mat` of operand `op`.
+template <int kTiles>
+__device__ __forceinline__ void store_rows(const Problem<float>& p, int op, float* base, int64_t mat,
+                                           int64_t first, int rows, int width, const Lane& l, int r0,
+                                           const float (&acc)[kTiles][4], float factor) {
+  float* at = base + p.lay.offset(mat, op);
+  const int64_t rs = p.lay.row_stride[op];
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = r0 + l.row(i), c = kMmaCols * nt + l.col(i);
+      if (r < rows && c < width) at[(first + r) * rs + c] = factor * acc[nt][i];
+    }
+}
+
+// Output column tiles for a head `width` wide: f.template operator()<kTiles>() with 8 kTiles >= width.
+template <typename F>
+void with_tiles(int width, F f) {
+  if (width <= 32) {
+    f.template operator()<4>();
+  } else if (width <= 64) {
+    f.template operator()<8>();
+  } else {
+    f.template operator()<16>();
+  }
+}
+
+// --- forward ----------------------------------------------------------------------------------------------
+
+template <int kTiles>
+__global__ void __launch_bounds__(kBlockThreads) tensor_core_forward_kernel(Problem<float> p) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int qp = pitch_of(p.d), vp = pitch_of(p.dv), out_tiles = padded(p.dv) / kMmaCols;
+  float* sq = reinterpret_cast<float*>(shared_bytes);  // [64][qp]
+  float* sk = sq + kRows * qp;                         // [64][qp]
+  float* sv = sk + kRows * qp;                         // [64][vp]
+  float* sw = sv + kRows * vp;                         // [64][68]: weights (after dropout)
+  const Lane l;
+  const int r0 = l.warp * kWarpRows;
+  int64_t mat, tile;
+  block_coords((p.l + kRows - 1) / kRows, mat, tile);
+  const int64_t i0 = tile * kRows;
+  const int rows = static_cast<int>(min_of(kRows, p.l - i0));
+  const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
+  const int64_t k_base = p.lay.offset(mat, kK), v_base = p.lay.offset(mat, kV);
+
+  load_tile(p, kQ, p.lay.offset(mat, kQ), i0, rows, sq);
+  // Rows r0 + g (h = 0) and r0 + g + 8 (h = 1): accumulator entries 2 h and 2 h + 1 of every tile.
+  float row_max[2] = {-kInf, -kInf}, row_sum[2] = {0, 0}, acc[kTiles][4];
+  zero(acc);
+
+  const int64_t key_end = p.causal ? min_of(p.s, i0 + rows) : p.s;
+  for (int64_t j0 = 0; j0 < key_end; j0 += kRows) {
+    const int cols = static_cast<int>(min_of(kRows, key_end - j0));
+    __syncthreads();  // every warp has read the previous tile's keys and values
+    load_tile(p, kK, k_base, j0, cols, sk);
+    load_tile(p, kV, v_base, j0, cols, sv);
+    __syncthreads();
+    float s[kScoreTiles][4];
+    zero(s);
+    warp_gemm<false>(s, l, sq, qp, r0, sk, qp, padded(p.d), kScoreTiles);
+#pragma unroll
+    for (int nt = 0; nt < kScoreTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = r0 + l.row(i), j = kMmaCols * nt + l.col(i);
+        const bool in = r < rows && j < cols && allowed(p, mask_base, i0 + r, j0 + j);
+        s[nt][i] = in ? p.scale * s[nt][i] : -kInf;
+      }
+      // Online softmax (register_tiles.cuh's online_softmax_tile, for this layout): a row's 64 scores are
+      // spread over the 4 lanes of its quad. While none is finite its weights stay 0 and its factor 1.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float tile_max = -kInf;
+#pragma unroll
+      for (int nt = 0; nt < kScoreTiles; ++nt)
+        tile_max = fmaxf(tile_max, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
+      const float new_max = fmaxf(row_max[h], group_allreduce<4>(tile_max, FMax{}));
+      float sum = 0;
+#pragma unroll
+      for (int nt = 0; nt < kScoreTiles; ++nt)
+#pragma unroll
+        for (int e = 2 * h; e < 2 * h + 2; ++e) {
+          s[nt][e] = new_max == -kInf ? 0.0f : expf(s[nt][e] - new_max);
+          sum += s[nt][e];
+        }
+      const float factor = new_max == -kInf ? 1.0f : expf(row_max[h] - new_max);
+      row_sum[h] = row_sum[h] * factor + group_allreduce<4>(sum, Plus{});
+      row_max[h] = new_max;
+#pragma unroll
+      for (int nt = 0; nt < kTiles; ++nt) {
+        acc[nt][2 * h] *= factor;
+        acc[nt][2 * h + 1] *= factor;
+      }
+    }
+    // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
+#pragma unroll
+    for (int nt = 0; nt < kScoreTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = r0 + l.row(i), j = kMmaCols * nt + l.col(i);
+        float weight = s[nt][i];
+        if (p.dropping && weight != 0.0f) weight *= keep_multiplier(p, mat, i0 + r, j0 + j);
+        sw[r * kScoreRowPitch + j] = weight;
+      }
+    __syncwarp();  // the warp's weight rows are written before its lanes read them as operands
+    warp_gemm<true>(acc, l, sw, kScoreRowPitch, r0, sv, vp, kRows, out_tiles);
+  }
+
+#pragma unroll
+  for (int nt = 0; nt < kTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = row_sum[i / 2] == 0.0f ? 0.0f : acc[nt][i] / row_sum[i / 2];
+  store_rows(p, kOut, p.out, mat, i0, rows, p.dv, l, r0, acc, 1.0f);
+  if (l.t == 0) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = r0 + l.g + 8 * h;
+      if (r < rows) p.lse[mat * p.l + i0 + r] = row_sum[h] == 0.0f ? kInf : row_max[h] + logf(row_sum[h]);
+    }
+  }
+}
+
+// --- backward ---------------------------------------------------------------------------------------------
+
+// The backward kernels' shared memory: a key tile (K [64][qp], V [64][vp]), a query tile (Q [64][qp],
+// dO [64][vp]), the score gradients [64][68] and, for dK and dV, the weights [64][68] and the query tile's
+// logsumexp and delta [64] each. One layout for both kernels and the host's launch size.
+struct BackwardTiles {
+  float *k, *v, *q, *go, *ds, *w, *lse, *delta;
+  __device__ BackwardTiles(unsigned char* bytes, int qp, int vp, bool kv) {
+    k = reinterpret_cast<float*>(bytes);
+    v = k + kRows * qp;
+    q = v + kRows * vp;
+    go = q + kRows * qp;
+    ds = go + kRows * vp;
+    w = kv ? ds + kRows * kScoreRowPitch : nullptr;
+    lse = kv ? w + kRows * kScoreRowPitch : nullptr;
+    delta = kv ? lse + kRows : nullptr;
+  }
+  static size_t bytes(int d, int dv, bool kv) {
+    const size_t operands = 2 * static_cast<size_t>(pitch_of(d)) + 2 * static_cast<size_t>(pitch_of(dv));
+    return sizeof(float) * kRows * (operands + (kv ? 2 * kScoreRowPitch + 2 : kScoreRowPitch));
+  }
+};
+
+// dK and dV of one key tile, over every query tile that can see it. Each warp owns 16 keys: it computes
+// S^T = K Q^T and dP^T = V dO^T for them, so its rows of P^T and dS^T are its own and dV += P^T dO,
+// dK += dS^T Q need no other warp's.
+template <int kTiles>
+__global__ void __launch_bounds__(kBlockThreads) tensor_core_backward_kv_kernel(Problem<float> p) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int qp = pitch_of(p.d), vp = pitch_of(p.dv);
+  const BackwardTiles t(shared_bytes, qp, vp, true);
+  const Lane l;
+  const int r0 = l.warp * kWarpRows;
+  int64_t mat, key_tile;
+  block_coords((p.s + kRows - 1) / kRows, mat, key_tile);
+  const int64_t j0 = key_tile * kRows;
+  const int cols = static_cast<int>(min_of(kRows, p.s - j0));
+  const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
+  const int64_t q_base = p.lay.offset(mat, kQ), go_base = p.lay.offset(mat, kGradOut);
+  const bool want_k = p.gk != nullptr, want_v = p.gv != nullptr;
+  load_tile(p, kK, p.lay.offset(mat, kK), j0, cols, t.k);
+  load_tile(p, kV, p.lay.offset(mat, kV), j0, cols, t.v);
+  float acc_k[kTiles][4], acc_v[kTiles][4];
+  zero(acc_k);
+  zero(acc_v);
+
+  // Causal: query i sees key j only from i = j on.
+  for (int64_t i0 = p.causal ? j0 : 0; i0 < p.l; i0 += kRows) {
+    const int rows = static_cast<int>(min_of(kRows, p.l - i0));
+    __syncthreads();  // every warp has read the previous query tile
+    load_tile(p, kQ, q_base, i0, rows, t.q);
+    load_tile(p, kGradOut, go_base, i0, rows, t.go);
+    for (int e = threadIdx.x; e < kRows; e += kBlockThreads) {
+      t.lse[e] = e < rows ? p.lse[mat * p.l + i0 + e] : 0.0f;
+      t.delta[e] = e < rows && want_k ? p.delta[mat * p.l + i0 + e] : 0.0f;
+    }
+    __syncthreads();
+    float st[kScoreTiles][4], dpt[kScoreTiles][4];
+    zero(st);
+    zero(dpt);
+    warp_gemm<false>(st, l, t.k, qp, r0, t.q, qp, padded(p.d), kScoreTiles);
+    if (want_k) warp_gemm<false>(dpt, l, t.v, vp, r0, t.go, vp, padded(p.dv), kScoreTiles);
+#pragma unroll
+    for (int nt = 0; nt < kScoreTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int key = r0 + l.row(i), query = kMmaCols * nt + l.col(i);
+        float w = 0, ds = 0;
+        if (query < rows && key < cols && allowed(p, mask_base, i0 + query, j0 + key)) {
+          // s - logsumexp <= 0 but for rounding; +inf logsumexp (no allowed key) gives 0.
+          const float prob = expf(p.scale * st[nt][i] - t.lse[query]);
+          if (prob != 0.0f) {
+            const float keep = p.dropping ? keep_multiplier(p, mat, i0 + query, j0 + key) : 1.0f;
+            w = prob * keep;
+            if (want_k) ds = prob * (keep * dpt[nt][i] - t.delta[query]);
+          }
+        }
+        t.w[key * kScoreRowPitch + query] = w;
+        t.ds[key * kScoreRowPitch + query] = ds;
+      }
+    __syncwarp();  // the warp's rows of P^T and dS^T are written before its lanes read them
+    if (want_v) warp_gemm<true>(acc_v, l, t.w, kScoreRowPitch, r0, t.go, vp, kRows, padded(p.dv) / kMmaCols);
+    if (want_k) warp_gemm<true>(acc_k, l, t.ds, kScoreRowPitch, r0, t.q, qp, kRows, padded(p.d) / kMmaCols);
+  }
+  // Every key row is written, zeros included (keys no query sees).
+  if (want_v) store_rows(p, kGradV, p.gv, mat, j0, cols, p.dv, l, r0, acc_v, 1.0f);
+  if (want_k) store_rows(p, kGradK, p.gk, mat, j0, cols, p.d, l, r0, acc_k, p.scale);
+}
+
+// dQ of one query tile, over the keys its rows can see: each warp its 16 query rows, dQ += dS K.
+template <int kTiles>
+__global__ void __launch_bounds__(kBlockThreads) tensor_core_backward_q_kernel(Problem<float> p) {
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int qp = pitch_of(p.d), vp = pitch_of(p.dv);
+  const BackwardTiles t(shared_bytes, qp, vp, false);
+  const Lane l;
+  const int r0 = l.warp * kWarpRows;
+  int64_t mat, query_tile;
+  block_coords((p.l + kRows - 1) / kRows, mat, query_tile);
+  const int64_t i0 = query_tile * kRows;
+  const int rows = static_cast<int>(min_of(kRows, p.l - i0));
+  const int64_t mask_base = p.mask ? p.lay.offset(mat, kMask) : 0;
+  const int64_t k_base = p.lay.offset(mat, kK), v_base = p.lay.offset(mat, kV);
+  load_tile(p, kQ, p.lay.offset(mat, kQ), i0, rows, t.q);
+  load_tile(p, kGradOut, p.lay.offset(mat, kGradOut), i0, rows, t.go);
+  float lse[2], delta[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = r0 + l.g + 8 * h;
+    lse[h] = r < rows ? p.lse[mat * p.l + i0 + r] : 0.0f;
+    delta[h] = r < rows ? p.delta[mat * p.l + i0 + r] : 0.0f;
+  }
+  float acc[kTiles][4];
+  zero(acc);
+
+  const int64_t key_end = p.causal ? min_of(p.s, i0 + rows) : p.s;
+  for (int64_t j0 = 0; j0 < key_end; j0 += kRows) {
+    const int cols = static_cast<int>(min_of(kRows, key_end - j0));
+    __syncthreads();  // every warp has read the previous key tile
+    load_tile(p, kK, k_base, j0, cols, t.k);
+    load_tile(p, kV, v_base, j0, cols, t.v);
+    __syncthreads();
+    float s[kScoreTiles][4], dprob[kScoreTiles][4];
+    zero(s);
+    zero(dprob);
+    warp_gemm<false>(s, l, t.q, qp, r0, t.k, qp, padded(p.d), kScoreTiles);
+    warp_gemm<false>(dprob, l, t.go, vp, r0, t.v, vp, padded(p.dv), kScoreTiles);
+#pragma unroll
+    for (int nt = 0; nt < kScoreTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = r0 + l.row(i), j = kMmaCols * nt + l.col(i);
+        float ds = 0;
+        if (r < rows && j < cols && allowed(p, mask_base, i0 + r, j0 + j)) {
+          const float prob = expf(p.scale * s[nt][i] - lse[i / 2]);
+          if (prob != 0.0f) {
+            const float keep = p.dropping ? keep_multiplier(p, mat, i0 + r, j0 + j) : 1.0f;
+            ds = prob * (keep * dprob[nt][i] - delta[i / 2]);
+          }
+        }
+        t.ds[r * kScoreRowPitch + j] = ds;
+      }
+    __syncwarp();  // the warp's rows of dS are written before its lanes read them
+    warp_gemm<true>(acc, l, t.ds, kScoreRowPitch, r0, t.k, qp, kRows, padded(p.d) / kMmaCols);
+  }
+  store_rows(p, kGradQ, p.gq, mat, i0, rows, p.d, l, r0, acc, p.scale);
+}
+
+// --- host side --------------------------------------------------------------------------------------------
+
+size_t forward_bytes(int d, int dv) {
+  return sizeof(float) * kRows *
+         (2 * static_cast<size_t>(pitch_of(d)) + static_cast<size_t>(pitch_of(dv)) + kScoreRowPitch);
+}
+
+// Whether the kernels take a problem: float32 heads up to 128 wide whose tiles fit, on a GPU with tf32
+// tensor cores.
+bool applies(const Problem<float>& p, size_t shared) {
+  return std::max(p.d, p.dv) <= kWidestHead && register_tiles::shared_bytes_fit(shared) && device_has_tf32();
+}
+
+}  // namespace
+
+bool tensor_core_forward(const Problem<float>& p) {
+  const size_t shared = forward_bytes(p.d, p.dv);
+  if (!applies(p, shared)) return false;
+  with_tiles(p.dv, [&]<int kTiles>() {
+    allow_shared_bytes(tensor_core_forward_kernel<kTiles>, shared);
+    tensor_core_forward_kernel<kTiles><<<grid_for(p.batch, p.l, kRows), kBlockThreads, shared>>>(p);
+    LOOM_CUDA_CHECK_LAUNCH();
+  });
+  return true;
+}
+
+bool tensor_core_backward(const Problem<float>& p) {
+  const size_t kv_shared = BackwardTiles::bytes(p.d, p.dv, true),
+               q_shared = BackwardTiles::bytes(p.d, p.dv, false);
+  if (!applies(p, kv_shared)) return false;
+  with_tiles(std::max(p.d, p.dv), [&]<int kTiles>() {
+    if (p.gk || p.gv) {
+      allow_shared_bytes(tensor_core_backward_kv_kernel<kTiles>, kv_shared);
+      tensor_core_backward_kv_kernel<kTiles><<<grid_for(p.batch, p.s, kRows), kBlockThreads, kv_shared>>>(p);
+      LOOM_CUDA_CHECK_LAUNCH();
+    }
+    if (p.gq) {
+      allow_shared_bytes(tensor_core_backward_q_kernel<kTiles>, q_shared);
+      tensor_core_backward_q_kernel<kTiles><<<grid_for(p.batch, p.l, kRows), kBlockThreads, q_shared>>>(p);
+      LOOM_CUDA_CHECK_LAUNCH();
+    }
+  });
+  return true;
+}
+
+// float64 has no tensor-core path here (sm_80's DMMA is a different instruction and shape).
+bool tensor_core_forward(const Problem<double>&) { return false; }
+bool tensor_core_backward(const Problem<double>&) { return false; }
+
+}  // namespace loom::cuda::dense_attention
