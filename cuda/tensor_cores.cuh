@@ -10,7 +10,8 @@
 // 8 x 8 B into a 16 x 8 accumulator, each lane holding the fragments the PTX ISA assigns it (g = lane / 4,
 // t = lane % 4):
 //   a[i] = A(g + 8 (i % 2), t + 4 (i / 2)),  b[i] = B(t + 4 i, g),  d[i] = D(g + 8 (i / 2), 2 t + i % 2).
-// Under LOOM_CUDA=EMULATE the instruction is cuda/emulation's mma_m16n8k8_tf32, written from the same table.
+// Under LOOM_CUDA=EMULATE (whose build defines LOOM_CUDA_EMULATION) the instruction is cuda/emulation's
+// mma_m16n8k8_tf32, written from the same table: inline PTX is the one thing the emulation cannot compile.
 #include <cuda_runtime.h>
 
 #include <cstdint>

@@ -14,9 +14,6 @@
 #include <string>
 #include <type_traits>
 
-// Kernel sources test this where the emulation must stand in for what C++ cannot express (inline PTX).
-#define LOOM_CUDA_EMULATION 1
-
 #define __global__
 #define __device__
 #define __host__
