@@ -13,6 +13,7 @@
 //                        which computes on the tensor cores in the same way
 //   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds, causal
 //   LshAttentionSharedTiles/<L> the same with the register-tiled kernels switched off
+//   LshAttentionTensorCores/<L> the same on the tensor-core kernels (AttentionKernels::TensorCores)
 //   MultiDimAttention/<r> multi_dim_attention forward + backward over Bi-BloSA's blocks: [512, r, 300]
 //                        float32 (a batch of 32 sequences of 16 blocks), forward mask; counter scores/s, the
 //                        (i, j, f) score entries of forward and backward per second
@@ -192,6 +193,7 @@ void lsh_attention_step(benchmark::State& state, Kernels kernels) {
 
 void BM_LshAttention(benchmark::State& state) { lsh_attention_step(state, Kernels::Auto); }
 void BM_LshAttentionSharedTiles(benchmark::State& state) { lsh_attention_step(state, Kernels::SharedTiles); }
+void BM_LshAttentionTensorCores(benchmark::State& state) { lsh_attention_step(state, Kernels::TensorCores); }
 
 struct ReformerTrainer {
   loom::models::ReformerLM model;
@@ -348,6 +350,13 @@ BENCHMARK(BM_LshAttention)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_LshAttentionSharedTiles)
     ->Name("LshAttentionSharedTiles")
+    ->Arg(4096)
+    ->Arg(16384)
+    ->Arg(65536)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LshAttentionTensorCores)
+    ->Name("LshAttentionTensorCores")
     ->Arg(4096)
     ->Arg(16384)
     ->Arg(65536)

@@ -4,12 +4,10 @@
 // cuda_attention.cu's (its header comment): online softmax forward, then a block per key tile for dK and dV
 // and a block per query tile for dQ, recomputing the weights, no atomics.
 //
-// How: a block is 4 warps over 64-row tiles, and each warp owns 16 rows of every product it computes, as
-// FlashAttention-2 splits them: 16 query rows in the forward and dQ kernels, 16 key rows in the dK/dV
-// kernel. So a row's softmax statistics live in one warp (in the 4 lanes of a quad, as the accumulator
-// fragments place them) and the only block-wide barriers are around loading a tile. Every product is a warp
-// GEMM of 16 x 8 x 8 mma steps reading its operands from shared memory; the weights and score gradients
-// that feed the second product of each pass go through the warp's own rows of a shared tile, which turns
+// How: mma_tiles.cuh's warp GEMMs, each warp owning 16 rows of every product: query rows in the forward and
+// dQ kernels, key rows in the dK/dV kernel (which computes S^T = K Q^T and dP^T = V dO^T, so that its rows of
+// P^T and dS^T are its own). The only block-wide barriers are around loading a tile. The weights and score
+// gradients that feed each pass's second product go through the warp's own rows of a shared tile, which turns
 // the accumulator layout into the operand layout and applies dropout on the way.
 //
 // Shared memory, d = dv = 64: 68 KiB forward, 102 KiB for dK and dV, 85 KiB for dQ (the kernels opt in above
@@ -20,84 +18,21 @@
 #include <limits>
 
 #include "loom/cuda/dense_attention.cuh"
+#include "loom/cuda/mma_tiles.cuh"
 #include "loom/cuda/register_tiles.cuh"
-#include "loom/cuda/tensor_cores.cuh"
 
 namespace loom::cuda::dense_attention {
 namespace {
 
-using namespace tensor_cores;
+using namespace mma_tiles;
 
-constexpr int kWarpRows = kMmaRows;              // rows of every product a warp owns
-constexpr int kBlockWarps = 4;                   //
-constexpr int kBlockThreads = 32 * kBlockWarps;  // 128
-constexpr int kRows = kWarpRows * kBlockWarps;   // 64 rows (queries or keys) a block, 64 a tile
-constexpr int kScoreTiles = kRows / kMmaCols;    // 8 accumulator tiles per 16 x 64 score block
-constexpr int kWidestHead = 128;                 //
-constexpr int kScoreRowPitch = kRows + 4;        // [64][68] weight and score-gradient tiles
-constexpr float kInf = std::numeric_limits<float>::infinity();
-
-// A width rounded up to whole mma steps; operand rows in shared memory are zero beyond the width.
-__host__ __device__ constexpr int padded(int width) {
-  return (width + kMmaDepth - 1) / kMmaDepth * kMmaDepth;
-}
-// Row pitch of an operand tile: padded width + 4, so the 32 lanes of a fragment load (lane reads row g,
-// column t: g * pitch + t) hit 32 different banks. Fragments read down columns (B(k, n) stored [k][n]) see
-// two-way conflicts at this pitch.
-__host__ __device__ constexpr int pitch_of(int width) { return padded(width) + 4; }
-
-struct Lane {
-  int warp, g, t;  // the warp, and the lane's group (lane / 4) and place in it (lane % 4)
-  __device__ Lane() : warp(threadIdx.x / 32), g(threadIdx.x % 32 / 4), t(threadIdx.x % 4) {}
-  // Row (within the warp's 16) and column (within an 8-wide accumulator tile) of accumulator entry i.
-  __device__ int row(int i) const { return g + 8 * (i / 2); }
-  __device__ int col(int i) const { return 2 * t + i % 2; }
-};
-
-// Rows [first, first + n) of operand `op` into a [kRows][pitch_of(width)] tile, zeros past n rows and past
-// the width, so that padded mma steps add nothing.
+// Rows [first, first + n) of operand `op` into a [kRows][pitch_of(width)] tile (mma_tiles.cuh's load_padded).
 __device__ __forceinline__ void load_tile(const Problem<float>& p, int op, int64_t base, int64_t first, int n,
                                           float* dst) {
   const float* src = (op == kQ ? p.q : op == kK ? p.k : op == kV ? p.v : p.go) + base;
-  const int width = op == kQ || op == kK ? p.d : p.dv, pw = padded(width), pitch = pitch_of(width);
-  const int64_t rs = p.lay.row_stride[op];
-  for (int e = threadIdx.x; e < kRows * pw; e += kBlockThreads) {
-    const int r = e / pw, c = e % pw;
-    dst[r * pitch + c] = r < n && c < width ? src[(first + r) * rs + c] : 0.0f;
-  }
-}
-
-// acc[nt] += A B(:, 8 nt .. 8 nt + 7) for nt < tiles, over depth k < `depth` (a multiple of 8): A is the
-// warp's 16 rows from row r0 of a [row][k] tile, B(k, n) = kKMajor ? b[k * b_pitch + n] : b[n * b_pitch + k].
-template <bool kKMajor, int kTiles>
-__device__ __forceinline__ void warp_gemm(float (&acc)[kTiles][4], const Lane& l, const float* a, int a_pitch,
-                                          int r0, const float* b, int b_pitch, int depth, int tiles) {
-  for (int k0 = 0; k0 < depth; k0 += kMmaDepth) {
-    const float* at = a + (r0 + l.g) * a_pitch + k0 + l.t;
-    const Split af[4] = {split(at[0]), split(at[8 * a_pitch]), split(at[4]), split(at[8 * a_pitch + 4])};
-#pragma unroll
-    for (int nt = 0; nt < kTiles; ++nt) {
-      if (nt >= tiles) break;  // uniform across the warp, as mma needs
-      const int n = kMmaCols * nt + l.g, k = k0 + l.t;
-      Split bf[2];
-      if constexpr (kKMajor) {
-        bf[0] = split(b[k * b_pitch + n]);
-        bf[1] = split(b[(k + 4) * b_pitch + n]);
-      } else {
-        bf[0] = split(b[n * b_pitch + k]);
-        bf[1] = split(b[n * b_pitch + k + 4]);
-      }
-      mma_3xtf32(acc[nt], af, bf);
-    }
-  }
-}
-
-template <int kTiles>
-__device__ __forceinline__ void zero(float (&acc)[kTiles][4]) {
-#pragma unroll
-  for (int nt = 0; nt < kTiles; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[nt][i] = 0;
+  load_padded(
+      src, p.lay.row_stride[op], [first](int r) { return first + r; }, n, op == kQ || op == kK ? p.d : p.dv,
+      dst);
 }
 
 // Writes factor * acc (the warp's rows from r0, columns < width) to rows [first, first + rows) of matrix
@@ -117,18 +52,6 @@ __device__ __forceinline__ void store_rows(const Problem<float>& p, int op, floa
     }
 }
 
-// Output column tiles for a head `width` wide: f.template operator()<kTiles>() with 8 kTiles >= width.
-template <typename F>
-void with_tiles(int width, F f) {
-  if (width <= 32) {
-    f.template operator()<4>();
-  } else if (width <= 64) {
-    f.template operator()<8>();
-  } else {
-    f.template operator()<16>();
-  }
-}
-
 // --- forward ----------------------------------------------------------------------------------------------
 
 template <int kTiles>
@@ -140,7 +63,7 @@ __global__ void __launch_bounds__(kBlockThreads) tensor_core_forward_kernel(Prob
   float* sv = sk + kRows * qp;                         // [64][vp]
   float* sw = sv + kRows * vp;                         // [64][68]: weights (after dropout)
   const Lane l;
-  const int r0 = l.warp * kWarpRows;
+  const int r0 = l.first_row();
   int64_t mat, tile;
   block_coords((p.l + kRows - 1) / kRows, mat, tile);
   const int64_t i0 = tile * kRows;
@@ -171,32 +94,9 @@ __global__ void __launch_bounds__(kBlockThreads) tensor_core_forward_kernel(Prob
         const bool in = r < rows && j < cols && allowed(p, mask_base, i0 + r, j0 + j);
         s[nt][i] = in ? p.scale * s[nt][i] : -kInf;
       }
-      // Online softmax (register_tiles.cuh's online_softmax_tile, for this layout): a row's 64 scores are
-      // spread over the 4 lanes of its quad. While none is finite its weights stay 0 and its factor 1.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float tile_max = -kInf;
-#pragma unroll
-      for (int nt = 0; nt < kScoreTiles; ++nt)
-        tile_max = fmaxf(tile_max, fmaxf(s[nt][2 * h], s[nt][2 * h + 1]));
-      const float new_max = fmaxf(row_max[h], group_allreduce<4>(tile_max, FMax{}));
-      float sum = 0;
-#pragma unroll
-      for (int nt = 0; nt < kScoreTiles; ++nt)
-#pragma unroll
-        for (int e = 2 * h; e < 2 * h + 2; ++e) {
-          s[nt][e] = new_max == -kInf ? 0.0f : expf(s[nt][e] - new_max);
-          sum += s[nt][e];
-        }
-      const float factor = new_max == -kInf ? 1.0f : expf(row_max[h] - new_max);
-      row_sum[h] = row_sum[h] * factor + group_allreduce<4>(sum, Plus{});
-      row_max[h] = new_max;
-#pragma unroll
-      for (int nt = 0; nt < kTiles; ++nt) {
-        acc[nt][2 * h] *= factor;
-        acc[nt][2 * h + 1] *= factor;
-      }
-    }
+    float factor[2];
+    online_softmax_tile(s, row_max, row_sum, factor);
+    scale_rows(acc, factor);
     // The sums stay those of the undropped probabilities; only the product with V sees the dropout.
 #pragma unroll
     for (int nt = 0; nt < kScoreTiles; ++nt)
@@ -257,7 +157,7 @@ __global__ void __launch_bounds__(kBlockThreads) tensor_core_backward_kv_kernel(
   const int qp = pitch_of(p.d), vp = pitch_of(p.dv);
   const BackwardTiles t(shared_bytes, qp, vp, true);
   const Lane l;
-  const int r0 = l.warp * kWarpRows;
+  const int r0 = l.first_row();
   int64_t mat, key_tile;
   block_coords((p.s + kRows - 1) / kRows, mat, key_tile);
   const int64_t j0 = key_tile * kRows;
@@ -321,7 +221,7 @@ __global__ void __launch_bounds__(kBlockThreads) tensor_core_backward_q_kernel(P
   const int qp = pitch_of(p.d), vp = pitch_of(p.dv);
   const BackwardTiles t(shared_bytes, qp, vp, false);
   const Lane l;
-  const int r0 = l.warp * kWarpRows;
+  const int r0 = l.first_row();
   int64_t mat, query_tile;
   block_coords((p.l + kRows - 1) / kRows, mat, query_tile);
   const int64_t i0 = query_tile * kRows;

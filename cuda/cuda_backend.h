@@ -16,10 +16,10 @@ void synchronize(int index);
 
 // The fused kernels scaled_dot_product_attention and lsh_attention may use on CUDA, process-wide, like
 // PyTorch's torch.backends.cuda.enable_*_sdp switches: for comparing the kernels and for debugging.
-//   TensorCores: for float32 dense attention, tensor-core kernels (3xTF32: float32's accuracy, as PyTorch's
-//         memory-efficient attention computes float32) on GPUs from sm_80 for heads up to 128 wide; else as
-//         Auto. Not yet Auto's first choice: they have run only in the CPU emulation of the backend, and
-//         Auto adopts them once a GPU has run their parity rows;
+//   TensorCores: for float32 dense and LSH attention, tensor-core kernels (3xTF32: float32's accuracy, as
+//         PyTorch's memory-efficient attention computes float32) on GPUs from sm_80 for heads up to 128 wide;
+//         else as Auto. Not yet Auto's first choice: they have run only in the CPU emulation of the backend,
+//         and Auto adopts them once a GPU has run their parity rows;
 //   Auto: register tiles for heads up to 128 wide, else shared-memory tiles (any head whose tiles fit the
 //         device's shared memory), else the composed ops;
 //   SharedTiles: never the register tiles;

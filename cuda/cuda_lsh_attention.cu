@@ -27,7 +27,8 @@
 // Dispatch (at the end): the register-tiled kernels of cuda_lsh_attention_register_tiles.cu (the same steps
 // with GEMM-like inner loops) run first; the kernels here take what they decline (their tiles need more
 // shared memory: a float64 head of 128, or a device with less to give). lsh_attention.cuh holds what both
-// share; cuda::set_attention_kernels can switch either off.
+// share; cuda::set_attention_kernels can switch either off, or put cuda_lsh_attention_tensor_cores.cu's
+// kernels (float32 on tensor cores) first.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -417,6 +418,7 @@ bool fused_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, cons
   Lsh<T> a = make_lsh<T>(sqk, sv, spos, padding, bias, ch);
   a.out = ptr<T>(out);
   a.lse = ptr<T>(lse);
+  if (kernels == AttentionKernels::TensorCores && tensor_core_forward(a)) return true;
   if (kernels != AttentionKernels::SharedTiles && register_tiled_forward(a)) return true;
   const int tile = lsh_tile<T>(a.c, a.d, a.dv);
   if (tile == 0) return false;
@@ -444,6 +446,7 @@ bool fused_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor
   a.row_max = ptr<T>(stats);
   a.row_inv_sum = a.row_max + a.bh * a.n;
   a.row_delta = a.row_inv_sum + a.bh * a.n;
+  if (kernels == AttentionKernels::TensorCores && tensor_core_backward(a)) return true;
   if (kernels != AttentionKernels::SharedTiles && register_tiled_backward(a)) return true;
   const int tile = lsh_tile<T>(a.c, a.d, a.dv);
   if (tile == 0) return false;

@@ -116,20 +116,6 @@ __device__ __forceinline__ void tile_products(const Lsh<T>& a, const ThreadGrid&
   tile_logits(a, g, qr, t, w0, kc, s, replaced);
 }
 
-// An entry's softmax weight p = exp(x - m) / l, from its logit x and its row's kept statistics (m, 1 / l),
-// and its score gradient dS = p (dp - delta): 0 for a replaced logit, a constant that still carries weight
-// (a fully masked row).
-template <typename T>
-struct WeightAndGrad {
-  T p, ds;
-};
-template <typename T>
-__device__ __forceinline__ WeightAndGrad<T> weight_and_grad(T x, bool replaced, T m, T inv_sum, T dp,
-                                                            T delta) {
-  const T p = exp_of(x - m) * inv_sum;
-  return {p, replaced ? T(0) : p * (dp - delta)};
-}
-
 // Loads window positions [w0, w0 + kc) of the query tile's chunk: keys normalised, positions, padding and
 // (when `values`) the values.
 template <typename T>

@@ -70,6 +70,18 @@ struct Lsh {
   }
 };
 
+// rho = (mean(q^2) + eps)^(-1/2) of global row `row`, the key normalisation's factor (keys are
+// k = q rho / sqrt(d)), summed by the 32 lanes of the calling warp (every lane gets it).
+template <typename T>
+__device__ __forceinline__ T warp_key_rho(const Lsh<T>& a, int64_t row) {
+  const int lane = threadIdx.x % 32;
+  const T* q = a.qk + row * a.d;
+  T ss = 0;
+  for (int c = lane; c < a.d; c += 32) ss += q[c] * q[c];
+  ss = warp_sum(ss);
+  return T(1) / sqrt_of(ss / static_cast<T>(a.d) + static_cast<T>(kNormEps));
+}
+
 // Loads `count` keys, key e being global row row_of(e): normalised into k (pitch odd_pitch(d)), positions,
 // padding flags and, when asked, their rho. A warp per key.
 template <typename T, typename RowOf>
@@ -79,10 +91,7 @@ __device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T
   for (int e = threadIdx.x / 32; e < count; e += kWarps) {
     const int64_t row = row_of(e);
     const T* q = a.qk + row * a.d;
-    T ss = 0;
-    for (int c = lane; c < a.d; c += 32) ss += q[c] * q[c];
-    ss = warp_sum(ss);
-    const T rho = T(1) / sqrt_of(ss / static_cast<T>(a.d) + static_cast<T>(kNormEps));
+    const T rho = warp_key_rho(a, row);
     const T scale = rho * a.inv_sqrt_d;
     for (int c = lane; c < a.d; c += 32) k[e * odd_pitch(a.d) + c] = q[c] * scale;
     if (lane == 0) {
@@ -134,6 +143,20 @@ __device__ __forceinline__ T key_path_grad(const Lsh<T>& a, T rho, T kdot, T dk_
   return rho * a.inv_sqrt_d * (dk_col - a.qk[key * a.d + col] * coef);
 }
 
+// An entry's softmax weight p = exp(x - m) / l, from its logit x and its row's kept statistics (m, 1 / l),
+// and its score gradient dS = p (dp - delta): 0 for a replaced logit, a constant that still carries weight
+// (a fully masked row).
+template <typename T>
+struct WeightAndGrad {
+  T p, ds;
+};
+template <typename T>
+__device__ __forceinline__ WeightAndGrad<T> weight_and_grad(T x, bool replaced, T m, T inv_sum, T dp,
+                                                            T delta) {
+  const T p = exp_of(x - m) * inv_sum;
+  return {p, replaced ? T(0) : p * (dp - delta)};
+}
+
 // ---- host side
 
 template <typename T>
@@ -177,5 +200,13 @@ template <typename T>
 bool register_tiled_forward(const Lsh<T>& a);
 template <typename T>
 bool register_tiled_backward(const Lsh<T>& a);
+
+// The tensor-core kernels (cuda_lsh_attention_tensor_cores.cu, float32 on sm_80 and later, at float32's
+// accuracy): as the register-tiled ones, for heads up to 128 wide; false for float64, on an older GPU, or
+// when their tiles do not fit.
+bool tensor_core_forward(const Lsh<float>& a);
+bool tensor_core_forward(const Lsh<double>& a);
+bool tensor_core_backward(const Lsh<float>& a);
+bool tensor_core_backward(const Lsh<double>& a);
 
 }  // namespace loom::cuda::lsh_attention

@@ -29,6 +29,10 @@
 #include "support/expect.h"
 #include "support/module_copy.h"
 
+#ifdef LOOM_WITH_CUDA
+#include "loom/cuda/cuda_backend.h"
+#endif
+
 namespace loom::models {
 namespace {
 
@@ -49,10 +53,10 @@ class CudaModels : public ::testing::Test {
 };
 
 // One training step of `cpu` and `gpu` (same parameters): loss(model, device) under the same seed, backward,
-// one AdamW step; losses, gradients and updated parameters compared.
+// and (when `update`) one AdamW step; losses, gradients and updated parameters compared.
 void expect_same_training_step(nn::Module& cpu, nn::Module& gpu,
                                const std::function<Tensor(nn::Module&, Device)>& loss, double rtol,
-                               double atol) {
+                               double atol, bool update = true) {
   copy_parameters(cpu, gpu);
   manual_seed(11);
   Tensor loss_cpu = loss(cpu, kCPU);
@@ -74,6 +78,7 @@ void expect_same_training_step(nn::Module& cpu, nn::Module& gpu,
     expect_close(pg[i].second.grad().to(kCPU), pc[i].second.grad(), rtol, atol, "grad of " + pc[i].first);
   }
   EXPECT_GT(with_grad, 0);
+  if (!update) return;
   nn::AdamW opt_cpu(cpu.named_parameters()), opt_gpu(gpu.named_parameters());
   opt_cpu.step();
   opt_gpu.step();
@@ -104,6 +109,40 @@ TEST_F(CudaModels, ReformerTrainingStepMatchesCpu) {
       [&](nn::Module& m, Device d) { return static_cast<ReformerLM&>(m).loss(tokens.to(d), targets.to(d)); },
       1e-8, 1e-10);
 }
+
+#ifdef LOOM_WITH_CUDA
+// The same Reformer in float32 with the tensor-core kernels pinned (cuda::set_attention_kernels): its LSH
+// attention and the dense attention inside its local attention run as 3xTF32 on the tensor cores. float32
+// on both devices, so the tolerance is float32's; no AdamW step, whose first update is the gradient's sign
+// and so flips on rounding for gradients near zero.
+TEST_F(CudaModels, ReformerTrainingStepOnTensorCoresMatchesCpu) {
+  struct Pin {  // back to Auto however this returns
+    Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::TensorCores); }
+    ~Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::Auto); }
+  } pin;
+  ReformerConfig c;
+  c.vocab_size = 11;
+  c.d_model = 32;
+  c.d_ff = 48;
+  c.layers = 4;  // alternating local and LSH attention, reversible
+  c.heads = 2;
+  c.head_dim = 16;
+  c.lsh_chunk = c.local_chunk = 16;
+  c.n_hashes = 2;
+  c.max_seq = 64;
+  c.n_buckets = {4};
+  c.dropout = 0.1;
+  manual_seed(1);
+  ReformerLM cpu(c, {kFloat32, kCPU});
+  ReformerLM gpu(c, {kFloat32, kCUDA});
+  manual_seed(2);
+  Tensor tokens = randint(0, 11, {2, 64}), targets = randint(0, 11, {2, 64});
+  expect_same_training_step(
+      cpu, gpu,
+      [&](nn::Module& m, Device d) { return static_cast<ReformerLM&>(m).loss(tokens.to(d), targets.to(d)); },
+      1e-4, 1e-6, /*update=*/false);
+}
+#endif
 
 TEST_F(CudaModels, UniversalTransformerWithActTrainingStepMatchesCpu) {
   UniversalTransformerConfig c;

@@ -133,7 +133,7 @@ INSTANTIATE_TEST_SUITE_P(Pinned, AttentionKernelParity, ::testing::ValuesIn([] {
                              const std::string_view name(op.name);
                              const bool dense = name.starts_with("attention_grad");
                              if (!dense && !name.starts_with("lsh_attention_grad")) continue;
-                             if (dense) rows.emplace_back(op.name, cuda::AttentionKernels::TensorCores);
+                             rows.emplace_back(op.name, cuda::AttentionKernels::TensorCores);
                              rows.emplace_back(op.name, cuda::AttentionKernels::SharedTiles);
                              rows.emplace_back(op.name, cuda::AttentionKernels::Composed);
                            }
