@@ -83,9 +83,8 @@ __global__ void __launch_bounds__(kBlockThreads) tensor_core_forward_kernel(Prob
     load_tile(p, kK, k_base, j0, cols, sk);
     load_tile(p, kV, v_base, j0, cols, sv);
     __syncthreads();
-    float s[kScoreTiles][4];
-    zero(s);
-    warp_gemm<false>(s, l, sq, qp, r0, sk, qp, padded(p.d), kScoreTiles);
+    float s[kScoreTiles][4], unused[kScoreTiles][4];
+    score_products(s, unused, l, sq, sk, p.d, nullptr, nullptr, p.dv, false);
 #pragma unroll
     for (int nt = 0; nt < kScoreTiles; ++nt)
 #pragma unroll
@@ -182,11 +181,8 @@ __global__ void __launch_bounds__(kBlockThreads) tensor_core_backward_kv_kernel(
       t.delta[e] = e < rows && want_k ? p.delta[mat * p.l + i0 + e] : 0.0f;
     }
     __syncthreads();
-    float st[kScoreTiles][4], dpt[kScoreTiles][4];
-    zero(st);
-    zero(dpt);
-    warp_gemm<false>(st, l, t.k, qp, r0, t.q, qp, padded(p.d), kScoreTiles);
-    if (want_k) warp_gemm<false>(dpt, l, t.v, vp, r0, t.go, vp, padded(p.dv), kScoreTiles);
+    float st[kScoreTiles][4], dpt[kScoreTiles][4];  // keys x queries
+    score_products(st, dpt, l, t.k, t.q, p.d, t.v, t.go, p.dv, want_k);
 #pragma unroll
     for (int nt = 0; nt < kScoreTiles; ++nt)
 #pragma unroll
@@ -248,10 +244,7 @@ __global__ void __launch_bounds__(kBlockThreads) tensor_core_backward_q_kernel(P
     load_tile(p, kV, v_base, j0, cols, t.v);
     __syncthreads();
     float s[kScoreTiles][4], dprob[kScoreTiles][4];
-    zero(s);
-    zero(dprob);
-    warp_gemm<false>(s, l, t.q, qp, r0, t.k, qp, padded(p.d), kScoreTiles);
-    warp_gemm<false>(dprob, l, t.go, vp, r0, t.v, vp, padded(p.dv), kScoreTiles);
+    score_products(s, dprob, l, t.q, t.k, p.d, t.go, t.v, p.dv, true);
 #pragma unroll
     for (int nt = 0; nt < kScoreTiles; ++nt)
 #pragma unroll

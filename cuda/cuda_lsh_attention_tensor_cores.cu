@@ -154,9 +154,8 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_forward_kernel(
     __syncthreads();  // every warp has read the previous tile's keys and values
     load_window_tile(a, qt, t, w0, kc, true);
     __syncthreads();
-    float s[kScoreTiles][4];
-    zero(s);
-    warp_gemm<false>(s, l, t.q, qp, r0, t.k, qp, padded(a.d), kScoreTiles);
+    float s[kScoreTiles][4], unused[kScoreTiles][4];
+    score_products(s, unused, l, t.q, t.k, a.d, nullptr, nullptr, a.dv, false);
     unsigned replaced;
     query_logits(a, l, qt, t, w0, kc, s, replaced);
     float factor[2];
@@ -219,9 +218,8 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_query_kernel(Ls
     __syncthreads();  // every warp has read the previous tile's keys (the first time: delta)
     load_window_tile(a, qt, t, w0, kc, false);
     __syncthreads();
-    float s[kScoreTiles][4];
-    zero(s);
-    warp_gemm<false>(s, l, t.q, qp, r0, t.k, qp, padded(a.d), kScoreTiles);
+    float s[kScoreTiles][4], unused[kScoreTiles][4];
+    score_products(s, unused, l, t.q, t.k, a.d, nullptr, nullptr, a.dv, false);
     unsigned replaced;
     query_logits(a, l, qt, t, w0, kc, s, replaced);
     float factor[2];
@@ -248,10 +246,7 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_query_kernel(Ls
     load_window_tile(a, qt, t, w0, kc, true);
     __syncthreads();
     float s[kScoreTiles][4], dprob[kScoreTiles][4];
-    zero(s);
-    zero(dprob);
-    warp_gemm<false>(s, l, t.q, qp, r0, t.k, qp, padded(a.d), kScoreTiles);
-    warp_gemm<false>(dprob, l, t.go, vp, r0, t.v, vp, padded(a.dv), kScoreTiles);
+    score_products(s, dprob, l, t.q, t.k, a.d, t.go, t.v, a.dv, true);
     unsigned replaced;
     query_logits(a, l, qt, t, w0, kc, s, replaced);
 #pragma unroll
@@ -318,10 +313,7 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_key_kernel(Lsh<
       }
       __syncthreads();
       float st[kScoreTiles][4], dpt[kScoreTiles][4];  // keys x queries
-      zero(st);
-      zero(dpt);
-      warp_gemm<false>(st, l, t.k, qp, r0, t.q, qp, padded(a.d), kScoreTiles);
-      warp_gemm<false>(dpt, l, t.v, vp, r0, t.go, vp, padded(a.dv), kScoreTiles);
+      score_products(st, dpt, l, t.k, t.q, a.d, t.v, t.go, a.dv, true);
 #pragma unroll
       for (int nt = 0; nt < kScoreTiles; ++nt)
 #pragma unroll

@@ -95,6 +95,19 @@ __device__ __forceinline__ void warp_gemm(float (&acc)[kTiles][4], const Lane& l
   }
 }
 
+// The warp's raw products with a 64-column tile: s = A B^T over `width` (A the warp's 16 rows of a [row][k]
+// tile, B a [column][k] tile, both at pitch_of(width)) and, when `grads`, dp = C D^T over `grad_width`
+// likewise.
+__device__ __forceinline__ void score_products(float (&s)[kScoreTiles][4], float (&dp)[kScoreTiles][4],
+                                               const Lane& l, const float* a, const float* b, int width,
+                                               const float* c, const float* d, int grad_width, bool grads) {
+  zero(s);
+  zero(dp);
+  const int r0 = l.first_row(), pitch = pitch_of(width), grad_pitch = pitch_of(grad_width);
+  warp_gemm<false>(s, l, a, pitch, r0, b, pitch, padded(width), kScoreTiles);
+  if (grads) warp_gemm<false>(dp, l, c, grad_pitch, r0, d, grad_pitch, padded(grad_width), kScoreTiles);
+}
+
 // One 64-key tile of the online softmax (Milakov and Gimelshein 2018) for the lane's two rows (h = 0: row g,
 // entries 0 and 1 of every tile; h = 1: row g + 8, entries 2 and 3): folds the scores s (-inf where
 // excluded) into each row's running maximum and sum across the 4 lanes of its quad, turns s into the weights
