@@ -140,7 +140,7 @@ template <int kTiles>
 __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_forward_kernel(Lsh<float> a) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const Tiles t(shared_bytes, Tiles::kForward, a.d, a.dv);
-  const int qp = pitch_of(a.d), vp = pitch_of(a.dv);
+  const int vp = pitch_of(a.dv);
   const Lane l;
   const int r0 = l.first_row();
   const QueryTile qt = block_query_tile(a, l);
@@ -191,7 +191,7 @@ template <int kTiles>
 __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_query_kernel(Lsh<float> a) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const Tiles t(shared_bytes, Tiles::kQuery, a.d, a.dv);
-  const int qp = pitch_of(a.d), vp = pitch_of(a.dv);
+  const int qp = pitch_of(a.d);
   const Lane l;
   const int r0 = l.first_row(), lane = threadIdx.x % 32;
   const QueryTile qt = block_query_tile(a, l);
