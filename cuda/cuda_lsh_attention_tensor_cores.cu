@@ -11,7 +11,7 @@
 // of P^T and dS^T are its own). Weights and score gradients reach their second product through the warp's own
 // rows of a shared tile.
 //
-// Shared memory, d = dv = 64: 70 KiB forward, 87 KiB for the query kernel, 106 KiB for the key kernel (the
+// Shared memory, d = dv = 64: 69 KiB forward, 86 KiB for the query kernel, 104 KiB for the key kernel (the
 // kernels opt in above 48 KiB; where a device cannot, or is older than sm_80, they decline).
 #include <algorithm>
 #include <cmath>
