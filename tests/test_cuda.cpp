@@ -681,7 +681,7 @@ double attention_float32_error(cuda::AttentionKernels kernels) {
 
 // The tensor-core kernels compute float32 as 3xTF32 so as to keep float32's accuracy: their error against
 // float64 stays within a small factor of the FMA register tiles' (a tf32 product alone, 2^-11 relative, errs
-// about a hundred times more, and fails this).
+// about a thousand times more here, and fails this).
 TEST_F(Cuda, TensorCoreAttentionKeepsFloat32Accuracy) {
 #ifdef LOOM_WITH_CUDA
   const double fma = attention_float32_error(cuda::AttentionKernels::Auto),

@@ -105,8 +105,8 @@ namespace {
 // The dense and LSH attention rows again with the fastest kernels switched off (cuda::set_attention_kernels):
 // heads up to 128 wide take the register-tiled kernels above, so these keep the shared-memory-tile kernels
 // (which wider heads, and devices with less shared memory, take) and the composed ops checked on the same
-// edge cases; and the dense rows with the tensor-core kernels switched on (their float32 rows run on them,
-// their float64 rows, which those decline, on the register tiles).
+// edge cases; and with the tensor-core kernels switched on (the float32 rows run on them, the float64 rows,
+// which those decline, on the register tiles).
 using PinnedKernels = std::tuple<std::string, cuda::AttentionKernels>;
 class AttentionKernelParity : public ::testing::TestWithParam<PinnedKernels> {};
 
@@ -131,8 +131,9 @@ INSTANTIATE_TEST_SUITE_P(Pinned, AttentionKernelParity, ::testing::ValuesIn([] {
                            std::vector<PinnedKernels> rows;
                            for (const OpCase& op : op_table()) {
                              const std::string_view name(op.name);
-                             const bool dense = name.starts_with("attention_grad");
-                             if (!dense && !name.starts_with("lsh_attention_grad")) continue;
+                             if (!name.starts_with("attention_grad") &&
+                                 !name.starts_with("lsh_attention_grad"))
+                               continue;
                              rows.emplace_back(op.name, cuda::AttentionKernels::TensorCores);
                              rows.emplace_back(op.name, cuda::AttentionKernels::SharedTiles);
                              rows.emplace_back(op.name, cuda::AttentionKernels::Composed);
