@@ -123,6 +123,12 @@ inline size_t opt_in_shared_bytes() {
   return static_cast<size_t>(bytes);
 }
 
+// Whether a block can have `bytes` of dynamic shared memory on the current device (above the default 48 KiB
+// by opting in).
+inline bool shared_bytes_fit(size_t bytes) {
+  return bytes <= kDefaultSharedBytes || bytes <= opt_in_shared_bytes();
+}
+
 // The tallest of kTileRows for which fits(rows, budget) holds: first within the default 48 KiB, where every
 // head width the kernels were written for fits; failing that, within the device's opt-in maximum, so that a
 // wide head still runs fused instead of taking the composed default and its whole score matrix. 0: none.

@@ -19,7 +19,6 @@
 
 #include "loom/cuda/dense_attention.cuh"
 #include "loom/cuda/mma_tiles.cuh"
-#include "loom/cuda/register_tiles.cuh"
 
 namespace loom::cuda::dense_attention {
 namespace {
@@ -276,7 +275,7 @@ size_t forward_bytes(int d, int dv) {
 // Whether the kernels take a problem: float32 heads up to 128 wide whose tiles fit, on a GPU with tf32
 // tensor cores.
 bool applies(const Problem<float>& p, size_t shared) {
-  return std::max(p.d, p.dv) <= kWidestHead && register_tiles::shared_bytes_fit(shared) && device_has_tf32();
+  return std::max(p.d, p.dv) <= kWidestHead && shared_bytes_fit(shared) && device_has_tf32();
 }
 
 }  // namespace

@@ -18,7 +18,6 @@
 
 #include "loom/cuda/lsh_attention.cuh"
 #include "loom/cuda/mma_tiles.cuh"
-#include "loom/cuda/register_tiles.cuh"
 
 namespace loom::cuda::lsh_attention {
 namespace {
@@ -58,29 +57,13 @@ struct Tiles {
   }
 };
 
-// Loads `count` keys, key e being global row row_of(e), normalised into k ([kRows][pitch_of(d)], zero past
-// the keys and the width), with their positions, padding flags and, when asked, their rho. A warp per key.
+// Loads `count` keys, key e being global row row_of(e), normalised into a [kRows][pitch_of(d)] tile (zeros
+// past the keys and the width), with their positions, padding flags and, when asked, their rho.
 template <typename RowOf>
-__device__ void load_keys_padded(const Lsh<float>& a, int64_t g, int count, RowOf row_of, const Tiles& t,
-                                 float* rho_out) {
-  const int lane = threadIdx.x % 32, pitch = pitch_of(a.d), width = padded(a.d);
-  for (int e = threadIdx.x / 32; e < kRows; e += kBlockWarps) {  // uniform across each warp
-    float* k = t.k + e * pitch;
-    if (e >= count) {
-      for (int c = lane; c < width; c += 32) k[c] = 0.0f;
-      continue;
-    }
-    const int64_t row = row_of(e);
-    const float* q = a.qk + row * a.d;
-    const float rho = warp_key_rho(a, row), scale = rho * a.inv_sqrt_d;
-    for (int c = lane; c < width; c += 32) k[c] = c < a.d ? q[c] * scale : 0.0f;
-    if (lane == 0) {
-      const int64_t p = a.pos[row];
-      t.kpos[e] = p;
-      t.kpad[e] = a.pad && a.pad[(g / a.heads) * a.l + p];
-      if (rho_out) rho_out[e] = rho;
-    }
-  }
+__device__ __forceinline__ void load_key_tile(const Lsh<float>& a, int64_t g, int count, RowOf row_of,
+                                              const Tiles& t, float* rho_out) {
+  load_keys<true>(a, g, count, row_of, KeyRows{pitch_of(a.d), padded(a.d), kRows, kBlockWarps}, t.k, t.kpos,
+                  t.kpad, rho_out);
 }
 
 // A query tile of the forward and query kernels: batch-head g, chunk ci, the global row q0 of its first
@@ -110,7 +93,7 @@ __device__ QueryTile block_query_tile(const Lsh<float>& a, const Lane& l) {
 __device__ __forceinline__ void load_window_tile(const Lsh<float>& a, const QueryTile& qt, const Tiles& t,
                                                  int64_t w0, int kc, bool values) {
   auto row_of = [&](int e) { return a.window_row(qt.g, qt.ci, w0 + e); };
-  load_keys_padded(a, qt.g, kc, row_of, t, nullptr);
+  load_key_tile(a, qt.g, kc, row_of, t, nullptr);
   if (values) load_padded(a.v, a.dv, row_of, kc, a.dv, t.v);
 }
 
@@ -287,7 +270,7 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_key_kernel(Lsh<
   const int64_t k0 = head * a.n + key_chunk * a.c + kt * kRows;  // global row of the tile's first key
   const int kc = static_cast<int>(min_of(kRows, a.c - kt * kRows));
   auto key_row = [k0](int e) { return k0 + e; };
-  load_keys_padded(a, head, kc, key_row, t, t.rho);
+  load_key_tile(a, head, kc, key_row, t, t.rho);
   load_padded(a.v, a.dv, key_row, kc, a.dv, t.v);
   float acc_k[kTiles][4], acc_v[kTiles][4];
   zero(acc_k);
@@ -369,7 +352,7 @@ size_t tile_bytes(Tiles::Kind kind, const Lsh<float>& a) { return Tiles(nullptr,
 
 // Whether the kernels take a problem: heads up to 128 wide whose tiles fit, on a GPU with tf32 tensor cores.
 bool applies(const Lsh<float>& a, size_t shared) {
-  return std::max(a.d, a.dv) <= kWidestHead && register_tiles::shared_bytes_fit(shared) && device_has_tf32();
+  return std::max(a.d, a.dv) <= kWidestHead && shared_bytes_fit(shared) && device_has_tf32();
 }
 
 }  // namespace

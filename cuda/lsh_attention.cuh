@@ -1,6 +1,7 @@
 #pragma once
 // What LSH attention's chunk kernels share (cuda_lsh_attention.cu: shared-memory tiles;
-// cuda_lsh_attention_register_tiles.cu: register tiles): the problem (Lsh: sorted rows, chunks and windows,
+// cuda_lsh_attention_register_tiles.cu: register tiles; cuda_lsh_attention_tensor_cores.cu: tensor cores):
+// the problem (Lsh: sorted rows, chunks and windows,
 // the logit with its self penalty, bias and replacements), built on the host from the op's tensors, the
 // normalised key loader and the blocks' coordinates. cuda_lsh_attention.cu's header comment gives the
 // algorithm.
@@ -82,18 +83,33 @@ __device__ __forceinline__ T warp_key_rho(const Lsh<T>& a, int64_t row) {
   return T(1) / sqrt_of(ss / static_cast<T>(a.d) + static_cast<T>(kNormEps));
 }
 
-// Loads `count` keys, key e being global row row_of(e): normalised into k (pitch odd_pitch(d)), positions,
+// How load_keys lays a key tile out: `pitch` elements a row, the rows shared by `warps` warps of the block.
+// When the template's kPadded is set, a row holds zeros after the key's d values up to `width`, and the rows
+// from the keys' count up to `rows` are zeros; otherwise only the keys' d values are written (width = d,
+// rows = count), as the FMA kernels, which never read past them, want it.
+struct KeyRows {
+  int pitch, width, rows, warps;
+};
+
+// Loads `count` keys, key e being global row row_of(e): normalised into k as `layout` says, positions,
 // padding flags and, when asked, their rho. A warp per key.
-template <typename T, typename RowOf>
-__device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T* k, int64_t* kpos,
-                          bool* kpad, T* rho_out) {
+template <bool kPadded, typename T, typename RowOf>
+__device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, KeyRows layout, T* k,
+                          int64_t* kpos, bool* kpad, T* rho_out) {
   const int lane = threadIdx.x % 32;
-  for (int e = threadIdx.x / 32; e < count; e += kWarps) {
+  for (int e = threadIdx.x / 32; e < layout.rows; e += layout.warps) {  // uniform across each warp
+    T* key = k + e * layout.pitch;
+    if constexpr (kPadded) {
+      if (e >= count) {
+        for (int c = lane; c < layout.width; c += 32) key[c] = T(0);
+        continue;
+      }
+    }
     const int64_t row = row_of(e);
     const T* q = a.qk + row * a.d;
     const T rho = warp_key_rho(a, row);
     const T scale = rho * a.inv_sqrt_d;
-    for (int c = lane; c < a.d; c += 32) k[e * odd_pitch(a.d) + c] = q[c] * scale;
+    for (int c = lane; c < layout.width; c += 32) key[c] = !kPadded || c < a.d ? q[c] * scale : T(0);
     if (lane == 0) {
       const int64_t p = a.pos[row];
       kpos[e] = p;
@@ -101,6 +117,14 @@ __device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T
       if (rho_out) rho_out[e] = rho;
     }
   }
+}
+
+// The shared-memory-tile and register-tiled kernels' layout: the keys' rows alone, at odd_pitch(d), all
+// warps of a 256-thread block.
+template <typename T, typename RowOf>
+__device__ void load_keys(const Lsh<T>& a, int64_t g, int count, RowOf row_of, T* k, int64_t* kpos,
+                          bool* kpad, T* rho_out) {
+  load_keys<false>(a, g, count, row_of, KeyRows{odd_pitch(a.d), a.d, count, kWarps}, k, kpos, kpad, rho_out);
 }
 
 // The block's place: (batch-head g, chunk, tile of the chunk).

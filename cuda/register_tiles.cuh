@@ -117,10 +117,4 @@ bool with_columns(int width, F f) {
   return true;
 }
 
-// Whether a block can have `bytes` of dynamic shared memory on the current device (above the default 48 KiB
-// by opting in).
-inline bool shared_bytes_fit(size_t bytes) {
-  return bytes <= kDefaultSharedBytes || bytes <= opt_in_shared_bytes();
-}
-
 }  // namespace loom::cuda::register_tiles

@@ -86,24 +86,32 @@ void expect_same_training_step(nn::Module& cpu, nn::Module& gpu,
     expect_close(pg[i].second.to(kCPU), pc[i].second, rtol, atol, "updated " + pc[i].first);
 }
 
-TEST_F(CudaModels, ReformerTrainingStepMatchesCpu) {
+// A small Reformer: 4 layers alternating local and LSH attention, reversible, 2 hash rounds, dropout 0.1
+// (Philox: the same masks on both devices, replayed in the reversible recompute); its widths, chunks and
+// length `scale` times those of the smallest.
+ReformerConfig small_reformer(int64_t scale) {
   ReformerConfig c;
   c.vocab_size = 11;
-  c.d_model = 16;
-  c.d_ff = 24;
-  c.layers = 4;  // alternating local and LSH attention, reversible
+  c.d_model = 16 * scale;
+  c.d_ff = 24 * scale;
+  c.layers = 4;
   c.heads = 2;
-  c.head_dim = 8;
-  c.lsh_chunk = c.local_chunk = 8;
+  c.head_dim = 8 * scale;
+  c.lsh_chunk = c.local_chunk = 8 * scale;
   c.n_hashes = 2;
-  c.max_seq = 32;
+  c.max_seq = 32 * scale;
   c.n_buckets = {4};
-  c.dropout = 0.1;  // Philox: the same masks on both devices, replayed in the reversible recompute
+  c.dropout = 0.1;
+  return c;
+}
+
+TEST_F(CudaModels, ReformerTrainingStepMatchesCpu) {
+  const ReformerConfig c = small_reformer(1);
   manual_seed(1);
   ReformerLM cpu(c, {kFloat64, kCPU});
   ReformerLM gpu(c, {kFloat64, kCUDA});
   manual_seed(2);
-  Tensor tokens = randint(0, 11, {2, 32}), targets = randint(0, 11, {2, 32});
+  Tensor tokens = randint(0, 11, {2, c.max_seq}), targets = randint(0, 11, {2, c.max_seq});
   expect_same_training_step(
       cpu, gpu,
       [&](nn::Module& m, Device d) { return static_cast<ReformerLM&>(m).loss(tokens.to(d), targets.to(d)); },
@@ -120,23 +128,12 @@ TEST_F(CudaModels, ReformerTrainingStepOnTensorCoresMatchesCpu) {
     Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::TensorCores); }
     ~Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::Auto); }
   } pin;
-  ReformerConfig c;
-  c.vocab_size = 11;
-  c.d_model = 32;
-  c.d_ff = 48;
-  c.layers = 4;  // alternating local and LSH attention, reversible
-  c.heads = 2;
-  c.head_dim = 16;
-  c.lsh_chunk = c.local_chunk = 16;
-  c.n_hashes = 2;
-  c.max_seq = 64;
-  c.n_buckets = {4};
-  c.dropout = 0.1;
+  const ReformerConfig c = small_reformer(2);
   manual_seed(1);
   ReformerLM cpu(c, {kFloat32, kCPU});
   ReformerLM gpu(c, {kFloat32, kCUDA});
   manual_seed(2);
-  Tensor tokens = randint(0, 11, {2, 64}), targets = randint(0, 11, {2, 64});
+  Tensor tokens = randint(0, 11, {2, c.max_seq}), targets = randint(0, 11, {2, c.max_seq});
   expect_same_training_step(
       cpu, gpu,
       [&](nn::Module& m, Device d) { return static_cast<ReformerLM&>(m).loss(tokens.to(d), targets.to(d)); },
