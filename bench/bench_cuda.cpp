@@ -4,16 +4,16 @@
 //
 //   Matmul/<n>           loom::matmul of two [n, n] float32 matrices on the GPU
 //   CublasSgemm/<n>      the same product from cuBLAS called directly (the target: Loom within 5% of it)
-//   Attention/<L>        scaled_dot_product_attention forward + backward, [4, 8, L, 64] float32, causal
-//   AttentionSharedTiles/<L> the same with the register-tiled kernels switched off
-//                        (cuda::set_attention_kernels): what the register tiles gain over the shared-memory
-//                        ones
-//   AttentionTensorCores/<L> the same on the tensor-core kernels (AttentionKernels::TensorCores, 3xTF32):
-//                        what they gain over the register tiles, and the figure for PyTorch's float32 SDPA,
+//   Attention/<L>        scaled_dot_product_attention forward + backward, [4, 8, L, 64] float32, causal, on
+//                        the default kernels: the tensor cores (3xTF32) where the GPU has them and passes
+//                        their self-check (the label says which); the figure for PyTorch's float32 SDPA,
 //                        which computes on the tensor cores in the same way
-//   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds, causal
-//   LshAttentionSharedTiles/<L> the same with the register-tiled kernels switched off
-//   LshAttentionTensorCores/<L> the same on the tensor-core kernels (AttentionKernels::TensorCores)
+//   AttentionRegisterTiles/<L> the same on the FMA register tiles (AttentionKernels::RegisterTiles,
+//                        cuda::set_attention_kernels): what the tensor cores gain over them
+//   AttentionSharedTiles/<L> the same on the shared-memory tiles: what the register tiles gain over them
+//   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds,
+//                        causal, default kernels (the label says whether the tensor cores ran)
+//   LshAttentionRegisterTiles/<L>, LshAttentionSharedTiles/<L> likewise
 //   MultiDimAttention/<r> multi_dim_attention forward + backward over Bi-BloSA's blocks: [512, r, 300]
 //                        float32 (a batch of 32 sequences of 16 blocks), forward mask; counter scores/s, the
 //                        (i, j, f) score entries of forward and backward per second
@@ -75,17 +75,26 @@ void flops(benchmark::State& state, double per_iteration) {
 
 // Which fused attention kernels a benchmark pins (cuda::set_attention_kernels; this enum exists without
 // CUDA).
-enum class Kernels { Auto, SharedTiles, TensorCores };
+enum class Kernels { Auto, RegisterTiles, SharedTiles };
 
 // While it lives, the fused attention kernels are pinned to `kernels`; Auto afterwards.
 struct PinnedAttentionKernels {
   explicit PinnedAttentionKernels([[maybe_unused]] Kernels kernels) {
 #ifdef LOOM_WITH_CUDA
     using loom::cuda::AttentionKernels;
-    loom::cuda::set_attention_kernels(kernels == Kernels::SharedTiles   ? AttentionKernels::SharedTiles
-                                      : kernels == Kernels::TensorCores ? AttentionKernels::TensorCores
-                                                                        : AttentionKernels::Auto);
+    loom::cuda::set_attention_kernels(kernels == Kernels::SharedTiles     ? AttentionKernels::SharedTiles
+                                      : kernels == Kernels::RegisterTiles ? AttentionKernels::RegisterTiles
+                                                                          : AttentionKernels::Auto);
 #endif
+  }
+  // Which kernels the run's float32 attention took, for the benchmark's label.
+  static std::string label(Kernels kernels) {
+    if (kernels == Kernels::SharedTiles) return "shared tiles";
+    if (kernels == Kernels::RegisterTiles) return "register tiles";
+#ifdef LOOM_WITH_CUDA
+    if (loom::cuda::tensor_cores_enabled(0)) return "tensor cores";
+#endif
+    return "register tiles (no tensor cores)";
   }
   ~PinnedAttentionKernels() {
 #ifdef LOOM_WITH_CUDA
@@ -145,11 +154,12 @@ void attention_step(benchmark::State& state, Kernels kernels) {
   });
   // Forward 2 L^2 d (scores) + 2 L^2 d (values), backward twice that, halved by the causal mask.
   flops(state, 3.0 * 4.0 * 4 * 8 * static_cast<double>(len) * len * 64 / 2);
+  state.SetLabel(PinnedAttentionKernels::label(kernels));
 }
 
 void BM_Attention(benchmark::State& state) { attention_step(state, Kernels::Auto); }
+void BM_AttentionRegisterTiles(benchmark::State& state) { attention_step(state, Kernels::RegisterTiles); }
 void BM_AttentionSharedTiles(benchmark::State& state) { attention_step(state, Kernels::SharedTiles); }
-void BM_AttentionTensorCores(benchmark::State& state) { attention_step(state, Kernels::TensorCores); }
 
 void BM_MultiDimAttention(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
@@ -189,11 +199,14 @@ void lsh_attention_step(benchmark::State& state, Kernels kernels) {
   });
   state.counters["tokens/s"] =
       benchmark::Counter(static_cast<double>(len), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(PinnedAttentionKernels::label(kernels));
 }
 
 void BM_LshAttention(benchmark::State& state) { lsh_attention_step(state, Kernels::Auto); }
+void BM_LshAttentionRegisterTiles(benchmark::State& state) {
+  lsh_attention_step(state, Kernels::RegisterTiles);
+}
 void BM_LshAttentionSharedTiles(benchmark::State& state) { lsh_attention_step(state, Kernels::SharedTiles); }
-void BM_LshAttentionTensorCores(benchmark::State& state) { lsh_attention_step(state, Kernels::TensorCores); }
 
 struct ReformerTrainer {
   loom::models::ReformerLM model;
@@ -320,15 +333,15 @@ BENCHMARK(BM_Attention)
     ->Arg(4096)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_AttentionSharedTiles)
-    ->Name("AttentionSharedTiles")
+BENCHMARK(BM_AttentionRegisterTiles)
+    ->Name("AttentionRegisterTiles")
     ->Arg(1024)
     ->Arg(2048)
     ->Arg(4096)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_AttentionTensorCores)
-    ->Name("AttentionTensorCores")
+BENCHMARK(BM_AttentionSharedTiles)
+    ->Name("AttentionSharedTiles")
     ->Arg(1024)
     ->Arg(2048)
     ->Arg(4096)
@@ -348,15 +361,15 @@ BENCHMARK(BM_LshAttention)
     ->Arg(65536)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LshAttentionSharedTiles)
-    ->Name("LshAttentionSharedTiles")
+BENCHMARK(BM_LshAttentionRegisterTiles)
+    ->Name("LshAttentionRegisterTiles")
     ->Arg(4096)
     ->Arg(16384)
     ->Arg(65536)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LshAttentionTensorCores)
-    ->Name("LshAttentionTensorCores")
+BENCHMARK(BM_LshAttentionSharedTiles)
+    ->Name("LshAttentionSharedTiles")
     ->Arg(4096)
     ->Arg(16384)
     ->Arg(65536)

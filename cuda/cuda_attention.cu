@@ -368,8 +368,8 @@ bool fused_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   if (kernels == AttentionKernels::Composed || !tileable(q.size(-1), v.size(-1))) return false;
   Problem<T> p = make_problem<T>(q, k, v, mask, causal, scale, dropout, out, lse, Tensor(), Tensor(),
                                  Tensor(), Tensor());
-  if (kernels == AttentionKernels::TensorCores && tensor_core_forward(p)) return true;
-  if ((kernels == AttentionKernels::TensorCores || kernels == AttentionKernels::Auto) &&
+  if (kernels == AttentionKernels::Auto && tensor_core_forward(p)) return true;
+  if ((kernels == AttentionKernels::Auto || kernels == AttentionKernels::RegisterTiles) &&
       register_tiled_forward(p))
     return true;
   const int tile = forward_tile<T>(p.d, p.dv);
@@ -399,8 +399,8 @@ bool fused_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, co
     LOOM_CUDA_CHECK_LAUNCH();
     p.delta = ptr<const T>(delta);
   }
-  if (kernels == AttentionKernels::TensorCores && tensor_core_backward(p)) return true;
-  if ((kernels == AttentionKernels::TensorCores || kernels == AttentionKernels::Auto) &&
+  if (kernels == AttentionKernels::Auto && tensor_core_backward(p)) return true;
+  if ((kernels == AttentionKernels::Auto || kernels == AttentionKernels::RegisterTiles) &&
       register_tiled_backward(p))
     return true;
   const int tile = backward_tile<T>(p.d, p.dv);

@@ -1,6 +1,6 @@
 // Dense fused attention on the tensor cores, float32 heads up to 128 wide, at float32 accuracy (3xTF32,
 // tensor_cores.cuh): dense_attention.cuh's tensor_core_forward and tensor_core_backward, which
-// cuda_attention.cu calls under set_attention_kernels(AttentionKernels::TensorCores). The algorithm is
+// cuda_attention.cu tries first under AttentionKernels::Auto, the default. The algorithm is
 // cuda_attention.cu's (its header comment): online softmax forward, then a block per key tile for dK and dV
 // and a block per query tile for dQ, recomputing the weights, no atomics.
 //
@@ -273,9 +273,10 @@ size_t forward_bytes(int d, int dv) {
 }
 
 // Whether the kernels take a problem: float32 heads up to 128 wide whose tiles fit, on a GPU with tf32
-// tensor cores.
+// tensor cores that passed the self-check (tensor_core_check.cu).
 bool applies(const Problem<float>& p, size_t shared) {
-  return std::max(p.d, p.dv) <= kWidestHead && shared_bytes_fit(shared) && device_has_tf32();
+  return std::max(p.d, p.dv) <= kWidestHead && shared_bytes_fit(shared) &&
+         current_device_enables_tensor_cores();
 }
 
 }  // namespace

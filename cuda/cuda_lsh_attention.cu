@@ -418,7 +418,7 @@ bool fused_forward(const Tensor& sqk, const Tensor& sv, const Tensor& spos, cons
   Lsh<T> a = make_lsh<T>(sqk, sv, spos, padding, bias, ch);
   a.out = ptr<T>(out);
   a.lse = ptr<T>(lse);
-  if (kernels == AttentionKernels::TensorCores && tensor_core_forward(a)) return true;
+  if (kernels == AttentionKernels::Auto && tensor_core_forward(a)) return true;
   if (kernels != AttentionKernels::SharedTiles && register_tiled_forward(a)) return true;
   const int tile = lsh_tile<T>(a.c, a.d, a.dv);
   if (tile == 0) return false;
@@ -446,7 +446,7 @@ bool fused_backward(const Tensor& grad_out, const Tensor& grad_lse, const Tensor
   a.row_max = ptr<T>(stats);
   a.row_inv_sum = a.row_max + a.bh * a.n;
   a.row_delta = a.row_inv_sum + a.bh * a.n;
-  if (kernels == AttentionKernels::TensorCores && tensor_core_backward(a)) return true;
+  if (kernels == AttentionKernels::Auto && tensor_core_backward(a)) return true;
   if (kernels != AttentionKernels::SharedTiles && register_tiled_backward(a)) return true;
   const int tile = lsh_tile<T>(a.c, a.d, a.dv);
   if (tile == 0) return false;

@@ -1,6 +1,6 @@
 // LSH attention's chunk kernels on the tensor cores, float32 heads up to 128 wide, at float32's accuracy
 // (3xTF32, tensor_cores.cuh): lsh_attention.cuh's tensor_core_forward and tensor_core_backward, which
-// cuda_lsh_attention.cu calls under set_attention_kernels(AttentionKernels::TensorCores). The algorithm is
+// cuda_lsh_attention.cu tries first under AttentionKernels::Auto, the default. The algorithm is
 // cuda_lsh_attention.cu's (its header comment): an online-softmax forward over each chunk's window;
 // backward, a kernel per query tile that recomputes each row's statistics and writes the query path of dQK,
 // then a kernel per key tile that visits every window slot its chunk occupies, accumulates dV and dK and adds
@@ -350,9 +350,11 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_key_kernel(Lsh<
 
 size_t tile_bytes(Tiles::Kind kind, const Lsh<float>& a) { return Tiles(nullptr, kind, a.d, a.dv).bytes; }
 
-// Whether the kernels take a problem: heads up to 128 wide whose tiles fit, on a GPU with tf32 tensor cores.
+// Whether the kernels take a problem: heads up to 128 wide whose tiles fit, on a GPU with tf32 tensor cores
+// that passed the self-check (tensor_core_check.cu).
 bool applies(const Lsh<float>& a, size_t shared) {
-  return std::max(a.d, a.dv) <= kWidestHead && shared_bytes_fit(shared) && device_has_tf32();
+  return std::max(a.d, a.dv) <= kWidestHead && shared_bytes_fit(shared) &&
+         current_device_enables_tensor_cores();
 }
 
 }  // namespace

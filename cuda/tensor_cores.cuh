@@ -16,6 +16,8 @@
 
 #include <cstdint>
 
+#include "loom/cuda/cuda_backend.h"
+
 namespace loom::cuda::tensor_cores {
 
 constexpr int kMmaRows = 16;  // M
@@ -71,12 +73,11 @@ __device__ __forceinline__ void mma_3xtf32(float (&d)[4], const Split (&a)[4], c
   mma_tf32(d, a_big, b_big);
 }
 
-// Whether the current device has tf32 tensor cores (compute capability 8.0 or later).
-inline bool device_has_tf32() {
-  int device = 0, major = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-  return major >= 8;
+// Whether Auto may put float32 attention on the current device's tensor cores (cuda_backend.h's
+// tensor_cores_enabled: sm_80 or later, and the self-check passed).
+inline bool current_device_enables_tensor_cores() {
+  int device = 0;
+  return cudaGetDevice(&device) == cudaSuccess && tensor_cores_enabled(device);
 }
 
 }  // namespace loom::cuda::tensor_cores

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "loom/cuda/cuda_backend.h"
 #include "loom/loom.h"
 // After Loom's headers: it defines CUDA's keywords and threadIdx as macros.
 #include "loom/cuda/emulation/device.h"
@@ -247,6 +248,25 @@ TEST_F(Emulation, TensorCoreMmaFollowsThePtxFragmentLayout) {
         EXPECT_EQ(d[r][n], want) << "row " << r << ", column " << n << ", schedule " << static_cast<int>(s);
       }
   }
+}
+
+// The backend's tensor-core self-check (cuda/tensor_core_check.cu), which Auto needs before it puts float32
+// attention on the tensor cores, notices an instruction that places its fragments otherwise than the kernels
+// assume: here the emulated instruction reading two of A's registers swapped.
+TEST_F(Emulation, TensorCoreSelfCheckCatchesAWrongFragmentLayout) {
+  struct Fault {  // off again however this returns
+    Fault() { loom::emulation::set_mma_fault(true); }
+    ~Fault() { loom::emulation::set_mma_fault(false); }
+  };
+  const double right = loom::cuda::tensor_core_self_check(0);
+  double wrong = 0;
+  {
+    const Fault fault;
+    wrong = loom::cuda::tensor_core_self_check(0);
+  }
+  EXPECT_LT(right, 1e-6) << "the right layout's worst error";
+  EXPECT_GT(wrong, 1e-2) << "the wrong layout's worst error";
+  EXPECT_EQ(loom::cuda::tensor_core_self_check(0), right);  // the same bits once the fault is gone
 }
 
 TEST_F(Emulation, RefusesWhatAGpuRefuses) {

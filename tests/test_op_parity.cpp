@@ -93,25 +93,26 @@ INSTANTIATE_TEST_SUITE_P(Ops, Parity, ::testing::ValuesIn([] {
 
 namespace loom::cuda {
 void PrintTo(AttentionKernels kernels, std::ostream* os) {  // gtest prints the parameter with it
-  *os << (kernels == AttentionKernels::TensorCores   ? "TensorCores"
-          : kernels == AttentionKernels::Auto        ? "Auto"
-          : kernels == AttentionKernels::SharedTiles ? "SharedTiles"
-                                                     : "Composed");
+  *os << (kernels == AttentionKernels::Auto            ? "Auto"
+          : kernels == AttentionKernels::RegisterTiles ? "RegisterTiles"
+          : kernels == AttentionKernels::SharedTiles   ? "SharedTiles"
+                                                       : "Composed");
 }
 }  // namespace loom::cuda
 
 namespace {
 
-// The dense and LSH attention rows again with the fastest kernels switched off (cuda::set_attention_kernels):
-// heads up to 128 wide take the register-tiled kernels above, so these keep the shared-memory-tile kernels
-// (which wider heads, and devices with less shared memory, take) and the composed ops checked on the same
-// edge cases; and with the tensor-core kernels switched on (the float32 rows run on them, the float64 rows,
-// which those decline, on the register tiles).
+// The dense and LSH attention rows again with the fastest kernels switched off, one family at a time
+// (cuda::set_attention_kernels). Above, under Auto, the float32 rows with heads up to 128 wide run on the
+// tensor cores and the float64 rows on the register tiles; pinned to RegisterTiles the float32 rows run on
+// the register tiles too, pinned to SharedTiles every row runs on the shared-memory tiles (which wider heads,
+// and devices with less shared memory, take), and pinned to Composed on the composed ops: every family is
+// checked on the same edge cases.
 using PinnedKernels = std::tuple<std::string, cuda::AttentionKernels>;
 class AttentionKernelParity : public ::testing::TestWithParam<PinnedKernels> {};
 
 const char* kernels_name(cuda::AttentionKernels kernels) {
-  return kernels == cuda::AttentionKernels::TensorCores   ? "tensor_cores"
+  return kernels == cuda::AttentionKernels::RegisterTiles ? "register_tiles"
          : kernels == cuda::AttentionKernels::SharedTiles ? "shared_tiles"
                                                           : "composed";
 }
@@ -134,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(Pinned, AttentionKernelParity, ::testing::ValuesIn([] {
                              if (!name.starts_with("attention_grad") &&
                                  !name.starts_with("lsh_attention_grad"))
                                continue;
-                             rows.emplace_back(op.name, cuda::AttentionKernels::TensorCores);
+                             rows.emplace_back(op.name, cuda::AttentionKernels::RegisterTiles);
                              rows.emplace_back(op.name, cuda::AttentionKernels::SharedTiles);
                              rows.emplace_back(op.name, cuda::AttentionKernels::Composed);
                            }

@@ -9,6 +9,7 @@
 #include "loom/cuda/emulation/device.h"
 
 #include <algorithm>
+#include <atomic>
 #include <boost/context/fiber.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -294,9 +295,15 @@ void gather_warp(const uint64_t* mine, int words, uint64_t* all) {
   }
 }
 
+std::atomic<bool> mma_fault{false};
+
+void set_mma_fault(bool swap_a_registers) { mma_fault.store(swap_a_registers); }
+
 void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   // Per lane: a[0..3] and b[0..1] as three words.
-  const uint64_t mine[3] = {a[0] | uint64_t{a[1]} << 32, a[2] | uint64_t{a[3]} << 32,
+  const bool swap = mma_fault.load();
+  const uint32_t a1 = swap ? a[2] : a[1], a2 = swap ? a[1] : a[2];
+  const uint64_t mine[3] = {a[0] | uint64_t{a1} << 32, a2 | uint64_t{a[3]} << 32,
                             b[0] | uint64_t{b[1]} << 32};
   uint64_t all[32 * 3];
   gather_warp(mine, 3, all);

@@ -49,6 +49,9 @@ void gather_warp(const uint64_t* mine, int words, uint64_t* all);
 // b[i] = B(t + 4 i, g), d[i] = D(g + 8 (i / 2), 2 t + i % 2). As the tensor cores do, it reads the operands'
 // top 19 bits (tf32) and ignores the other 13. Every lane of the warp must call.
 void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+// While set, the emulated instruction reads A's registers 1 and 2 the wrong way round, as a wrong fragment
+// table would: what the backend's tensor-core self-check (cuda::tensor_core_self_check) must notice.
+void set_mma_fault(bool swap_a_registers);
 // The launch's dynamic shared memory (its third launch parameter, in bytes).
 unsigned char* dynamic_shared();
 

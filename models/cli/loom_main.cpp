@@ -506,7 +506,7 @@ void add_biblosa_predictor(CLI::App& predict, Runners& runners, loom::models::Bi
 void apply_cuda_attention(const std::string& kernels) {
 #ifdef LOOM_WITH_CUDA
   using loom::cuda::AttentionKernels;
-  loom::cuda::set_attention_kernels(kernels == "tensor-cores"   ? AttentionKernels::TensorCores
+  loom::cuda::set_attention_kernels(kernels == "register-tiles" ? AttentionKernels::RegisterTiles
                                     : kernels == "shared-tiles" ? AttentionKernels::SharedTiles
                                     : kernels == "composed"     ? AttentionKernels::Composed
                                                                 : AttentionKernels::Auto);
@@ -533,10 +533,11 @@ int main(int argc, char** argv) {
   std::string cuda_attention = "auto";
   app.add_option(
          "--cuda-attention", cuda_attention,
-         "Fused attention kernels on CUDA: auto; tensor-cores (float32 dense attention on the tensor cores "
-         "at float32's accuracy, 3xTF32, as PyTorch's float32 SDPA; opt-in until run on a GPU); "
-         "shared-tiles; composed (the score matrix held whole)")
-      ->check(CLI::IsMember({"auto", "tensor-cores", "shared-tiles", "composed"}))
+         "Fused attention kernels on CUDA, each setting also ruling out those listed before it: auto "
+         "(float32 on the tensor cores at float32's accuracy, 3xTF32, as PyTorch's float32 SDPA, where the "
+         "GPU has them and passes their self-check); register-tiles (FMA kernels); shared-tiles; composed "
+         "(the score matrix held whole)")
+      ->check(CLI::IsMember({"auto", "register-tiles", "shared-tiles", "composed"}))
       ->capture_default_str();
   Runners runners;
   CLI::App* train = app.add_subcommand("train", "Train a model (see `loom train --help` for the models)");
