@@ -810,11 +810,20 @@ std::vector<OpCase> build() {
               normal(r, {2, 140, 45}, kFloat64)),
          RUN(with_grads(x, 3,
                         [&x](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], x[3]); })));
-  parity("attention_grad_causal_fewer_keys_head_128",
-         MAKE(normal(r, {1, 3, 190, 128}, kFloat32, 0.3), normal(r, {1, 3, 70, 128}, kFloat32, 0.3),
-              normal(r, {1, 3, 70, 128}), normal(r, {1, 3, 190, 128})),
-         RUN(with_grads(
-             x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], Tensor(), true); })),
+  parity(
+      "attention_grad_causal_fewer_keys_head_128",
+      MAKE(normal(r, {1, 3, 190, 128}, kFloat32, 0.3), normal(r, {1, 3, 70, 128}, kFloat32, 0.3),
+           normal(r, {1, 3, 70, 128}), normal(r, {1, 3, 190, 128})),
+      RUN(with_grads(
+          x, 3, [](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], Tensor(), true); })),
+      grad_tol);
+  // The tensor-core kernels' zero padding: widths that are no multiple of the mma's 8 (q and k 100 wide,
+  // padded to 104 in the widest class; v 36, padded to 40), with a mask and query and key tiles with tails.
+  parity("attention_grad_tensor_core_padding",
+         MAKE(normal(r, {2, 2, 90, 100}, kFloat32, 0.3), normal(r, {2, 2, 77, 100}, kFloat32, 0.3),
+              normal(r, {2, 2, 77, 36}), bools(r, {90, 77}, 0.2), normal(r, {2, 2, 90, 36})),
+         RUN(with_grads(x, 3,
+                        [&x](const V& l) { return scaled_dot_product_attention(l[0], l[1], l[2], x[3]); })),
          grad_tol);
   parity("lsh_attention_grad",
          MAKE(normal(r, {2, 2, 128, 16}), normal(r, {2, 2, 128, 16}), bools(r, {2, 128}, 0.1),
@@ -862,6 +871,23 @@ std::vector<OpCase> build() {
                           o.n_hashes = 2;
                           o.causal = true;
                           o.seed = 15;
+                          o.has_seed = true;
+                          return lsh_attention(l[0], l[1], o, x[2]).out;
+                        })),
+         grad_tol);
+  // The tensor-core kernels' zero padding in LSH attention: qk 36 wide and v 50 (padded to 40 and 56), chunks
+  // of 50 rows (less than one 64-row tile), causal, padding.
+  parity("lsh_attention_grad_tensor_core_padding",
+         MAKE(normal(r, {1, 2, 150, 36}), normal(r, {1, 2, 150, 50}), bools(r, {1, 150}, 0.1),
+              normal(r, {1, 2, 150, 50})),
+         RUN(with_grads(x, 2,
+                        [&x](const V& l) {
+                          LshAttentionOptions o;
+                          o.chunk_len = 50;
+                          o.n_buckets = {4};
+                          o.n_hashes = 2;
+                          o.causal = true;
+                          o.seed = 16;
                           o.has_seed = true;
                           return lsh_attention(l[0], l[1], o, x[2]).out;
                         })),
