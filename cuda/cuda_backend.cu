@@ -2,6 +2,8 @@
 // memory, factory, matrix-product and random kernels.
 #include <climits>
 #include <cmath>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "loom/core/philox.h"
@@ -202,6 +204,33 @@ int device_count() {
     return n;
   }();
   return count;
+}
+
+std::string describe_device(int index) {
+  check_device(index);
+  cudaDeviceProp prop{};
+  LOOM_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  char head[512];
+  std::snprintf(head, sizeof head, "%s (sm_%d%d, %d SMs, %.1f GiB)", prop.name, prop.major, prop.minor,
+                prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / double(1 << 30));
+  const char* kernels = "";
+  switch (attention_kernels()) {
+    case AttentionKernels::Auto:
+      kernels = tensor_cores_enabled(index) ? "the tensor cores (3xTF32; self-check passed)"
+                : prop.major >= 8           ? "FMA register tiles (the tensor-core self-check failed)"
+                                            : "FMA register tiles (no tf32 tensor cores)";
+      break;
+    case AttentionKernels::RegisterTiles:
+      kernels = "FMA register tiles (pinned)";
+      break;
+    case AttentionKernels::SharedTiles:
+      kernels = "shared-memory tiles (pinned)";
+      break;
+    case AttentionKernels::Composed:
+      kernels = "the composed ops (pinned)";
+      break;
+  }
+  return std::string(head) + "; float32 attention on " + kernels;
 }
 
 Backend& backend(int index) { return per_device<CudaBackend>(index); }

@@ -1,6 +1,8 @@
 #pragma once
 // Entry points of the CUDA backend (built only when LOOM_WITH_CUDA is defined). Everything else of the
 // backend is private to cuda/.
+#include <string>
+
 #include "loom/core/allocator.h"
 #include "loom/ops/backend.h"
 
@@ -37,5 +39,10 @@ double tensor_core_self_check(int index);
 // Whether Auto runs float32 attention on GPU `index`'s tensor cores: sm_80 or later and a self-check within
 // 1e-5, run once per device and process (a failure is reported once on stderr: it would be a Loom bug).
 bool tensor_cores_enabled(int index);
+
+// One line for a log: GPU `index`'s name, compute capability, SM count and memory, and the kernels its
+// float32 attention runs on under the current setting (the tensor cores once their self-check has passed,
+// which this runs if it has not yet). Throws, naming the device, where there is no such GPU.
+std::string describe_device(int index);
 
 }  // namespace loom::cuda

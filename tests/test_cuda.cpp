@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <random>
@@ -688,8 +689,32 @@ TEST_F(Cuda, TensorCoreSelfCheckPasses) {
   EXPECT_THROW(cuda::tensor_core_self_check(cuda::device_count()), Error);
   const double error = cuda::tensor_core_self_check(0);
   if (std::isinf(error)) GTEST_SKIP() << "this GPU has no tf32 tensor cores (compute capability below 8.0)";
+  std::printf("tensor-core self-check on cuda:0: worst error %.3g\n", error);  // for a GPU session's log
   EXPECT_LT(error, 1e-6);
   EXPECT_TRUE(cuda::tensor_cores_enabled(0));
+#endif
+}
+
+// The drivers' "device:" line (cuda::describe_device): the GPU and the kernels float32 attention takes, by
+// default and pinned.
+TEST_F(Cuda, DescribesTheDevice) {
+#ifdef LOOM_WITH_CUDA
+  const std::string line = cuda::describe_device(0);
+  std::printf("cuda:0: %s\n", line.c_str());
+  EXPECT_NE(line.find(" (sm_"), std::string::npos) << line;
+  EXPECT_NE(line.find(cuda::tensor_cores_enabled(0) ? "float32 attention on the tensor cores"
+                                                    : "float32 attention on FMA register tiles"),
+            std::string::npos)
+      << line;
+  {
+    struct Pin {  // back to Auto however this returns
+      Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::SharedTiles); }
+      ~Pin() { cuda::set_attention_kernels(cuda::AttentionKernels::Auto); }
+    } pin;
+    const std::string pinned = cuda::describe_device(0);
+    EXPECT_NE(pinned.find("float32 attention on shared-memory tiles (pinned)"), std::string::npos) << pinned;
+  }
+  EXPECT_THROW(cuda::describe_device(cuda::device_count()), Error);
 #endif
 }
 

@@ -3,6 +3,7 @@
 // Kernels run when they are launched (device.cpp), so copies and synchronisation have nothing to wait for.
 #include <cblas.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -70,6 +71,15 @@ cudaError_t cudaSetDevice(int device) {
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaRuntimeGetVersion(int* version) {
   *version = 12000;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  std::snprintf(prop->name, sizeof prop->name, "%s", "Loom's CUDA emulation on the CPU");
+  prop->totalGlobalMem = loom::emulation::kDeviceMemoryBytes;
+  prop->major = 9;  // as cudaDeviceGetAttribute's compute capability
+  prop->minor = 0;
+  prop->multiProcessorCount = 1;  // blocks run one after another
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {

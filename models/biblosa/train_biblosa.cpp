@@ -60,8 +60,9 @@ TextClassifierConfig config_from_json(const nlohmann::json& j) {
   return c;
 }
 
-// Checkpoint metadata is JSON, which must be valid UTF-8, while words of e-mails can be any bytes (Latin-1 mail):
-// the lines are joined by '\n' and every byte outside printable ASCII, and the backslash, is written as \xHH.
+// Checkpoint metadata is JSON, which must be valid UTF-8, while words of e-mails can be any bytes (Latin-1
+// mail): the lines are joined by '\n' and every byte outside printable ASCII, and the backslash, is written
+// as \xHH.
 std::string encode_lines(const std::vector<std::string>& items) {
   static const char* kHex = "0123456789abcdef";
   std::string s;
@@ -273,8 +274,7 @@ int train_biblosa(const BiblosaTrainOptions& opt) {
       opt.train_fraction >= 0 && opt.train_fraction < 1 && opt.dev_fraction >= 0 && opt.dev_fraction < 1,
       kTrain, ": --train-fraction and --dev-fraction must lie in [0, 1), got ", opt.train_fraction, " and ",
       opt.dev_fraction);
-  Device device(opt.device);
-  if (opt.threads > 0) set_num_threads(opt.threads);
+  const Device device = train::open_training_device(opt.device, opt.threads);
   manual_seed(opt.seed);
   const auto t0 = std::chrono::steady_clock::now();
 

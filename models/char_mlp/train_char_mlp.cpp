@@ -36,7 +36,8 @@ double evaluate_bpc(const CharMlp& model, const Tensor& tokens, Device device) {
     Tensor window = add(arange(start, start + b).unsqueeze(1), arange(context + 1).unsqueeze(0));
     Tensor picked = index_select(tokens, 0, window.reshape({-1})).reshape({b, context + 1}).to(device);
     total_nats += model.loss_and_grads(picked.narrow(1, 0, context).contiguous(),
-                                       picked.select(1, context).contiguous(), nullptr) * static_cast<double>(b);
+                                       picked.select(1, context).contiguous(), nullptr) *
+                  static_cast<double>(b);
   }
   return total_nats / static_cast<double>(n) / kLn2;
 }
@@ -56,7 +57,8 @@ struct Adam {
   void update(const std::vector<std::pair<std::string, Tensor*>>& params, const std::vector<Tensor*>& grads,
               double lr) {
     ++step;
-    double c1 = 1 - std::pow(beta1, static_cast<double>(step)), c2 = 1 - std::pow(beta2, static_cast<double>(step));
+    double c1 = 1 - std::pow(beta1, static_cast<double>(step)),
+           c2 = 1 - std::pow(beta2, static_cast<double>(step));
     for (size_t i = 0; i < params.size(); ++i) {
       const Tensor& g = *grads[i];
       m[i] = add(mul(m[i], beta1), mul(g, 1 - beta1));
@@ -69,7 +71,8 @@ struct Adam {
 };
 
 std::string config_string(const CharMlpConfig& c) {
-  return detail::concat("vocab=", c.vocab_size, " context=", c.context, " embed=", c.embed_dim, " hidden=", c.hidden);
+  return detail::concat("vocab=", c.vocab_size, " context=", c.context, " embed=", c.embed_dim,
+                        " hidden=", c.hidden);
 }
 
 void save_checkpoint(const std::string& path, CharMlp& model, const Adam& adam, int64_t step) {
@@ -92,13 +95,14 @@ void save_checkpoint(const std::string& path, CharMlp& model, const Adam& adam, 
 int64_t load_checkpoint(const std::string& path, CharMlp& model, Adam& adam) {
   auto [tensors, metadata] = load_safetensors_with_metadata(path);
   LOOM_CHECK(metadata["config"] == config_string(model.config()), "resume: checkpoint '", path,
-             "' was trained with ", metadata["config"], " but this run asks for ", config_string(model.config()));
+             "' was trained with ", metadata["config"], " but this run asks for ",
+             config_string(model.config()));
   auto params = model.named_parameters();
   auto take = [&](const std::string& name, const Tensor& like) {
     auto it = tensors.find(name);
     LOOM_CHECK(it != tensors.end(), "resume: checkpoint '", path, "' has no tensor '", name, "'");
-    LOOM_CHECK(it->second.shape() == like.shape(), "resume: tensor '", name, "' has shape ", it->second.shape(),
-               " in the checkpoint but ", like.shape(), " in the model");
+    LOOM_CHECK(it->second.shape() == like.shape(), "resume: tensor '", name, "' has shape ",
+               it->second.shape(), " in the checkpoint but ", like.shape(), " in the model");
     return it->second.to(like.device());
   };
   // Everything is read and checked before anything is assigned, so a bad file leaves the model untouched.
@@ -122,9 +126,9 @@ int64_t load_checkpoint(const std::string& path, CharMlp& model, Adam& adam) {
 int train_char_mlp(const CharMlpTrainOptions& opt) {
   LOOM_CHECK(opt.steps > 0 && opt.batch > 0 && opt.eval_every > 0 && opt.checkpoint_every > 0,
              "train charmlp: --steps, --batch, --eval-every and --checkpoint-every must be positive");
-  LOOM_CHECK(opt.lr > 0 && opt.lr_final >= 0, "train charmlp: --lr must be positive and --lr-final non-negative");
-  Device device(opt.device);
-  if (opt.threads > 0) set_num_threads(opt.threads);
+  LOOM_CHECK(opt.lr > 0 && opt.lr_final >= 0,
+             "train charmlp: --lr must be positive and --lr-final non-negative");
+  const Device device = train::open_training_device(opt.device, opt.threads);
   manual_seed(opt.seed);
 
   auto t0 = std::chrono::steady_clock::now();
@@ -155,8 +159,7 @@ int train_char_mlp(const CharMlpTrainOptions& opt) {
     double lr = opt.lr_final + 0.5 * (opt.lr - opt.lr_final) * (1 + std::cos(std::numbers::pi * progress));
     auto [x, y] = sample_batch(corpus.train, opt.batch, cfg.context, device);
     double loss = model.loss_and_grads(x, y, &grads);
-    LOOM_CHECK(std::isfinite(loss), "train charmlp: loss became ", loss, " at step ", step,
-               "; lower --lr");
+    LOOM_CHECK(std::isfinite(loss), "train charmlp: loss became ", loss, " at step ", step, "; lower --lr");
     adam.update(params, grads.list(), lr);
     smoothed = std::isnan(smoothed) ? loss : 0.95 * smoothed + 0.05 * loss;
     int64_t done = step + 1;
@@ -167,8 +170,8 @@ int train_char_mlp(const CharMlpTrainOptions& opt) {
       double bpc = evaluate_bpc(model, corpus.valid, device);
       double minutes = train::minutes_since(t0);
       metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}});
-      std::fprintf(stderr, "%sstep %lld: valid bpc %.4f (%.1f min)\n", "\n", static_cast<long long>(done), bpc,
-                   minutes);
+      std::fprintf(stderr, "%sstep %lld: valid bpc %.4f (%.1f min)\n", "\n", static_cast<long long>(done),
+                   bpc, minutes);
     }
     if (done % opt.checkpoint_every == 0 || done == opt.steps) save_checkpoint(ckpt, model, adam, done);
   }
@@ -176,8 +179,8 @@ int train_char_mlp(const CharMlpTrainOptions& opt) {
   double test_bpc = evaluate_bpc(model, corpus.test, device);
   double minutes = train::minutes_since(t0);
   metrics.write(opt.steps, "test", {{"bpc", test_bpc}, {"minutes", minutes}});
-  std::printf("test bpc %.4f after %lld steps (%.1f min); gzip -9 on the whole KJV text: 2.334 bpc\n", test_bpc,
-              static_cast<long long>(opt.steps), minutes);
+  std::printf("test bpc %.4f after %lld steps (%.1f min); gzip -9 on the whole KJV text: 2.334 bpc\n",
+              test_bpc, static_cast<long long>(opt.steps), minutes);
   return 0;
 }
 

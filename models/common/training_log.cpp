@@ -7,12 +7,34 @@
 #include <nlohmann/json.hpp>
 
 #include "loom/core/error.h"
+#include "loom/core/parallel.h"
+#ifdef LOOM_WITH_CUDA
+#include "loom/cuda/cuda_backend.h"
+#endif
 
 namespace loom::train {
 
+Device open_training_device(const std::string& spec, int threads) {
+  const Device device(spec);
+  if (threads > 0) set_num_threads(threads);
+  std::string line = device.str();
+  if (device.is_cpu()) {
+    const int n = get_num_threads();
+    line += ", " + std::to_string(n) + (n == 1 ? " thread" : " threads");
+  } else {
+#ifdef LOOM_WITH_CUDA
+    line += ", " + cuda::describe_device(device.index);
+#endif
+  }
+  std::fprintf(stderr, "device: %s\n", line.c_str());
+  return device;
+}
+
 ProgressBar::ProgressBar(int64_t total_steps)
-    : total_(std::max<int64_t>(total_steps, 1)), tty_(isatty(fileno(stderr)) != 0),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+    : total_(std::max<int64_t>(total_steps, 1)),
+      tty_(isatty(fileno(stderr)) != 0),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
 
 void ProgressBar::update(int64_t step, int64_t tokens_done, const std::string& status) {
   auto now = std::chrono::steady_clock::now();
@@ -47,7 +69,8 @@ MetricsWriter::MetricsWriter(const std::string& path) {
   LOOM_CHECK(out_.good(), "metrics: cannot open '", path, "' for appending");
 }
 
-void MetricsWriter::write(int64_t step, const std::string& split, const std::map<std::string, double>& values) {
+void MetricsWriter::write(int64_t step, const std::string& split,
+                          const std::map<std::string, double>& values) {
   if (!out_.is_open()) return;
   nlohmann::json j;
   j["step"] = step;
@@ -57,7 +80,8 @@ void MetricsWriter::write(int64_t step, const std::string& split, const std::map
   out_.flush();
 }
 
-TrainingClock TrainingClock::resumed(double budget_minutes, const std::map<std::string, std::string>& metadata) {
+TrainingClock TrainingClock::resumed(double budget_minutes,
+                                     const std::map<std::string, std::string>& metadata) {
   auto it = metadata.find(kMetadataKey);
   return TrainingClock(budget_minutes, it == metadata.end() ? 0.0 : std::stod(it->second));
 }

@@ -6,7 +6,14 @@
 #include <map>
 #include <string>
 
+#include "loom/core/device.h"
+
 namespace loom::train {
+
+// The device a training driver runs on, from its --device and --threads flags (threads > 0 sets the CPU
+// thread pool's size), announced on stderr as one line: "device: cpu, N threads", or "device: cuda:i, " and
+// cuda::describe_device (the GPU, and which kernels its float32 attention runs on).
+Device open_training_device(const std::string& spec, int threads);
 
 class ProgressBar {
  public:
@@ -28,9 +35,9 @@ inline double minutes_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // Wall-clock time spent in training steps alone (periodic evaluation and checkpoint writes excluded), carried
-// across --resume through the checkpoint's metadata, and the --time-budget it is held to: a run whose budget is
-// spent stops, checkpoints and runs its final evaluation as if it had reached --steps. This is what "trained for
-// two hours" means when two models are compared in equal time.
+// across --resume through the checkpoint's metadata, and the --time-budget it is held to: a run whose budget
+// is spent stops, checkpoints and runs its final evaluation as if it had reached --steps. This is what
+// "trained for two hours" means when two models are compared in equal time.
 class TrainingClock {
  public:
   // budget_minutes <= 0: no budget. carried_minutes: what the checkpoint a run resumes from had spent.

@@ -28,17 +28,28 @@ constexpr const char* kTrain = "train reformer";
 
 // The whole configuration, so that `loom sample` and --resume rebuild exactly the trained model.
 nlohmann::json config_to_json(const ReformerConfig& c) {
-  return {{"vocab_size", c.vocab_size},   {"d_model", c.d_model},
-          {"d_ff", c.d_ff},               {"layers", c.layers},
-          {"heads", c.heads},             {"head_dim", c.head_dim},
-          {"attention", c.attention},     {"lsh_chunk", c.lsh_chunk},
-          {"lsh_chunks_before", c.lsh_chunks_before}, {"n_hashes", c.n_hashes},
-          {"n_buckets", c.n_buckets},     {"local_chunk", c.local_chunk},
-          {"local_chunks_before", c.local_chunks_before}, {"max_seq", c.max_seq},
-          {"positions", c.positions},     {"axial_shape", c.axial_shape},
-          {"axial_dims", c.axial_dims},   {"dropout", c.dropout},
-          {"activation", c.activation},   {"eps", c.eps},
-          {"ff_chunk", c.ff_chunk},       {"loss_chunk", c.loss_chunk},
+  return {{"vocab_size", c.vocab_size},
+          {"d_model", c.d_model},
+          {"d_ff", c.d_ff},
+          {"layers", c.layers},
+          {"heads", c.heads},
+          {"head_dim", c.head_dim},
+          {"attention", c.attention},
+          {"lsh_chunk", c.lsh_chunk},
+          {"lsh_chunks_before", c.lsh_chunks_before},
+          {"n_hashes", c.n_hashes},
+          {"n_buckets", c.n_buckets},
+          {"local_chunk", c.local_chunk},
+          {"local_chunks_before", c.local_chunks_before},
+          {"max_seq", c.max_seq},
+          {"positions", c.positions},
+          {"axial_shape", c.axial_shape},
+          {"axial_dims", c.axial_dims},
+          {"dropout", c.dropout},
+          {"activation", c.activation},
+          {"eps", c.eps},
+          {"ff_chunk", c.ff_chunk},
+          {"loss_chunk", c.loss_chunk},
           {"reversible", c.reversible}};
 }
 
@@ -84,7 +95,8 @@ std::string hex_of(const std::vector<unsigned char>& bytes) {
 std::vector<unsigned char> bytes_of_hex(const std::string& s) {
   LOOM_CHECK(s.size() % 2 == 0, "checkpoint: malformed vocabulary (odd hex length ", s.size(), ")");
   std::vector<unsigned char> out;
-  for (size_t i = 0; i < s.size(); i += 2) out.push_back(static_cast<unsigned char>(std::stoi(s.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i < s.size(); i += 2)
+    out.push_back(static_cast<unsigned char>(std::stoi(s.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -96,9 +108,9 @@ std::pair<Tensor, Tensor> sample_windows(const Tensor& tokens, int64_t batch, in
   return {picked.narrow(1, 0, seq).contiguous(), picked.narrow(1, 1, seq).contiguous()};
 }
 
-// Bits per character over the complete windows of seq + 1 characters in the first `limit` characters of tokens
-// (all when limit <= 0), every position predicted once. A tail shorter than one window is not scored (the
-// attention layers take only lengths that are multiples of their chunks); it is under seq of millions.
+// Bits per character over the complete windows of seq + 1 characters in the first `limit` characters of
+// tokens (all when limit <= 0), every position predicted once. A tail shorter than one window is not scored
+// (the attention layers take only lengths that are multiples of their chunks); it is under seq of millions.
 double evaluate_bpc(ReformerLM& model, const Tensor& tokens, int64_t seq, int64_t limit, Device device) {
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
@@ -106,8 +118,8 @@ double evaluate_bpc(ReformerLM& model, const Tensor& tokens, int64_t seq, int64_
   int64_t n = tokens.size(0) - 1;
   if (limit > 0) n = std::min(n, limit);
   const int64_t windows = n / seq;
-  LOOM_CHECK(windows > 0, kTrain, ": the evaluation split has ", n + 1, " characters, fewer than one window of ",
-             seq + 1);
+  LOOM_CHECK(windows > 0, kTrain, ": the evaluation split has ", n + 1,
+             " characters, fewer than one window of ", seq + 1);
   const int64_t rows_per_batch = std::max<int64_t>(1, 16384 / seq);
   double nats = 0;
   for (int64_t w = 0; w < windows; w += rows_per_batch) {
@@ -124,9 +136,9 @@ double evaluate_bpc(ReformerLM& model, const Tensor& tokens, int64_t seq, int64_
 // data as an uninterrupted one and every evaluation uses the same held-out sequences.
 data::DuplicationBatch duplication_batch(const ReformerTrainOptions& o, uint64_t stream, int64_t index) {
   const uint64_t counters = data::duplication_counters(o.batch, o.w_len);
-  return data::make_duplication_batch(o.batch, o.w_len, o.symbols,
-                                      PhiloxState{o.seed * 0x9E3779B97F4A7C15ULL + stream,
-                                                  static_cast<uint64_t>(index) * counters});
+  return data::make_duplication_batch(
+      o.batch, o.w_len, o.symbols,
+      PhiloxState{o.seed * 0x9E3779B97F4A7C15ULL + stream, static_cast<uint64_t>(index) * counters});
 }
 
 double duplication_accuracy(ReformerLM& model, const ReformerTrainOptions& o, Device device) {
@@ -163,7 +175,8 @@ std::vector<std::pair<std::string, double>> duplication_row(ReformerLM& model, c
 std::string decode(const std::vector<unsigned char>& vocab, const Tensor& ids) {
   Tensor host = ids.to(Device("cpu")).contiguous();
   std::string s;
-  for (int64_t i = 0; i < host.size(0); ++i) s.push_back(static_cast<char>(vocab[static_cast<size_t>(host.data<int64_t>()[i])]));
+  for (int64_t i = 0; i < host.size(0); ++i)
+    s.push_back(static_cast<char>(vocab[static_cast<size_t>(host.data<int64_t>()[i])]));
   return s;
 }
 
@@ -184,17 +197,18 @@ Tensor encode(const std::vector<unsigned char>& vocab, const std::string& text) 
 }  // namespace
 
 int train_reformer(const ReformerTrainOptions& opt) {
-  LOOM_CHECK(opt.task == "lm" || opt.task == "duplication", kTrain, ": --task must be 'lm' or 'duplication', got '",
-             opt.task, "'");
-  LOOM_CHECK(opt.steps > 0 && opt.batch > 0 && opt.seq > 0 && opt.eval_every > 0 && opt.checkpoint_every > 0 &&
-                 opt.eval_batches > 0,
-             kTrain, ": --steps, --batch, --seq, --eval-every, --eval-batches and --checkpoint-every must be positive");
-  LOOM_CHECK(opt.lr > 0 && opt.lr_final >= 0 && opt.warmup >= 0 && opt.clip >= 0 && opt.weight_decay >= 0, kTrain,
-             ": --lr must be positive and --lr-final, --warmup, --clip, --weight-decay non-negative");
+  LOOM_CHECK(opt.task == "lm" || opt.task == "duplication", kTrain,
+             ": --task must be 'lm' or 'duplication', got '", opt.task, "'");
+  LOOM_CHECK(
+      opt.steps > 0 && opt.batch > 0 && opt.seq > 0 && opt.eval_every > 0 && opt.checkpoint_every > 0 &&
+          opt.eval_batches > 0,
+      kTrain,
+      ": --steps, --batch, --seq, --eval-every, --eval-batches and --checkpoint-every must be positive");
+  LOOM_CHECK(opt.lr > 0 && opt.lr_final >= 0 && opt.warmup >= 0 && opt.clip >= 0 && opt.weight_decay >= 0,
+             kTrain, ": --lr must be positive and --lr-final, --warmup, --clip, --weight-decay non-negative");
   LOOM_CHECK(opt.eval_hashes >= 0 && opt.temperature >= 0 && opt.sample_chars >= 0, kTrain,
              ": --eval-hashes, --temperature and --sample-chars must be non-negative");
-  Device device(opt.device);
-  if (opt.threads > 0) set_num_threads(opt.threads);
+  const Device device = train::open_training_device(opt.device, opt.threads);
   manual_seed(opt.seed);
   const auto t0 = std::chrono::steady_clock::now();
   const bool lm = opt.task == "lm";
@@ -211,14 +225,15 @@ int train_reformer(const ReformerTrainOptions& opt) {
                opt.w_len, " and ", opt.symbols);
     cfg.vocab_size = opt.symbols + 1;
     seq = 2 * opt.w_len + 2;
-    std::fprintf(stderr, "task duplication: sequences 0 w 0 w with |w| = %lld over %lld symbols (length %lld)\n",
-                 static_cast<long long>(opt.w_len), static_cast<long long>(opt.symbols), static_cast<long long>(seq));
+    std::fprintf(
+        stderr, "task duplication: sequences 0 w 0 w with |w| = %lld over %lld symbols (length %lld)\n",
+        static_cast<long long>(opt.w_len), static_cast<long long>(opt.symbols), static_cast<long long>(seq));
   }
   cfg.max_seq = seq;
   ReformerLM model(cfg, {kFloat32, device});
   const int64_t multiple = model.length_multiple();
-  LOOM_CHECK(seq % multiple == 0 || seq <= std::min(cfg.lsh_chunk, cfg.local_chunk), kTrain, ": the sequence length ",
-             seq, " must be a multiple of the attention chunks (", multiple, ")",
+  LOOM_CHECK(seq % multiple == 0 || seq <= std::min(cfg.lsh_chunk, cfg.local_chunk), kTrain,
+             ": the sequence length ", seq, " must be a multiple of the attention chunks (", multiple, ")",
              lm ? "; change --seq" : "; change --w-len (length 2 |w| + 2) or the chunks");
   if (opt.train_full_attention) model.set_full_attention(true);
   std::fprintf(stderr, "model: %s, %lld parameters%s\n", model.config().str().c_str(),
@@ -231,7 +246,8 @@ int train_reformer(const ReformerTrainOptions& opt) {
   adam.eps = 1e-9;
   adam.weight_decay = opt.weight_decay;
   nn::AdamW optimizer(model.named_parameters(), adam);
-  auto schedule = nn::cosine_with_warmup_schedule(opt.lr, std::min(opt.warmup, opt.steps), opt.steps, opt.lr_final);
+  auto schedule =
+      nn::cosine_with_warmup_schedule(opt.lr, std::min(opt.warmup, opt.steps), opt.steps, opt.lr_final);
 
   std::filesystem::create_directories(opt.out_dir);
   const std::string ckpt = (std::filesystem::path(opt.out_dir) / "checkpoint.safetensors").string();
@@ -240,7 +256,8 @@ int train_reformer(const ReformerTrainOptions& opt) {
   int64_t start_step = 0;
   train::TrainingClock clock(opt.time_budget);
   if (opt.resume) {
-    LOOM_CHECK(std::filesystem::exists(ckpt), kTrain, ": --resume but there is no checkpoint at '", ckpt, "'");
+    LOOM_CHECK(std::filesystem::exists(ckpt), kTrain, ": --resume but there is no checkpoint at '", ckpt,
+               "'");
     // The architecture and task are checked before anything is loaded: the same shapes can be another model.
     auto saved = load_safetensors_with_metadata(ckpt).metadata;
     LOOM_CHECK(saved["model"] == "reformer" && saved["task"] == opt.task, kTrain, ": checkpoint '", ckpt,
@@ -291,10 +308,12 @@ int train_reformer(const ReformerTrainOptions& opt) {
     }
     Tensor loss = model.loss(x, y);
     const double loss_value = loss.item<double>();
-    LOOM_CHECK(std::isfinite(loss_value), kTrain, ": loss became ", loss_value, " at step ", step, "; lower --lr");
+    LOOM_CHECK(std::isfinite(loss_value), kTrain, ": loss became ", loss_value, " at step ", step,
+               "; lower --lr");
     optimizer.zero_grad();
     loss.backward();
-    const double grad_norm = opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
+    const double grad_norm =
+        opt.clip > 0 ? nn::clip_grad_norm_(model.parameters(), opt.clip).item<double>() : 0.0;
     optimizer.step();
     smoothed = std::isnan(smoothed) ? loss_value : 0.95 * smoothed + 0.05 * loss_value;
     const int64_t done = step + 1;
@@ -310,12 +329,15 @@ int train_reformer(const ReformerTrainOptions& opt) {
   hooks.validate = [&](int64_t done) {
     const double minutes = train::minutes_since(t0);
     if (lm) {
-      double bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.valid, seq, opt.eval_tokens, device); });
+      double bpc =
+          with_eval_hashes([&] { return evaluate_bpc(model, corpus.valid, seq, opt.eval_tokens, device); });
       metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-      std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
+      std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc,
+                   minutes);
     } else {
       double acc = duplication_accuracy(model, opt, device);
-      metrics.write(done, "valid", {{"accuracy", acc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+      metrics.write(done, "valid",
+                    {{"accuracy", acc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
       std::fprintf(stderr, "\nstep %lld: accuracy on the second copy %.4f (%.1f min)\n",
                    static_cast<long long>(done), acc, minutes);
     }
@@ -331,8 +353,9 @@ int train_reformer(const ReformerTrainOptions& opt) {
   if (!lm) {
     auto row = duplication_row(model, opt, device);
     std::map<std::string, double> m;
-    std::printf("duplication accuracy (trained with %s):",
-                opt.train_full_attention ? "full attention" : ("LSH-" + std::to_string(cfg.n_hashes)).c_str());
+    std::printf(
+        "duplication accuracy (trained with %s):",
+        opt.train_full_attention ? "full attention" : ("LSH-" + std::to_string(cfg.n_hashes)).c_str());
     for (const auto& [name, acc] : row) {
       m[name] = acc;
       std::printf(" %s %.1f%%", name.c_str(), 100 * acc);
@@ -345,22 +368,27 @@ int train_reformer(const ReformerTrainOptions& opt) {
   }
   const double test_bpc = with_eval_hashes([&] { return evaluate_bpc(model, corpus.test, seq, 0, device); });
   const double minutes = train::minutes_since(t0);
-  metrics.write(last_step, "test", {{"bpc", test_bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-  std::printf("test bpc %.4f after %lld steps (%.1f min)\n", test_bpc, static_cast<long long>(last_step), minutes);
+  metrics.write(last_step, "test",
+                {{"bpc", test_bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+  std::printf("test bpc %.4f after %lld steps (%.1f min)\n", test_bpc, static_cast<long long>(last_step),
+              minutes);
   if (opt.sample_chars > 0) {
     std::string prompt = opt.prompt;
     if (prompt.empty()) {  // the first line of the test split
-      std::string test_text = decode(corpus.vocab, corpus.test.narrow(0, 0, std::min<int64_t>(200, corpus.test.size(0))));
+      std::string test_text =
+          decode(corpus.vocab, corpus.test.narrow(0, 0, std::min<int64_t>(200, corpus.test.size(0))));
       prompt = test_text.substr(0, std::min(test_text.find('\n') + 1, test_text.size()));
     }
-    Tensor ids = with_eval_hashes([&] { return sample(model, encode(corpus.vocab, prompt), opt.sample_chars, opt.temperature); });
+    Tensor ids = with_eval_hashes(
+        [&] { return sample(model, encode(corpus.vocab, prompt), opt.sample_chars, opt.temperature); });
     std::printf("sample (temperature %.2f):\n%s\n", opt.temperature, decode(corpus.vocab, ids).c_str());
   }
   return 0;
 }
 
 int sample_reformer(const ReformerSampleOptions& opt) {
-  LOOM_CHECK(opt.chars >= 0 && opt.temperature >= 0 && opt.hashes >= 0, "sample reformer: --chars, --temperature "
+  LOOM_CHECK(opt.chars >= 0 && opt.temperature >= 0 && opt.hashes >= 0,
+             "sample reformer: --chars, --temperature "
              "and --hashes must be non-negative");
   Device device(opt.device);
   if (opt.threads > 0) set_num_threads(opt.threads);
@@ -369,7 +397,8 @@ int sample_reformer(const ReformerSampleOptions& opt) {
              "' (train one with `loom train reformer --out ", opt.run_dir, "`)");
   auto meta = load_safetensors_with_metadata(ckpt).metadata;
   LOOM_CHECK(meta["model"] == "reformer" && meta["task"] == "lm", "sample reformer: '", ckpt, "' holds a '",
-             meta["model"], "' model for task '", meta["task"], "'; sampling needs a reformer language model");
+             meta["model"], "' model for task '", meta["task"],
+             "'; sampling needs a reformer language model");
   ReformerConfig cfg;
   try {
     cfg = config_from_json(nlohmann::json::parse(meta.at("config_json")));
@@ -377,8 +406,8 @@ int sample_reformer(const ReformerSampleOptions& opt) {
     LOOM_CHECK(false, "sample reformer: '", ckpt, "' has a malformed configuration: ", e.what());
   }
   std::vector<unsigned char> vocab = bytes_of_hex(meta["vocab"]);
-  LOOM_CHECK(static_cast<int64_t>(vocab.size()) == cfg.vocab_size, "sample reformer: '", ckpt, "' has a vocabulary of ",
-             vocab.size(), " characters for a model of ", cfg.vocab_size);
+  LOOM_CHECK(static_cast<int64_t>(vocab.size()) == cfg.vocab_size, "sample reformer: '", ckpt,
+             "' has a vocabulary of ", vocab.size(), " characters for a model of ", cfg.vocab_size);
   ReformerLM model(cfg, {kFloat32, device});
   nn::load_checkpoint(ckpt, model, nullptr, /*restore_rng=*/false);
   if (opt.hashes > 0) model.set_n_hashes(opt.hashes);

@@ -64,13 +64,13 @@ double evaluate_bpc(TransformerLm& model, const Tensor& tokens, int64_t seq, int
 }  // namespace
 
 int train_transformer_lm(const TransformerLmTrainOptions& opt) {
-  LOOM_CHECK(opt.steps > 0 && opt.batch > 0 && opt.seq > 0 && opt.eval_every > 0 && opt.checkpoint_every > 0,
-             "train transformer: --steps, --batch, --seq, --eval-every and --checkpoint-every must be positive");
+  LOOM_CHECK(
+      opt.steps > 0 && opt.batch > 0 && opt.seq > 0 && opt.eval_every > 0 && opt.checkpoint_every > 0,
+      "train transformer: --steps, --batch, --seq, --eval-every and --checkpoint-every must be positive");
   LOOM_CHECK(opt.lr > 0 && opt.lr_final >= 0 && opt.warmup >= 0 && opt.clip >= 0 && opt.weight_decay >= 0,
              "train transformer: --lr must be positive and --lr-final, --warmup, --clip, --weight-decay "
              "non-negative");
-  Device device(opt.device);
-  if (opt.threads > 0) set_num_threads(opt.threads);
+  const Device device = train::open_training_device(opt.device, opt.threads);
   manual_seed(opt.seed);
 
   auto t0 = std::chrono::steady_clock::now();
@@ -89,7 +89,8 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   adam.weight_decay = opt.weight_decay;
   nn::AdamW optimizer(model.named_parameters(), adam);
   // A run shorter than the warmup warms up over the whole run.
-  auto schedule = nn::cosine_with_warmup_schedule(opt.lr, std::min(opt.warmup, opt.steps), opt.steps, opt.lr_final);
+  auto schedule =
+      nn::cosine_with_warmup_schedule(opt.lr, std::min(opt.warmup, opt.steps), opt.steps, opt.lr_final);
 
   std::filesystem::create_directories(opt.out_dir);
   std::string ckpt = (std::filesystem::path(opt.out_dir) / "checkpoint.safetensors").string();
@@ -98,8 +99,8 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   if (opt.resume) {
     // The configuration is checked before anything is loaded: same shapes can still mean another model.
     auto saved = load_safetensors_with_metadata(ckpt).metadata;
-    LOOM_CHECK(saved["config"] == cfg.str(), "resume: checkpoint '", ckpt, "' was trained with ", saved["config"],
-               " but this run asks for ", cfg.str());
+    LOOM_CHECK(saved["config"] == cfg.str(), "resume: checkpoint '", ckpt, "' was trained with ",
+               saved["config"], " but this run asks for ", cfg.str());
     auto meta = nn::load_checkpoint(ckpt, model, &optimizer);
     start_step = std::stoll(meta.at("step"));
     clock = train::TrainingClock::resumed(opt.time_budget, meta);
@@ -108,7 +109,8 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   train::MetricsWriter metrics((std::filesystem::path(opt.out_dir) / "metrics.jsonl").string());
   train::ProgressBar bar(opt.steps);
   auto save = [&](int64_t step) {
-    nn::save_checkpoint(ckpt, model, &optimizer, {{"config", cfg.str()},
+    nn::save_checkpoint(ckpt, model, &optimizer,
+                        {{"config", cfg.str()},
                          {"step", std::to_string(step)},
                          {train::TrainingClock::kMetadataKey, clock.minutes_text()}});
   };
@@ -140,7 +142,8 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
     double bpc = evaluate_bpc(model, corpus.valid, opt.seq, opt.eval_tokens, device);
     double minutes = train::minutes_since(t0);
     metrics.write(done, "valid", {{"bpc", bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-    std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc, minutes);
+    std::fprintf(stderr, "\nstep %lld: valid bpc %.4f (%.1f min)\n", static_cast<long long>(done), bpc,
+                 minutes);
   };
   hooks.save = save;
   const train::LoopOutcome outcome = train::run_training_loop(
@@ -151,9 +154,10 @@ int train_transformer_lm(const TransformerLmTrainOptions& opt) {
   const int64_t last_step = outcome.last_step;
   double test_bpc = evaluate_bpc(model, corpus.test, opt.seq, 0, device);
   double minutes = train::minutes_since(t0);
-  metrics.write(last_step, "test", {{"bpc", test_bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
-  std::printf("test bpc %.4f after %lld steps (%.1f min)%s\n", test_bpc, static_cast<long long>(last_step), minutes,
-              opt.data == "kjv" ? "; gzip -9 on the whole KJV text: 2.334 bpc" : "");
+  metrics.write(last_step, "test",
+                {{"bpc", test_bpc}, {"minutes", minutes}, {"train_minutes", clock.minutes()}});
+  std::printf("test bpc %.4f after %lld steps (%.1f min)%s\n", test_bpc, static_cast<long long>(last_step),
+              minutes, opt.data == "kjv" ? "; gzip -9 on the whole KJV text: 2.334 bpc" : "");
   return 0;
 }
 

@@ -204,8 +204,8 @@ struct Network {
   std::string arch() const { return facts ? facts->str() : seq2seq->config().str(); }
 };
 
-// The loss on rows of a split: the seq2seq model's teacher-forced loss on the batch b made of them, or the fact
-// model's answer loss on the same questions (b.tgt then holds their answer words).
+// The loss on rows of a split: the seq2seq model's teacher-forced loss on the batch b made of them, or the
+// fact model's answer loss on the same questions (b.tgt then holds their answer words).
 UTLoss batch_loss(Network& net, const Batch& b, const std::vector<data::BabiEncoded>& questions,
                   const std::vector<int64_t>& rows, const Tensor& src_offsets = Tensor(),
                   const Tensor& tgt_offsets = Tensor()) {
@@ -215,8 +215,8 @@ UTLoss batch_loss(Network& net, const Batch& b, const std::vector<data::BabiEnco
   return net.facts->loss(data::collate_babi(examples));
 }
 
-// The sum of N + R over a side's real positions and their count (times are 0 at padding); zeros for a side the
-// model does not have.
+// The sum of N + R over a side's real positions and their count (times are 0 at padding); zeros for a side
+// the model does not have.
 struct PonderTotal {
   double sum = 0, positions = 0;
   void add(const UTPonder& p) {
@@ -387,8 +387,7 @@ int train_ut(const UTTrainOptions& opt) {
              ": --babi-encoding must be facts or flat, got '", opt.babi_encoding, "'");
   LOOM_CHECK(opt.offsets == "independent" || opt.offsets == "shared" || opt.offsets == "per-step", kTrain,
              ": --offsets must be shared, independent or per-step, got '", opt.offsets, "'");
-  Device device(opt.device);
-  if (opt.threads > 0) set_num_threads(opt.threads);
+  const Device device = train::open_training_device(opt.device, opt.threads);
   manual_seed(opt.seed);
   const auto t0 = std::chrono::steady_clock::now();
 

@@ -29,6 +29,13 @@ enum cudaDeviceAttr {
 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 
+// The fields of the real struct that Loom reads (cuda::describe_device).
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor, multiProcessorCount;
+};
+
 typedef struct CUstream_st* cudaStream_t;
 constexpr unsigned cudaHostAllocDefault = 0;
 
@@ -41,6 +48,7 @@ cudaError_t cudaSetDevice(int device);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaRuntimeGetVersion(int* version);
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
 // A kernel may launch with more than 48 KiB of dynamic shared memory only after this raised its maximum, as
 // on a GPU; the emulation refuses such a launch otherwise (device.cpp).
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value);
