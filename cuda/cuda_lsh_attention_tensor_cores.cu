@@ -117,6 +117,21 @@ __device__ __forceinline__ void query_logits(const Lsh<float>& a, const Lane& l,
     }
 }
 
+// One 64-slot window tile for the block's query rows, once every warp has read the previous tile (in the
+// query kernel's first pass, the first time, its delta column): loads the tile's keys (and, with `values`,
+// its values), then gives the warp's logits in s with their replaced bits and, with `grads`, dP = dO V^T in
+// dprob.
+__device__ __forceinline__ void window_tile_logits(const Lsh<float>& a, const Lane& l, const QueryTile& qt,
+                                                   const Tiles& t, int64_t w0, int kc, bool values,
+                                                   bool grads, float (&s)[kScoreTiles][4],
+                                                   float (&dprob)[kScoreTiles][4], unsigned& replaced) {
+  __syncthreads();
+  load_window_tile(a, qt, t, w0, kc, values);
+  __syncthreads();
+  score_products(s, dprob, l, t.q, t.k, a.d, t.go, t.v, a.dv, grads);
+  query_logits(a, l, qt, t, w0, kc, s, replaced);
+}
+
 // --- forward ----------------------------------------------------------------------------------------------
 
 template <int kTiles>
@@ -134,13 +149,9 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_forward_kernel(
 
   for (int64_t w0 = 0; w0 < a.w; w0 += kRows) {
     const int kc = static_cast<int>(min_of(kRows, a.w - w0));
-    __syncthreads();  // every warp has read the previous tile's keys and values
-    load_window_tile(a, qt, t, w0, kc, true);
-    __syncthreads();
     float s[kScoreTiles][4], unused[kScoreTiles][4];
-    score_products(s, unused, l, t.q, t.k, a.d, nullptr, nullptr, a.dv, false);
     unsigned replaced;
-    query_logits(a, l, qt, t, w0, kc, s, replaced);
+    window_tile_logits(a, l, qt, t, w0, kc, true, false, s, unused, replaced);
     float factor[2];
     online_softmax_tile(s, row_max, row_sum, factor);
     scale_rows(acc, factor);
@@ -198,13 +209,9 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_query_kernel(Ls
   float row_max[2] = {-kInf, -kInf}, row_sum[2] = {0, 0};
   for (int64_t w0 = 0; w0 < a.w; w0 += kRows) {
     const int kc = static_cast<int>(min_of(kRows, a.w - w0));
-    __syncthreads();  // every warp has read the previous tile's keys (the first time: delta)
-    load_window_tile(a, qt, t, w0, kc, false);
-    __syncthreads();
     float s[kScoreTiles][4], unused[kScoreTiles][4];
-    score_products(s, unused, l, t.q, t.k, a.d, nullptr, nullptr, a.dv, false);
     unsigned replaced;
-    query_logits(a, l, qt, t, w0, kc, s, replaced);
+    window_tile_logits(a, l, qt, t, w0, kc, false, false, s, unused, replaced);
     float factor[2];
     online_softmax_tile(s, row_max, row_sum, factor);
   }
@@ -225,13 +232,9 @@ __global__ void __launch_bounds__(kBlockThreads) lsh_tensor_core_query_kernel(Ls
   zero(acc);
   for (int64_t w0 = 0; w0 < a.w; w0 += kRows) {
     const int kc = static_cast<int>(min_of(kRows, a.w - w0));
-    __syncthreads();  // every warp has read the previous tile's keys and values
-    load_window_tile(a, qt, t, w0, kc, true);
-    __syncthreads();
     float s[kScoreTiles][4], dprob[kScoreTiles][4];
-    score_products(s, dprob, l, t.q, t.k, a.d, t.go, t.v, a.dv, true);
     unsigned replaced;
-    query_logits(a, l, qt, t, w0, kc, s, replaced);
+    window_tile_logits(a, l, qt, t, w0, kc, true, true, s, dprob, replaced);
 #pragma unroll
     for (int nt = 0; nt < kScoreTiles; ++nt)
 #pragma unroll

@@ -105,17 +105,23 @@ ReformerConfig small_reformer(int64_t scale) {
   return c;
 }
 
-TEST_F(CudaModels, ReformerTrainingStepMatchesCpu) {
-  const ReformerConfig c = small_reformer(1);
+// One training step of small_reformer(scale) in `dtype` on the CPU and on the GPU
+// (expect_same_training_step).
+void expect_reformer_step_matches_cpu(int64_t scale, DType dtype, double rtol, double atol, bool update) {
+  const ReformerConfig c = small_reformer(scale);
   manual_seed(1);
-  ReformerLM cpu(c, {kFloat64, kCPU});
-  ReformerLM gpu(c, {kFloat64, kCUDA});
+  ReformerLM cpu(c, {dtype, kCPU});
+  ReformerLM gpu(c, {dtype, kCUDA});
   manual_seed(2);
   Tensor tokens = randint(0, 11, {2, c.max_seq}), targets = randint(0, 11, {2, c.max_seq});
   expect_same_training_step(
       cpu, gpu,
       [&](nn::Module& m, Device d) { return static_cast<ReformerLM&>(m).loss(tokens.to(d), targets.to(d)); },
-      1e-8, 1e-10);
+      rtol, atol, update);
+}
+
+TEST_F(CudaModels, ReformerTrainingStepMatchesCpu) {
+  expect_reformer_step_matches_cpu(1, kFloat64, 1e-8, 1e-10, true);
 }
 
 // The same Reformer in float32, on the default kernels: its LSH attention and the dense attention inside its
@@ -123,16 +129,7 @@ TEST_F(CudaModels, ReformerTrainingStepMatchesCpu) {
 // the emulated backend they do). float32 on both devices, so the tolerance is float32's; no AdamW step, whose
 // first update is the gradient's sign and so flips on rounding for gradients near zero.
 TEST_F(CudaModels, ReformerFloat32TrainingStepMatchesCpu) {
-  const ReformerConfig c = small_reformer(2);
-  manual_seed(1);
-  ReformerLM cpu(c, {kFloat32, kCPU});
-  ReformerLM gpu(c, {kFloat32, kCUDA});
-  manual_seed(2);
-  Tensor tokens = randint(0, 11, {2, c.max_seq}), targets = randint(0, 11, {2, c.max_seq});
-  expect_same_training_step(
-      cpu, gpu,
-      [&](nn::Module& m, Device d) { return static_cast<ReformerLM&>(m).loss(tokens.to(d), targets.to(d)); },
-      1e-4, 1e-6, /*update=*/false);
+  expect_reformer_step_matches_cpu(2, kFloat32, 1e-4, 1e-6, /*update=*/false);
 }
 
 TEST_F(CudaModels, UniversalTransformerWithActTrainingStepMatchesCpu) {
