@@ -12,6 +12,8 @@
 //   a[i] = A(g + 8 (i % 2), t + 4 (i / 2)),  b[i] = B(t + 4 i, g),  d[i] = D(g + 8 (i / 2), 2 t + i % 2).
 // Under LOOM_CUDA=EMULATE (whose build defines LOOM_CUDA_EMULATION) the instruction is cuda/emulation's
 // mma_m16n8k8_tf32, written from the same table: inline PTX is the one thing the emulation cannot compile.
+// There mma_3xtf32's three instructions are one call (mma_m16n8k8_3xtf32, the same bits with one warp
+// exchange instead of three), which makes the emulated tensor-core kernels affordable in every test run.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -68,9 +70,13 @@ __device__ __forceinline__ void mma_3xtf32(float (&d)[4], const Split (&a)[4], c
   const uint32_t a_small[4] = {a[0].small, a[1].small, a[2].small, a[3].small};
   const uint32_t b_big[2] = {b[0].big, b[1].big};
   const uint32_t b_small[2] = {b[0].small, b[1].small};
+#if defined(LOOM_CUDA_EMULATION)
+  ::loom::emulation::mma_m16n8k8_3xtf32(d, a_big, a_small, b_big, b_small);  // the same three, one exchange
+#else
   mma_tf32(d, a_small, b_big);
   mma_tf32(d, a_big, b_small);
   mma_tf32(d, a_big, b_big);
+#endif
 }
 
 // Whether Auto may put float32 attention on the current device's tensor cores (cuda_backend.h's

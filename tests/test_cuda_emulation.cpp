@@ -7,6 +7,7 @@
 #ifdef LOOM_CUDA_EMULATION
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -248,6 +249,55 @@ TEST_F(Emulation, TensorCoreMmaFollowsThePtxFragmentLayout) {
         EXPECT_EQ(d[r][n], want) << "row " << r << ", column " << n << ", schedule " << static_cast<int>(s);
       }
   }
+}
+
+// The emulation runs tensor_cores::mma_3xtf32's three instructions as one call with one warp exchange
+// (mma_m16n8k8_3xtf32); on a GPU they are three mma.sync. Both must give the same bits, for operands with
+// every mantissa bit in use, in every schedule, with the fault off and on.
+TEST_F(Emulation, FusedThreeTf32MmaEqualsItsThreeInstructions) {
+  struct Fault {  // off again however this returns
+    explicit Fault(bool on) { loom::emulation::set_mma_fault(on); }
+    ~Fault() { loom::emulation::set_mma_fault(false); }
+  };
+  auto word = [](uint32_t seed, float scale) {  // a float32 in about [-2, 2] scale, full mantissa
+    const uint32_t h = seed * 2654435761u ^ (seed >> 7) * 40503u;
+    const float x = (static_cast<float>(h % 1000003u) / 250000.0f - 2.0f) * scale;
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+  };
+  for (const bool fault_on : {false, true})
+    for (Schedule s : kSchedules) {
+      const Fault fault(fault_on);
+      loom::emulation::set_schedule(s, 29);
+      float fused[32][4], separate[32][4];
+      launch(1, 32, [&] {
+        const uint32_t lane = threadIdx.x;
+        uint32_t a_big[4], a_small[4], b_big[2], b_small[2];
+        for (uint32_t i = 0; i < 4; ++i) {
+          a_big[i] = word(lane * 16 + i, 1.0f);
+          a_small[i] = word(lane * 16 + 4 + i, 0x1p-11f);  // about as much smaller as a split's small half
+        }
+        for (uint32_t i = 0; i < 2; ++i) {
+          b_big[i] = word(lane * 16 + 8 + i, 1.0f);
+          b_small[i] = word(lane * 16 + 10 + i, 0x1p-11f);
+        }
+        float d[4] = {0.5f, -1.25f, 3.0f, 0.1f};
+        float e[4] = {0.5f, -1.25f, 3.0f, 0.1f};
+        loom::emulation::mma_m16n8k8_3xtf32(d, a_big, a_small, b_big, b_small);
+        loom::emulation::mma_m16n8k8_tf32(e, a_small, b_big);
+        loom::emulation::mma_m16n8k8_tf32(e, a_big, b_small);
+        loom::emulation::mma_m16n8k8_tf32(e, a_big, b_big);
+        std::copy(d, d + 4, fused[lane]);
+        std::copy(e, e + 4, separate[lane]);
+      });
+      for (int lane = 0; lane < 32; ++lane)
+        for (int i = 0; i < 4; ++i) {
+          ASSERT_TRUE(std::isfinite(fused[lane][i]));
+          EXPECT_EQ(fused[lane][i], separate[lane][i]) << "lane " << lane << ", register " << i << ", fault "
+                                                       << fault_on << ", schedule " << static_cast<int>(s);
+        }
+    }
 }
 
 // The backend's tensor-core self-check (cuda/tensor_core_check.cu), which Auto needs before it puts float32

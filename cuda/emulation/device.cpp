@@ -299,30 +299,83 @@ std::atomic<bool> mma_fault{false};
 
 void set_mma_fault(bool swap_a_registers) { mma_fault.store(swap_a_registers); }
 
-void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  // Per lane: a[0..3] and b[0..1] as three words.
-  const bool swap = mma_fault.load();
+namespace {
+
+// A's four registers as two words, with registers 1 and 2 swapped while the fault is set.
+void pack_a(const uint32_t (&a)[4], bool swap, uint64_t* words) {
   const uint32_t a1 = swap ? a[2] : a[1], a2 = swap ? a[1] : a[2];
-  const uint64_t mine[3] = {a[0] | uint64_t{a1} << 32, a2 | uint64_t{a[3]} << 32,
-                            b[0] | uint64_t{b[1]} << 32};
-  uint64_t all[32 * 3];
-  gather_warp(mine, 3, all);
-  auto reg = [&](int lane, int i) {  // register i of a lane's six (a0..a3, b0, b1) as tf32
-    const uint32_t bits = static_cast<uint32_t>(all[lane * 3 + i / 2] >> (32 * (i % 2))) & 0xffffe000u;
-    float x;
-    std::memcpy(&x, &bits, sizeof x);
-    return x;
-  };
-  auto a_at = [&](int row, int k) { return reg(row % 8 * 4 + k % 4, row / 8 + 2 * (k / 4)); };
-  auto b_at = [&](int k, int n) { return reg(n * 4 + k % 4, 4 + k / 4); };
-  const int lane = thread_rank(block.current) % 32, g = lane / 4, t = lane % 4;
+  words[0] = a[0] | uint64_t{a1} << 32;
+  words[1] = a2 | uint64_t{a[3]} << 32;
+}
+
+// A register of a lane, from every lane's as gather_warp returned them (`words` words a lane), read as tf32.
+float tf32_register(const uint64_t* all, int words, int lane, int word, int half) {
+  const uint32_t bits = static_cast<uint32_t>(all[lane * words + word] >> (32 * half)) & 0xffffe000u;
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// A's rows g, g + 8 (a[i] = A(g + 8 (i % 2), t + 4 (i / 2)), held by lane 4 g + t) and B's columns 2 t,
+// 2 t + 1 (b[i] = B(t + 4 i, g), held by lane 4 g + t), each read back from the lane that holds it.
+void read_a_rows(const uint64_t* all, int words, int a_word, float (&rows)[2][8]) {
+  const int g = thread_rank(block.current) % 32 / 4;
+  for (int half_row = 0; half_row < 2; ++half_row)
+    for (int k = 0; k < 8; ++k) {
+      const int i = half_row + 2 * (k / 4);
+      rows[half_row][k] = tf32_register(all, words, g * 4 + k % 4, a_word + i / 2, i % 2);
+    }
+}
+void read_b_cols(const uint64_t* all, int words, int b_word, float (&cols)[2][8]) {
+  const int t = thread_rank(block.current) % 4;
+  for (int c = 0; c < 2; ++c)
+    for (int k = 0; k < 8; ++k)
+      cols[c][k] = tf32_register(all, words, (2 * t + c) * 4 + k % 4, b_word, k / 4);
+}
+
+// d[i] += sum_k A(g + 8 (i / 2), k) B(k, 2 t + i % 2) for the calling lane.
+void accumulate_product(float (&d)[4], const float (&a_rows)[2][8], const float (&b_cols)[2][8]) {
   for (int i = 0; i < 4; ++i) {
-    const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
     // tf32 products are exact in float; the sum is rounded once, a close stand-in for the hardware's adder.
     double sum = d[i];
-    for (int k = 0; k < 8; ++k) sum += static_cast<double>(a_at(row, k) * b_at(k, col));
+    for (int k = 0; k < 8; ++k) sum += static_cast<double>(a_rows[i / 2][k] * b_cols[i % 2][k]);
     d[i] = static_cast<float>(sum);
   }
+}
+
+}  // namespace
+
+void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  uint64_t mine[3];
+  pack_a(a, mma_fault.load(), mine);
+  mine[2] = b[0] | uint64_t{b[1]} << 32;
+  uint64_t all[32 * 3];
+  gather_warp(mine, 3, all);
+  float a_rows[2][8], b_cols[2][8];
+  read_a_rows(all, 3, 0, a_rows);
+  read_b_cols(all, 3, 2, b_cols);
+  accumulate_product(d, a_rows, b_cols);
+}
+
+void mma_m16n8k8_3xtf32(float (&d)[4], const uint32_t (&a_big)[4], const uint32_t (&a_small)[4],
+                        const uint32_t (&b_big)[2], const uint32_t (&b_small)[2]) {
+  // Words: a_big 0-1, a_small 2-3, b_big 4, b_small 5.
+  uint64_t mine[6];
+  const bool swap = mma_fault.load();
+  pack_a(a_big, swap, mine);
+  pack_a(a_small, swap, mine + 2);
+  mine[4] = b_big[0] | uint64_t{b_big[1]} << 32;
+  mine[5] = b_small[0] | uint64_t{b_small[1]} << 32;
+  uint64_t all[32 * 6];
+  gather_warp(mine, 6, all);
+  float a_big_rows[2][8], a_small_rows[2][8], b_big_cols[2][8], b_small_cols[2][8];
+  read_a_rows(all, 6, 0, a_big_rows);
+  read_a_rows(all, 6, 2, a_small_rows);
+  read_b_cols(all, 6, 4, b_big_cols);
+  read_b_cols(all, 6, 5, b_small_cols);
+  accumulate_product(d, a_small_rows, b_big_cols);
+  accumulate_product(d, a_big_rows, b_small_cols);
+  accumulate_product(d, a_big_rows, b_big_cols);
 }
 
 unsigned char* dynamic_shared() { return block.shared.data(); }

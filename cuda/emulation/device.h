@@ -42,13 +42,18 @@ void sync_warp();
 uint64_t exchange_xor(uint64_t bits, int lane_mask, int width);
 // The warp's lanes each publish `words` 8-byte words (at most kGatherWords) and read all 32 lanes' into
 // all[lane * words + w]; a lane that does not exist or has returned gives all-ones bits, as exchange_xor.
-constexpr int kGatherWords = 4;
+constexpr int kGatherWords = 6;
 void gather_warp(const uint64_t* mine, int words, uint64_t* all);
 // mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling lane, d += A B, with the fragments the
 // PTX ISA assigns a lane (g = lane / 4, t = lane % 4): a[i] = A(g + 8 (i % 2), t + 4 (i / 2)),
 // b[i] = B(t + 4 i, g), d[i] = D(g + 8 (i / 2), 2 t + i % 2). As the tensor cores do, it reads the operands'
 // top 19 bits (tf32) and ignores the other 13. Every lane of the warp must call.
 void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+// The three instructions of tensor_cores::mma_3xtf32 in its order (a_small b_big, a_big b_small, a_big
+// b_big), each rounded as mma_m16n8k8_tf32 rounds, with one warp exchange (a rendezvous of the warp's fibers)
+// instead of three; the exchanges were most of an emulated tensor-core kernel's time.
+void mma_m16n8k8_3xtf32(float (&d)[4], const uint32_t (&a_big)[4], const uint32_t (&a_small)[4],
+                        const uint32_t (&b_big)[2], const uint32_t (&b_small)[2]);
 // While set, the emulated instruction reads A's registers 1 and 2 the wrong way round, as a wrong fragment
 // table would: what the backend's tensor-core self-check (cuda::tensor_core_self_check) must notice.
 void set_mma_fault(bool swap_a_registers);
