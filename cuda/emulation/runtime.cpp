@@ -12,6 +12,7 @@
 #include "cuda_runtime_api.h"
 #include "loom/cuda/cublas_loader.h"
 #include "loom/cuda/emulation/device.h"
+#include "loom/ops/cpu/blas.h"
 
 namespace {
 int current_device = 0;
@@ -145,6 +146,11 @@ template <typename T>
 cublasStatus_t gemm_strided_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, T alpha,
                                     const T* A, int lda, long long sa, const T* B, int ldb, long long sb,
                                     T beta, T* C, int ldc, long long sc, int batch) {
+  // OpenBLAS on one thread, as Loom's CPU kernels run it: after a threaded call its workers spin on
+  // sched_yield, and between the emulated kernels that follow they did so for most of a run (emulated
+  // test_reversible: 98 s of CPU in 56 s before, 57 s in 57 s after), taking the core ctest -j2 gives another
+  // suite.
+  loom::cpu::single_threaded_blas();
   for (int i = 0; i < batch; ++i) {
     if constexpr (std::is_same_v<T, float>) {
       cblas_sgemm(CblasColMajor, transpose(ta), transpose(tb), m, n, k, alpha, A + i * sa, lda, B + i * sb,
@@ -171,10 +177,12 @@ cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, c
   return gemm_strided_batched(ta, tb, m, n, k, *alpha, A, lda, sa, B, ldb, sb, *beta, C, ldc, sc, batch);
 }
 cublasStatus_t cublasSscal_v2(cublasHandle_t, int n, const float* alpha, float* x, int incx) {
+  loom::cpu::single_threaded_blas();
   cblas_sscal(n, *alpha, x, incx);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDscal_v2(cublasHandle_t, int n, const double* alpha, double* x, int incx) {
+  loom::cpu::single_threaded_blas();
   cblas_dscal(n, *alpha, x, incx);
   return CUBLAS_STATUS_SUCCESS;
 }
