@@ -1,18 +1,40 @@
 #include "support/driver_fixture.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <fstream>
+#include <system_error>
 
 #include "loom/loom.h"
 
 namespace loom::test {
 
+namespace {
+
+// The scratch directories this process made, removed when it exits normally.
+struct ScratchDirs {
+  std::vector<std::filesystem::path> made;
+  ~ScratchDirs() {
+    for (const auto& p : made) {
+      std::error_code ignored;
+      std::filesystem::remove_all(p, ignored);
+    }
+  }
+};
+ScratchDirs scratch_dirs;
+
+}  // namespace
+
 std::filesystem::path scratch_dir(const std::string& prefix, const std::string& name) {
-  std::filesystem::path p = std::filesystem::temp_directory_path() / (prefix + name);
+  // The process id keeps two runs of one suite apart: ctest runs the emulated test_models_cuda under two
+  // schedules at once, and with one directory each run's drivers deleted the other's checkpoints.
+  std::filesystem::path p =
+      std::filesystem::temp_directory_path() / (prefix + name + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
+  scratch_dirs.made.push_back(p);
   return p;
 }
 
