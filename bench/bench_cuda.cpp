@@ -12,7 +12,9 @@
 //                        cuda::set_attention_kernels): what the tensor cores gain over them
 //   AttentionSharedTiles/<L> the same on the shared-memory tiles: what the register tiles gain over them
 //   LshAttention/<L>     lsh_attention forward + backward, qk and v [1, 8, L, 64], chunk 64, 2 rounds,
-//                        causal, default kernels (the label says whether the tensor cores ran)
+//                        causal, L / 64 buckets as bench_reformer's (factorised above 128), default kernels
+//                        (the label says whether the tensor cores ran); gpu_reference.py times
+//                        reformer_lm.py's LSHAttention on the same shapes
 //   LshAttentionRegisterTiles/<L>, LshAttentionSharedTiles/<L> likewise
 //   MultiDimAttention/<r> multi_dim_attention forward + backward over Bi-BloSA's blocks: [512, r, 300]
 //                        float32 (a batch of 32 sequences of 16 blocks), forward mask; counter scores/s, the
@@ -188,6 +190,7 @@ void lsh_attention_step(benchmark::State& state, Kernels kernels) {
   loom::LshAttentionOptions opts;
   opts.chunk_len = 64;
   opts.n_hashes = 2;
+  opts.n_buckets = loom::bench::reformer_buckets(len, opts.chunk_len);  // the PyTorch reference's count
   opts.causal = true;
   opts.seed = 1;
   opts.has_seed = true;

@@ -6,6 +6,10 @@
   MultiDimAttention/<r>  Bi-BloSA's feature-wise attention forward + backward, [512, r, 300] float32, forward
                      mask, as the reference code computes it (tests/golden/blosa/make_blosa_golden.py: the
                      whole [N, r, r, d] score tensor)
+  LshAttention/<L>   shared-QK LSH attention forward + backward, qk and v [8, L, 64] float32 (bench_cuda's [1, 8,
+                     L, 64]), chunks of 64 seeing the previous one, 2 rounds, causal: bench/pytorch/reformer_lm.py's
+                     LSHAttention (reformer-pytorch's computation: sort, gather, [chunk, 2 chunk] logits per
+                     chunk, unsort, rounds combined by their logsumexps), L / 64 buckets
   ReformerStep/<L>   one training step of bench/pytorch/reformer_lm.py's model (Loom's bench_reformer model)
 
 Times are means over timed iterations after warm-up, each ended by torch.cuda.synchronize(); peak_bytes is
@@ -104,6 +108,25 @@ def multi_dim_attention(length, repeats):
     print(json.dumps(out), flush=True)
 
 
+def lsh_attention(length, repeats):
+    import reformer_lm  # the PyTorch reference of bench_reformer's LSH attention
+
+    torch.set_default_device("cuda")  # the reference draws its rotations and indices on the default device
+    try:
+        attn = reformer_lm.LSHAttention(causal=True)
+        qk, v = (torch.randn(8, length, reformer_lm.DIM_HEAD, requires_grad=True) for _ in range(2))
+        probe = torch.randn(8, length, reformer_lm.DIM_HEAD)
+
+        def step():
+            qk.grad = v.grad = None
+            attn(qk, v).backward(probe)
+
+        s, peak = timed(step, repeats)
+        report(f"LshAttention/{length}", s, peak, tokens=length)
+    finally:
+        torch.set_default_device("cpu")
+
+
 def reformer_step(length, repeats):
     import reformer_lm  # the PyTorch reference model of bench_reformer
 
@@ -131,6 +154,11 @@ def main():
         attention(length, args.repeats)
     for length in (16, 32, 64):
         multi_dim_attention(length, args.repeats)
+    for length in (4096, 16384, 65536):
+        try:
+            lsh_attention(length, args.repeats)
+        except Exception as e:  # noqa: BLE001 - report and go on (out of memory, say)
+            print(json.dumps(dict(name=f"LshAttention/{length}", error=str(e).splitlines()[0])), flush=True)
     for length in (4096, 16384, 65536):
         try:
             reformer_step(length, max(2, args.repeats // 3))
