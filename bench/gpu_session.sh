@@ -44,5 +44,5 @@ stage test_op_parity 120 build-gpu/tests/test_op_parity
 stage test_models_cuda 60 build-gpu/tests/test_models_cuda
 stage test_reversible_cuda 60 build-gpu/tests/test_reversible --gtest_filter='*Cuda*'
 stage bench_cuda 180 build-gpu/bench/bench_cuda --benchmark_min_time=0.2
-PYTHONUNBUFFERED=1 stage torch_gpu 120 python3 bench/pytorch/gpu_reference.py --repeats 10
+PYTHONUNBUFFERED=1 stage torch_gpu 150 python3 bench/pytorch/gpu_reference.py --repeats 10
 exit 0

@@ -12,6 +12,9 @@
                      LSHAttention (reformer-pytorch's computation: sort, gather, [chunk, 2 chunk] logits per
                      chunk, unsort, rounds combined by their logsumexps), L / 64 buckets
   ReformerStep/<L>   one training step of bench/pytorch/reformer_lm.py's model (Loom's bench_reformer model)
+  ReformerLongest    that step at L = 2^14, 2^15, ... until the GPU runs out of memory (or 45 s have
+                     passed): the longest trainable L, as bench_cuda's ReformerLongest. The reference hashes
+                     with unfactorised rotations, [L, L / 128] per head and round, as reformer-pytorch does
 
 Times are means over timed iterations after warm-up, each ended by torch.cuda.synchronize(); peak_bytes is
 torch.cuda.max_memory_allocated above what was allocated before the timed steps (Loom's counter is its own
@@ -161,6 +164,40 @@ def reformer_step(length, repeats):
         torch.set_default_device("cpu")
 
 
+def reformer_longest(first=1 << 14, last=1 << 24, budget_s=45.0):
+    import reformer_lm
+
+    longest, seconds, peak, stop = 0, 0.0, 0, "reached the last length"
+    started = time.perf_counter()
+    length = first
+    while length <= last:
+        if time.perf_counter() - started > budget_s:
+            stop = f"stopped before L = {length}: the {budget_s:.0f} s budget is spent"
+            break
+        model = opt = x = y = None
+        torch.set_default_device("cuda")
+        try:
+            model, opt = reformer_lm.make(dict(len=length, layers=6))
+            x, y = (torch.randint(0, reformer_lm.VOCAB, (1, length)) for _ in range(2))
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            reformer_lm.step(model, opt, x, y)
+            torch.cuda.synchronize()
+            seconds, peak, longest = time.perf_counter() - start, torch.cuda.max_memory_allocated(), length
+        except torch.cuda.OutOfMemoryError as e:
+            stop = f"stopped at L = {length}: {str(e).splitlines()[0]}"
+            break
+        finally:
+            model = opt = x = y = None
+            torch.set_default_device("cpu")
+            torch.cuda.empty_cache()
+        length *= 2
+    print(json.dumps(dict(name="ReformerLongest", torch=torch.__version__, device=torch.cuda.get_device_name(),
+                          longest_len=longest, longest_step_s=seconds, longest_peak_bytes=peak, label=stop)),
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=10)
@@ -184,6 +221,7 @@ def main():
             reformer_step(length, max(2, args.repeats // 3))
         except Exception as e:  # noqa: BLE001 - report and go on (out of memory, say)
             print(json.dumps(dict(name=f"ReformerStep/{length}", error=str(e).splitlines()[0])), flush=True)
+    reformer_longest()
 
 
 if __name__ == "__main__":
