@@ -21,6 +21,7 @@ torch.cuda.max_memory_allocated above what was allocated before the timed steps 
 device allocator's high-water mark above the same base). Run on the GPU machine by bench/gpu_session.sh.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -45,6 +46,16 @@ def timed(fn, repeats, warmup=2):
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return sum(times) / len(times), torch.cuda.max_memory_allocated() - base
+
+
+@contextlib.contextmanager
+def cuda_by_default():
+    """Factories given no device create on the GPU, as the references build their masks and rotations."""
+    torch.set_default_device("cuda")
+    try:
+        yield
+    finally:
+        torch.set_default_device("cpu")
 
 
 def report(name, seconds, peak, flops=None, tokens=None, **extra):
@@ -121,11 +132,8 @@ def multi_dim_attention(length, repeats):
             t.grad = None
         make_blosa_golden.multi_dim_attention(q, k, v, bias, "forward", None, True).backward(probe)
 
-    torch.set_default_device("cuda")  # the reference builds its direction mask on the default device
-    try:
+    with cuda_by_default():  # the reference builds its direction mask on the default device
         s, peak = timed(step, repeats)
-    finally:
-        torch.set_default_device("cpu")
     out = dict(name=f"MultiDimAttention/{length}", torch=torch.__version__, device=torch.cuda.get_device_name(),
                ms=s * 1e3, peak_bytes=peak, scores_s=blocks * length * length * d / s)
     print(json.dumps(out), flush=True)
@@ -134,8 +142,7 @@ def multi_dim_attention(length, repeats):
 def lsh_attention(length, repeats):
     import reformer_lm  # the PyTorch reference of bench_reformer's LSH attention
 
-    torch.set_default_device("cuda")  # the reference draws its rotations and indices on the default device
-    try:
+    with cuda_by_default():
         attn = reformer_lm.LSHAttention(causal=True)
         qk, v = (torch.randn(8, length, reformer_lm.DIM_HEAD, requires_grad=True) for _ in range(2))
         probe = torch.randn(8, length, reformer_lm.DIM_HEAD)
@@ -146,22 +153,17 @@ def lsh_attention(length, repeats):
 
         s, peak = timed(step, repeats)
         report(f"LshAttention/{length}", s, peak, tokens=length)
-    finally:
-        torch.set_default_device("cpu")
 
 
 def reformer_step(length, repeats):
     import reformer_lm  # the PyTorch reference model of bench_reformer
 
-    torch.set_default_device("cuda")  # the reference creates its rotations and indices on the default device
-    try:
+    with cuda_by_default():
         model, opt = reformer_lm.make(dict(len=length, layers=6))
         g = torch.Generator().manual_seed(1)
         x, y = (torch.randint(0, reformer_lm.VOCAB, (1, length), generator=g, device="cpu").cuda() for _ in range(2))
         s, peak = timed(lambda: reformer_lm.step(model, opt, x, y), repeats, warmup=1)
         report(f"ReformerStep/{length}", s, peak, tokens=length)
-    finally:
-        torch.set_default_device("cpu")
 
 
 def reformer_longest(first=1 << 14, last=1 << 24, budget_s=45.0):
@@ -175,22 +177,21 @@ def reformer_longest(first=1 << 14, last=1 << 24, budget_s=45.0):
             stop = f"stopped before L = {length}: the {budget_s:.0f} s budget is spent"
             break
         model = opt = x = y = None
-        torch.set_default_device("cuda")
         try:
-            model, opt = reformer_lm.make(dict(len=length, layers=6))
-            x, y = (torch.randint(0, reformer_lm.VOCAB, (1, length)) for _ in range(2))
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
-            reformer_lm.step(model, opt, x, y)
-            torch.cuda.synchronize()
-            seconds, peak, longest = time.perf_counter() - start, torch.cuda.max_memory_allocated(), length
+            with cuda_by_default():
+                model, opt = reformer_lm.make(dict(len=length, layers=6))
+                x, y = (torch.randint(0, reformer_lm.VOCAB, (1, length)) for _ in range(2))
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                start = time.perf_counter()
+                reformer_lm.step(model, opt, x, y)
+                torch.cuda.synchronize()
+                seconds, peak, longest = time.perf_counter() - start, torch.cuda.max_memory_allocated(), length
         except torch.cuda.OutOfMemoryError as e:
             stop = f"stopped at L = {length}: {str(e).splitlines()[0]}"
             break
         finally:
             model = opt = x = y = None
-            torch.set_default_device("cpu")
             torch.cuda.empty_cache()
         length *= 2
     print(json.dumps(dict(name="ReformerLongest", torch=torch.__version__, device=torch.cuda.get_device_name(),

@@ -307,6 +307,8 @@ void pack_a(const uint32_t (&a)[4], bool swap, uint64_t* words) {
   words[0] = a[0] | uint64_t{a1} << 32;
   words[1] = a2 | uint64_t{a[3]} << 32;
 }
+// B's two registers as one word.
+uint64_t pack_b(const uint32_t (&b)[2]) { return b[0] | uint64_t{b[1]} << 32; }
 
 // A register of a lane, from every lane's as gather_warp returned them (`words` words a lane), read as tf32.
 float tf32_register(const uint64_t* all, int words, int lane, int word, int half) {
@@ -348,7 +350,7 @@ void accumulate_product(float (&d)[4], const float (&a_rows)[2][8], const float 
 void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   uint64_t mine[3];
   pack_a(a, mma_fault.load(), mine);
-  mine[2] = b[0] | uint64_t{b[1]} << 32;
+  mine[2] = pack_b(b);
   uint64_t all[32 * 3];
   gather_warp(mine, 3, all);
   float a_rows[2][8], b_cols[2][8];
@@ -364,8 +366,8 @@ void mma_m16n8k8_3xtf32(float (&d)[4], const uint32_t (&a_big)[4], const uint32_
   const bool swap = mma_fault.load();
   pack_a(a_big, swap, mine);
   pack_a(a_small, swap, mine + 2);
-  mine[4] = b_big[0] | uint64_t{b_big[1]} << 32;
-  mine[5] = b_small[0] | uint64_t{b_small[1]} << 32;
+  mine[4] = pack_b(b_big);
+  mine[5] = pack_b(b_small);
   uint64_t all[32 * 6];
   gather_warp(mine, 6, all);
   float a_big_rows[2][8], a_small_rows[2][8], b_big_cols[2][8], b_small_cols[2][8];
